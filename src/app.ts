@@ -1,0 +1,57 @@
+import express, { type Express } from 'express';
+import * as OpenApiValidator from 'express-openapi-validator';
+import type { TokenRegistry } from './auth/token-registry.ts';
+import type { Config } from './config.ts';
+import { hostsHandlers } from './hosts/hosts-handlers.ts';
+import type { HostsService } from './hosts/hosts-service.ts';
+import { loadContract } from './http/contract.ts';
+import { docsHandlers } from './http/docs.ts';
+import './http/express-augment.ts';
+import { healthHandlers, type ReadinessProbe } from './http/health-handlers.ts';
+import { notFoundHandler, problemHandler } from './http/problem.ts';
+import { requestContextMiddleware } from './http/request-context.ts';
+import { bearerAuthHandler } from './http/security.ts';
+import type { Logger } from './logger.ts';
+import { runsHandlers } from './runs/runs-handlers.ts';
+import type { RunsService } from './runs/runs-service.ts';
+
+export interface AppDependencies {
+  config: Pick<Config, 'bodyLimit' | 'validateResponses'>;
+  logger: Logger;
+  tokens: TokenRegistry;
+  readiness: ReadinessProbe;
+  runs: RunsService;
+  hosts: HostsService;
+}
+
+/** The Express app, without listening: the server and the tests both build it here. */
+export function buildApp(deps: AppDependencies): Express {
+  const contract = loadContract();
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('query parser', 'simple');
+  app.use(requestContextMiddleware(deps.logger));
+  app.use(docsHandlers(contract));
+  app.use(
+    express.json({
+      limit: deps.config.bodyLimit,
+      strict: false,
+      type: ['application/json', 'application/*+json'],
+    }),
+  );
+  app.use(
+    OpenApiValidator.middleware({
+      apiSpec: structuredClone(contract.document),
+      validateRequests: { allErrors: true, allowUnknownQueryParameters: false },
+      validateResponses: deps.config.validateResponses ? { onError: undefined } : false,
+      validateSecurity: { handlers: { bearerAuth: bearerAuthHandler(deps.tokens) } },
+      validateFormats: true,
+    }),
+  );
+  app.use(healthHandlers(deps.readiness));
+  app.use(hostsHandlers(deps.hosts));
+  app.use(runsHandlers(deps.runs));
+  app.use(notFoundHandler());
+  app.use(problemHandler(deps.logger));
+  return app;
+}

@@ -1,0 +1,4 @@
+import type { components } from './api-types.ts';
+
+/** Shapes of the contract, generated from openapi.yaml: presenters are typed against them. */
+export type Schemas = components['schemas'];

@@ -1,0 +1,10 @@
+export type { Lab, LabHost } from './types.ts';
+export { findHost } from './types.ts';
+export { labUp, labDown, nsExec, type LabUpOptions } from './lab.ts';
+export { labDownStale } from './stale.ts';
+export { startSshd, stopSshd } from './sshd.ts';
+export { defaultLabRoot, MAX_HOSTS } from './naming.ts';
+export { SLOT_COUNT } from './addressing.ts';
+export { listLabs, readLab, type LabSummary } from './state.ts';
+export { labSsh, sshClientArgs, sshCommonArgs } from './ssh.ts';
+export { LabExistsError } from './errors.ts';

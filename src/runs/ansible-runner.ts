@@ -1,0 +1,186 @@
+import path from 'node:path';
+import { execa } from 'execa';
+import type { Config } from '../config.ts';
+import type { Logger } from '../logger.ts';
+import { extractResults, parseCallbackJson } from './json-extractor.ts';
+import { closeSshMasters, signalGroup } from './process-reaper.ts';
+import { createWorkspace, removeWorkspace, type RunWorkspace } from './run-workspace.ts';
+import type { PlaybookRunner, RunHandle, RunOutcome, RunSpec } from './types.ts';
+
+type RunnerConfig = Pick<
+  Config,
+  | 'ansiblePlaybook'
+  | 'inventoryPath'
+  | 'playbooksDir'
+  | 'runTimeoutMs'
+  | 'runCancelGraceMs'
+  | 'runLogMaxBytes'
+  | 'vaultPassword'
+  | 'vaultPasswordFile'
+>;
+
+/** Keeps the tail: the end of stderr is where ansible says why it stopped. */
+function boundedTail(text: string, maxBytes: number): string {
+  if (Buffer.byteLength(text) <= maxBytes) return text;
+  const buf = Buffer.from(text);
+  return '[... truncated ...]\n' + buf.subarray(buf.length - maxBytes).toString('utf8');
+}
+
+// Only what ansible needs: the server's own secrets (tokens, database URL, vault password)
+// must not reach a child's environment.
+const INHERITED_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LC_ALL', 'TZ', 'SSH_AUTH_SOCK'];
+
+export class AnsibleRunner implements PlaybookRunner {
+  constructor(
+    private readonly config: RunnerConfig,
+    private readonly logger: Logger,
+  ) {}
+
+  async version(): Promise<string> {
+    const { stdout } = await execa(this.config.ansiblePlaybook, ['--version'], { timeout: 30_000 });
+    return stdout.split('\n')[0] ?? stdout;
+  }
+
+  private async vaultPassword(): Promise<string | undefined> {
+    if (this.config.vaultPassword !== undefined) return this.config.vaultPassword;
+    if (!this.config.vaultPasswordFile) return undefined;
+    const { readFile } = await import('node:fs/promises');
+    return (await readFile(this.config.vaultPasswordFile, 'utf8')).replace(/\r?\n$/, '');
+  }
+
+  private environment(ws: RunWorkspace): Record<string, string> {
+    const env: Record<string, string> = {};
+    for (const k of INHERITED_ENV) {
+      const v = process.env[k];
+      if (v !== undefined) env[k] = v;
+    }
+    return {
+      ...env,
+      ANSIBLE_STDOUT_CALLBACK: 'ansible.posix.json',
+      ANSIBLE_LOAD_CALLBACK_PLUGINS: 'True',
+      ANSIBLE_PIPELINING: 'True',
+      ANSIBLE_HOST_KEY_CHECKING: 'True',
+      ANSIBLE_RETRY_FILES_ENABLED: 'False',
+      ANSIBLE_NOCOLOR: 'True',
+      ANSIBLE_FORCE_COLOR: 'False',
+      ANSIBLE_SSH_CONTROL_PATH_DIR: ws.controlPathDir,
+      ANSIBLE_LOCAL_TEMP: ws.localTempDir,
+      ANSIBLE_LIBRARY: ws.libraryDir,
+      ANSIBLE_PYTHON_INTERPRETER: 'auto_silent',
+      ANSIBLE_DEPRECATION_WARNINGS: 'False',
+      ANSIBLE_SYSTEM_WARNINGS: 'False',
+      PYTHONUNBUFFERED: '1',
+    };
+  }
+
+  start(spec: RunSpec): RunHandle {
+    let cancelRequested = false;
+    let cancelNow: (() => void) | null = null;
+    const done = this.execute(spec, {
+      isCanceled: () => cancelRequested,
+      onCancelable: (fn) => {
+        cancelNow = fn;
+        if (cancelRequested) fn();
+      },
+    });
+    return {
+      done,
+      cancel: () => {
+        cancelRequested = true;
+        cancelNow?.();
+      },
+    };
+  }
+
+  private async execute(
+    spec: RunSpec,
+    hooks: { isCanceled: () => boolean; onCancelable: (fn: () => void) => void },
+  ): Promise<RunOutcome> {
+    const log = this.logger.child({ run_id: spec.runId });
+    const ws = await createWorkspace({
+      playbookRoot: spec.playbookRoot,
+      libraryDir: path.join(this.config.playbooksDir, 'library'),
+      inventoryPath: this.config.inventoryPath,
+      extravars: spec.extravars,
+      vaultPassword: await this.vaultPassword(),
+    });
+    let pgid: number | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    let killTimer: NodeJS.Timeout | undefined;
+    let timedOut = false;
+    try {
+      if (hooks.isCanceled()) return this.endedWithoutRun('canceled', 'canceled before it started');
+      const args = [
+        '-i',
+        ws.inventoryPath,
+        '-e',
+        `@${ws.extravarsPath}`,
+        '--limit',
+        // Names were checked against the inventory; joined as a plain list, never a pattern file.
+        spec.hosts.join(','),
+      ];
+      if (ws.vaultPasswordPath) args.push('--vault-password-file', ws.vaultPasswordPath);
+      args.push(path.join(ws.projectDir, spec.playbookFile));
+      const child = execa(this.config.ansiblePlaybook, args, {
+        cwd: ws.dir,
+        env: this.environment(ws),
+        extendEnv: false,
+        detached: true,
+        reject: false,
+        stdin: 'ignore',
+        maxBuffer: { stdout: 512 * 1024 * 1024, stderr: 64 * 1024 * 1024 },
+      });
+      pgid = child.pid;
+      log.info(
+        { event: 'run.spawned', pid: pgid, hosts: spec.hosts.length },
+        'ansible-playbook started',
+      );
+      const interrupt = () => {
+        if (pgid === undefined) return;
+        signalGroup(pgid, 'SIGINT');
+        killTimer ??= setTimeout(() => signalGroup(pgid!, 'SIGKILL'), this.config.runCancelGraceMs);
+      };
+      hooks.onCancelable(interrupt);
+      timer = setTimeout(() => {
+        timedOut = true;
+        interrupt();
+      }, this.config.runTimeoutMs);
+      const result = await child;
+      const stderr = String(result.stderr ?? '');
+      const logText = boundedTail(stderr, this.config.runLogMaxBytes);
+      const doc = parseCallbackJson(String(result.stdout ?? ''));
+      const extracted = doc ? extractResults(doc) : { summary: {}, results: [] };
+      const rc = typeof result.exitCode === 'number' ? result.exitCode : null;
+      const base = { rc, ...extracted, log: logText };
+      if (timedOut) {
+        return {
+          ...base,
+          status: 'timed_out',
+          error: `run exceeded ${this.config.runTimeoutMs / 1000}s`,
+        };
+      }
+      if (hooks.isCanceled()) return { ...base, status: 'canceled', error: 'canceled on request' };
+      if (!doc) {
+        const why = stderr.trim().split('\n').slice(-5).join('\n');
+        return {
+          ...base,
+          status: 'error',
+          error:
+            why || `ansible-playbook exited with ${rc ?? result.signal} and printed no results`,
+        };
+      }
+      return { ...base, status: rc === 0 ? 'succeeded' : 'failed', error: null };
+    } finally {
+      clearTimeout(timer);
+      clearTimeout(killTimer);
+      if (pgid !== undefined) signalGroup(pgid, 'SIGKILL');
+      await closeSshMasters(ws.controlPathDir, ws.dir);
+      await removeWorkspace(ws);
+      log.debug({ event: 'run.cleaned' }, 'run workspace removed');
+    }
+  }
+
+  private endedWithoutRun(status: 'canceled', error: string): RunOutcome {
+    return { status, rc: null, summary: {}, results: [], error, log: '' };
+  }
+}

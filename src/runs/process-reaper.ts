@@ -1,0 +1,60 @@
+import { readdir, readFile } from 'node:fs/promises';
+import { execa } from 'execa';
+
+/** Pids of live processes whose command line mentions `needle` (e.g. a run's temp dir). */
+export async function pidsMentioning(needle: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    if (pid === process.pid) continue;
+    try {
+      const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8');
+      const stat = await readFile(`/proc/${entry}/stat`, 'utf8');
+      // Zombies have already exited; only their parent can reap them.
+      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue;
+      if (cmdline.includes(needle)) pids.push(pid);
+    } catch {
+      // gone while we looked
+    }
+  }
+  return pids;
+}
+
+export function signalGroup(pgid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pgid, signal);
+  } catch {
+    // the group is already empty
+  }
+}
+
+/**
+ * Ends SSH ControlPersist masters a run left behind: ask each politely over its socket
+ * (`ssh -O exit`), then kill whatever still names the run's directory. Masters detach from
+ * the run's process group, so killing the group alone would leave them.
+ */
+export async function closeSshMasters(controlPathDir: string, workspaceDir: string): Promise<void> {
+  let sockets: string[] = [];
+  try {
+    sockets = await readdir(controlPathDir);
+  } catch {
+    sockets = [];
+  }
+  await Promise.all(
+    sockets.map((s) =>
+      execa('ssh', ['-O', 'exit', '-o', `ControlPath=${controlPathDir}/${s}`, 'routeplane-cp'], {
+        reject: false,
+        timeout: 5000,
+        stdin: 'ignore',
+      }),
+    ),
+  );
+  for (const pid of await pidsMentioning(workspaceDir)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}

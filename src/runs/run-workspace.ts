@@ -1,0 +1,76 @@
+import { existsSync } from 'node:fs';
+import { chmod, cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+
+export interface WorkspaceSources {
+  playbookRoot: string;
+  libraryDir: string;
+  inventoryPath: string;
+  extravars: Record<string, unknown>;
+  vaultPassword: string | undefined;
+}
+
+/** The per-run temp dir (0700) and the files ansible-playbook is pointed at. */
+export interface RunWorkspace {
+  dir: string;
+  projectDir: string;
+  libraryDir: string;
+  inventoryPath: string;
+  extravarsPath: string;
+  vaultPasswordPath: string | null;
+  controlPathDir: string;
+  localTempDir: string;
+}
+
+/**
+ * Builds a run's private copy of everything it reads, so a run never sees a playbook edited
+ * under it and nothing it needs (extravars, the vault password) is ever on argv.
+ */
+export async function createWorkspace(src: WorkspaceSources): Promise<RunWorkspace> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'routeplane-run-'));
+  try {
+    await chmod(dir, 0o700);
+    const ws: RunWorkspace = {
+      dir,
+      projectDir: path.join(dir, 'project'),
+      libraryDir: path.join(dir, 'library'),
+      inventoryPath: path.join(dir, 'inventory', path.basename(src.inventoryPath)),
+      extravarsPath: path.join(dir, 'extravars.json'),
+      vaultPasswordPath: src.vaultPassword === undefined ? null : path.join(dir, 'vault-password'),
+      // Short on purpose: a unix socket path must fit in 108 bytes.
+      controlPathDir: path.join(dir, 'cp'),
+      localTempDir: path.join(dir, 'tmp'),
+    };
+    await cp(src.playbookRoot, ws.projectDir, { recursive: true, dereference: true });
+    if (existsSync(src.libraryDir)) {
+      await cp(src.libraryDir, ws.libraryDir, { recursive: true, dereference: true });
+    }
+    await mkdir(path.dirname(ws.inventoryPath), { mode: 0o700 });
+    await cp(src.inventoryPath, ws.inventoryPath, { dereference: true });
+    // group_vars/ and host_vars/ beside the inventory belong to it.
+    for (const sub of ['group_vars', 'host_vars']) {
+      const from = path.join(path.dirname(src.inventoryPath), sub);
+      if (existsSync(from)) {
+        await cp(from, path.join(path.dirname(ws.inventoryPath), sub), {
+          recursive: true,
+          dereference: true,
+        });
+      }
+    }
+    await writeFile(ws.extravarsPath, JSON.stringify(src.extravars), { mode: 0o600 });
+    if (ws.vaultPasswordPath) {
+      await writeFile(ws.vaultPasswordPath, src.vaultPassword + '\n', { mode: 0o600 });
+    }
+    await mkdir(ws.controlPathDir, { mode: 0o700 });
+    await mkdir(ws.localTempDir, { mode: 0o700 });
+    return ws;
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+export async function removeWorkspace(ws: RunWorkspace): Promise<void> {
+  await rm(ws.dir, { recursive: true, force: true, maxRetries: 3 });
+}

@@ -1,0 +1,43 @@
+import { Router } from 'express';
+import type { Schemas } from '../http/api.ts';
+import { actorOf } from '../http/security.ts';
+import { presentRun } from './runs-presenter.ts';
+import type { RunsService } from './runs-service.ts';
+import type { RunKind, RunStatus } from './types.ts';
+
+export function runsHandlers(runs: RunsService): Router {
+  const r = Router();
+
+  r.get('/v1/runs', async (req, res) => {
+    const q = req.query as Record<string, unknown>;
+    const page = { limit: Number(q.limit ?? 50), offset: Number(q.offset ?? 0) };
+    const { items, total } = await runs.list({
+      status: q.status as RunStatus | undefined,
+      kind: q.kind as RunKind | undefined,
+      host: q.host as string | undefined,
+      playbook: q.playbook as string | undefined,
+      ...page,
+    });
+    res.json({ items: items.map((run) => presentRun(run, false)), total, ...page });
+  });
+
+  r.post('/v1/runs', async (req, res) => {
+    const body = req.body as Schemas['CreateRunRequest'];
+    const { run, done } = await runs.startCatalogRun(body, actorOf(req));
+    const waitMs = Number(req.query.wait ?? 0) * 1000;
+    const current = await runs.waitFor(run.id, done, waitMs);
+    const ended = current.finishedAt !== null;
+    if (!ended) res.location(`/v1/runs/${run.id}`);
+    res.status(ended ? 201 : 202).json(presentRun(current, true));
+  });
+
+  r.get('/v1/runs/:id', async (req, res) => {
+    res.json(presentRun(await runs.get(req.params.id), true));
+  });
+
+  r.post('/v1/runs/:id/cancel', async (req, res) => {
+    res.json(presentRun(await runs.cancel(req.params.id), true));
+  });
+
+  return r;
+}

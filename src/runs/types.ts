@@ -1,0 +1,91 @@
+export const RUN_STATUSES = [
+  'queued',
+  'running',
+  'succeeded',
+  'failed',
+  'error',
+  'canceled',
+  'timed_out',
+  'interrupted',
+] as const;
+export type RunStatus = (typeof RUN_STATUSES)[number];
+export const FINAL_STATUSES: readonly RunStatus[] = [
+  'succeeded',
+  'failed',
+  'error',
+  'canceled',
+  'timed_out',
+  'interrupted',
+];
+
+export type RunKind = 'playbook' | 'gather';
+
+export type OutcomeStatus = 'ok' | 'changed' | 'failed' | 'unreachable' | 'skipped';
+
+export interface HostOutcome {
+  status: OutcomeStatus;
+  ok: number;
+  changed: number;
+  failures: number;
+  unreachable: number;
+  skipped: number;
+  msg: string | null;
+}
+
+export interface TaskResult {
+  host: string;
+  task: string;
+  status: OutcomeStatus;
+  changed: boolean;
+  msg: string | null;
+  data: Record<string, unknown>;
+}
+
+export interface Run {
+  id: string;
+  kind: RunKind;
+  playbook: string;
+  hosts: string[];
+  limit: string[];
+  status: RunStatus;
+  requestedBy: string;
+  rc: number | null;
+  createdAt: Date;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+  summary: Record<string, HostOutcome>;
+  results: TaskResult[];
+  error: string | null;
+  log: string;
+  owner: string;
+}
+
+/** What the runner needs to execute one ansible-playbook invocation. */
+export interface RunSpec {
+  runId: string;
+  /** Directory copied into the run's temp dir; the playbook path is relative to it. */
+  playbookRoot: string;
+  playbookFile: string;
+  hosts: string[];
+  extravars: Record<string, unknown>;
+}
+
+export interface RunOutcome {
+  status: Extract<RunStatus, 'succeeded' | 'failed' | 'error' | 'canceled' | 'timed_out'>;
+  rc: number | null;
+  summary: Record<string, HostOutcome>;
+  results: TaskResult[];
+  error: string | null;
+  log: string;
+}
+
+export interface RunHandle {
+  readonly done: Promise<RunOutcome>;
+  cancel(): void;
+}
+
+/** Executes playbooks. The real one spawns ansible-playbook; unit tests substitute their own. */
+export interface PlaybookRunner {
+  start(spec: RunSpec): RunHandle;
+  version(): Promise<string>;
+}

@@ -1,0 +1,117 @@
+import type { Server } from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { AddressInfo } from 'node:net';
+import { buildApp } from './app.ts';
+import { loadTokens } from './auth/load-tokens.ts';
+import { loadConfig, type Config } from './config.ts';
+import { lockDataDir } from './db/data-dir-lock.ts';
+import { migrateToLatest } from './db/database.ts';
+import { createLogger, type Logger } from './logger.ts';
+import { wireServices, type Services, type WiringOverrides } from './wiring.ts';
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  services: Services;
+  stop(): Promise<void>;
+}
+
+/** Opens the database, migrates, recovers orphaned runs, and listens. */
+export async function startServer(
+  config: Config,
+  opts: WiringOverrides & { logger?: Logger } = {},
+): Promise<RunningServer> {
+  const logger = opts.logger ?? createLogger(config.logLevel);
+  const unlock = await lockDataDir(config.dataDir);
+  let services: Services | undefined;
+  try {
+    const tokens = loadTokens(config, logger);
+    services = wireServices(config, logger, opts);
+    await migrateToLatest(services.db);
+    await services.presence.announce();
+    await services.runs.interruptOrphans();
+    const app = buildApp({
+      config,
+      logger,
+      tokens,
+      readiness: services.readiness,
+      runs: services.runs,
+      hosts: services.hosts,
+    });
+    const server: Server = await new Promise((resolve, reject) => {
+      const s = app.listen(config.port, config.host, (err?: Error) =>
+        err ? reject(err) : resolve(s),
+      );
+    });
+    // Long waits (?wait=) must not be cut by Node's default request timeout.
+    server.requestTimeout = 0;
+    const { port } = server.address() as AddressInfo;
+    const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+    logger.info(
+      { event: 'server.listening', port, backend: services.db.backend },
+      'routeplane listening',
+    );
+    const live = services;
+    let stopping: Promise<void> | null = null;
+    const stop = () =>
+      (stopping ??= (async () => {
+        logger.info({ event: 'server.stopping' }, 'shutting down');
+        const closed = new Promise<void>((r) => server.close(() => r()));
+        await live.runs.shutdown(config.shutdownGraceMs);
+        server.closeAllConnections();
+        await closed;
+        await live.presence.withdraw();
+        await live.db.close();
+        await unlock();
+        logger.info({ event: 'server.stopped' }, 'stopped');
+      })());
+    return {
+      url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+      port,
+      services: live,
+      stop,
+    };
+  } catch (err) {
+    await services?.presence.withdraw();
+    await services?.db.close().catch(() => undefined);
+    await unlock();
+    throw err;
+  }
+}
+
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    process.stderr.write(`routeplane: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  const logger = createLogger(config.logLevel);
+  let running: RunningServer;
+  try {
+    running = await startServer(config, { logger });
+  } catch (err) {
+    logger.fatal(
+      { event: 'server.start_failed', err: (err as Error).message },
+      'routeplane could not start',
+    );
+    process.exit(1);
+  }
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      running.stop().then(
+        () => process.exit(0),
+        (err) => {
+          logger.error({ event: 'server.stop_failed', err }, 'unclean shutdown');
+          process.exit(1);
+        },
+      );
+    });
+  }
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
+  void main();
+}

@@ -1,0 +1,78 @@
+import type { TokenRegistry } from './auth/token-registry.ts';
+import type { Config } from './config.ts';
+import { openDatabase, pingDatabase, type Database } from './db/database.ts';
+import { HostStateStore } from './hosts/host-state-store.ts';
+import { HostsService } from './hosts/hosts-service.ts';
+import { InventorySource } from './hosts/inventory-source.ts';
+import type { ReadinessProbe } from './http/health-handlers.ts';
+import type { Logger } from './logger.ts';
+import { AnsibleRunner } from './runs/ansible-runner.ts';
+import { InstancePresence } from './runs/instance-presence.ts';
+import { PlaybookCatalog } from './runs/playbook-catalog.ts';
+import { RunsService } from './runs/runs-service.ts';
+import { RunsStore } from './runs/runs-store.ts';
+import type { PlaybookRunner } from './runs/types.ts';
+
+export interface Services {
+  db: Database;
+  presence: InstancePresence;
+  runner: PlaybookRunner;
+  runs: RunsService;
+  hosts: HostsService;
+  readiness: ReadinessProbe;
+}
+
+export interface WiringOverrides {
+  db?: Database;
+  runner?: PlaybookRunner;
+}
+
+/** Creates every store and service and hands each its dependencies; nothing else `new`s them. */
+export function wireServices(
+  config: Config,
+  logger: Logger,
+  overrides: WiringOverrides = {},
+): Services {
+  const db =
+    overrides.db ?? openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  const presence = new InstancePresence(db);
+  const runner = overrides.runner ?? new AnsibleRunner(config, logger);
+  const inventory = new InventorySource(config.inventoryPath);
+  const runs = new RunsService(
+    config,
+    new RunsStore(db.knex),
+    runner,
+    new PlaybookCatalog(config.catalogDir),
+    inventory,
+    presence,
+    logger,
+  );
+  const hosts = new HostsService(config, inventory, new HostStateStore(db.knex), runs);
+  let ansibleVersion: Promise<string> | null = null;
+  const readiness: ReadinessProbe = {
+    database: async () => {
+      try {
+        await pingDatabase(db);
+        return { ok: true, backend: db.backend };
+      } catch (err) {
+        return { ok: false, backend: db.backend, error: (err as Error).message };
+      }
+    },
+    ansible: async () => {
+      // The version does not change under a running process; probing it once is enough.
+      ansibleVersion ??= runner.version();
+      try {
+        return { ok: true, version: await ansibleVersion };
+      } catch (err) {
+        ansibleVersion = null;
+        return {
+          ok: false,
+          error: `ansible-playbook cannot run: ${(err as Error).message.split('\n')[0]}`,
+        };
+      }
+    },
+  };
+  return { db, presence, runner, runs, hosts, readiness };
+}
+
+export type { TokenRegistry };

@@ -1,0 +1,114 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { inject } from 'vitest';
+import { loadConfig } from '../../src/config.ts';
+import { createLogger } from '../../src/logger.ts';
+import { startServer, type RunningServer } from '../../src/server.ts';
+import type { PlaybookRunner } from '../../src/runs/types.ts';
+import { createTestDatabase, type TestDatabase } from './db.ts';
+
+export const TOKENS = {
+  viewer: 'viewer-token-0123456789',
+  operator: 'operator-token-0123456789',
+  admin: 'admin-token-0123456789',
+} as const;
+
+export const REPO = path.resolve(import.meta.dirname, '../..');
+export const FIXTURE_CATALOG = path.join(REPO, 'tests/fixtures/catalog');
+
+export interface TestServer extends RunningServer {
+  database: TestDatabase;
+  dataDir: string;
+  /** Every log line the server wrote, for assertions on what is (not) logged. */
+  logs: string[];
+  request(method: string, url: string, opts?: RequestOptions): Promise<TestResponse>;
+  close(): Promise<void>;
+}
+
+export interface RequestOptions {
+  token?: keyof typeof TOKENS | null;
+  body?: unknown;
+  rawBody?: string;
+  headers?: Record<string, string>;
+}
+
+export interface TestResponse {
+  status: number;
+  headers: Headers;
+  text: string;
+  // Tests assert on arbitrary shapes; the contract check is the server's response validation.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  body: any;
+}
+
+export async function startTestServer(
+  env: Record<string, string> = {},
+  opts: { runner?: PlaybookRunner } = {},
+): Promise<TestServer> {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'routeplane-test-data-'));
+  const database = await createTestDatabase(inject('templateDatabase'));
+  const config = loadConfig({
+    PORT: '0',
+    HOST: '127.0.0.1',
+    DATA_DIR: dataDir,
+    API_TOKENS: Object.entries(TOKENS)
+      .map(([role, t]) => `${role}:${role}:${t}`)
+      .join(','),
+    CATALOG_DIR: FIXTURE_CATALOG,
+    PLAYBOOKS_DIR: path.join(REPO, 'playbooks'),
+    INVENTORY: path.join(REPO, 'inventory/hosts.yml'),
+    VALIDATE_RESPONSES: 'true',
+    LOG_LEVEL: 'debug',
+    RUN_CANCEL_GRACE_S: '2',
+    ...env,
+  });
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      logs.push(...String(chunk).split('\n').filter(Boolean));
+      cb();
+    },
+  });
+  const running = await startServer(config, {
+    db: database.db,
+    runner: opts.runner,
+    logger: createLogger('debug', sink),
+  });
+  const request = async (
+    method: string,
+    url: string,
+    o: RequestOptions = {},
+  ): Promise<TestResponse> => {
+    const headers: Record<string, string> = { ...(o.headers ?? {}) };
+    const token = o.token === undefined ? 'admin' : o.token;
+    if (token) headers.authorization = `Bearer ${TOKENS[token]}`;
+    let body: string | undefined = o.rawBody;
+    if (o.body !== undefined) {
+      body = JSON.stringify(o.body);
+      headers['content-type'] ??= 'application/json';
+    }
+    const res = await fetch(running.url + url, { method, headers, body });
+    const text = await res.text();
+    let parsed: unknown = undefined;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      parsed = undefined;
+    }
+    return { status: res.status, headers: res.headers, text, body: parsed };
+  };
+  return {
+    ...running,
+    database,
+    dataDir,
+    logs,
+    request,
+    close: async () => {
+      await running.stop();
+      await database.drop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
