@@ -37,11 +37,11 @@ fi
 log "database backend for tests: $ROUTEPLANE_TEST_BACKEND"
 
 log "checking generated API types match openapi.yaml"
-npx tsx scripts/check-api-types.ts
+node_modules/.bin/tsx scripts/check-api-types.ts
 log "typecheck"
-npx tsc -p tsconfig.json --noEmit
+node_modules/.bin/tsc -p tsconfig.json --noEmit
 log "lint"
-npx eslint .
-npx prettier --check . --log-level warn
+node_modules/.bin/eslint .
+node_modules/.bin/prettier --check . --log-level warn
 log "vitest"
-npx vitest run "$@"
+node_modules/.bin/vitest run "$@"

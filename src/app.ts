@@ -12,16 +12,22 @@ import { notFoundHandler, problemHandler } from './http/problem.ts';
 import { requestContextMiddleware } from './http/request-context.ts';
 import { bearerAuthHandler } from './http/security.ts';
 import type { Logger } from './logger.ts';
+import { routesHandlers } from './routes/routes-handlers.ts';
+import type { RoutesService } from './routes/routes-service.ts';
 import { runsHandlers } from './runs/runs-handlers.ts';
 import type { RunsService } from './runs/runs-service.ts';
 
 export interface AppDependencies {
-  config: Pick<Config, 'bodyLimit' | 'validateResponses'>;
+  config: Pick<
+    Config,
+    'bodyLimit' | 'validateResponses' | 'routeWaitDefaultMs' | 'authMode' | 'gatewaySecret'
+  >;
   logger: Logger;
   tokens: TokenRegistry;
   readiness: ReadinessProbe;
   runs: RunsService;
   hosts: HostsService;
+  routes: RoutesService;
 }
 
 /** The Express app, without listening: the server and the tests both build it here. */
@@ -44,13 +50,14 @@ export function buildApp(deps: AppDependencies): Express {
       apiSpec: structuredClone(contract.document),
       validateRequests: { allErrors: true, allowUnknownQueryParameters: false },
       validateResponses: deps.config.validateResponses ? { onError: undefined } : false,
-      validateSecurity: { handlers: { bearerAuth: bearerAuthHandler(deps.tokens) } },
+      validateSecurity: { handlers: { bearerAuth: bearerAuthHandler(deps.tokens, deps.config) } },
       validateFormats: true,
     }),
   );
   app.use(healthHandlers(deps.readiness));
   app.use(hostsHandlers(deps.hosts));
   app.use(runsHandlers(deps.runs));
+  app.use(routesHandlers(deps.routes, deps.config.routeWaitDefaultMs));
   app.use(notFoundHandler());
   app.use(problemHandler(deps.logger));
   return app;

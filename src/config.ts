@@ -1,5 +1,7 @@
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { TokenRegistry } from './auth/token-registry.ts';
 
 const boolean = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -21,6 +23,9 @@ const schema = z.object({
   CATALOG_DIR: z.string().min(1).default('playbooks/catalog'),
   API_TOKENS: z.string().optional(),
   API_TOKENS_FILE: z.string().optional(),
+  AUTH_MODE: z.enum(['token', 'kong']).default('token'),
+  GATEWAY_SECRET: z.string().optional(),
+  GATEWAY_SECRET_FILE: z.string().optional(),
   VAULT_PASSWORD_FILE: z.string().optional(),
   VAULT_PASSWORD: z.string().min(1).optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -34,11 +39,20 @@ const schema = z.object({
   BODY_LIMIT: z
     .string()
     .regex(/^\d+(b|kb|mb)$/i, 'must look like 100kb or 1mb')
-    .default('100kb'),
+    .default('1mb'),
   VALIDATE_RESPONSES: boolean.default(false),
+  ROUTE_PROTO: z.coerce.number().int().min(5).max(255).default(147),
+  ROUTE_WAIT_S: z.coerce.number().int().min(0).max(3600).default(30),
+  RECONCILE_RETRY_BASE_S: z.coerce.number().min(0.05).max(600).default(1),
+  RECONCILE_RETRY_MAX_S: z.coerce.number().min(0.05).max(86400).default(60),
+  SCHEDULER_MAX_SLEEP_S: z.coerce.number().min(0.1).max(3600).default(30),
+  REMOVE_ROUTES_ON_SHUTDOWN: boolean.default(false),
 });
 
 export type Env = z.infer<typeof schema>;
+
+/** The variable names routeplane reads: deployment files are checked against this list. */
+export const CONFIG_ENV_VARS: readonly string[] = Object.keys(schema.shape);
 
 export interface Config {
   port: number;
@@ -50,6 +64,10 @@ export interface Config {
   catalogDir: string;
   apiTokens: string | undefined;
   apiTokensFile: string | undefined;
+  /** token: bearer tokens of our own; kong: consumer headers, trusted only with the gateway secret. */
+  authMode: Env['AUTH_MODE'];
+  /** Set exactly when authMode is kong. */
+  gatewaySecret: string | undefined;
   vaultPasswordFile: string | undefined;
   vaultPassword: string | undefined;
   logLevel: Env['LOG_LEVEL'];
@@ -62,10 +80,49 @@ export interface Config {
   ansiblePlaybook: string;
   bodyLimit: string;
   validateResponses: boolean;
+  routeProto: number;
+  routeWaitDefaultMs: number;
+  reconcileRetryBaseMs: number;
+  reconcileRetryMaxMs: number;
+  schedulerMaxSleepMs: number;
+  removeRoutesOnShutdown: boolean;
 }
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
+}
+
+/**
+ * In kong mode the consumer headers are believed only next to this secret, so it must exist
+ * and be long; outside kong mode a secret is a sign of a half-done deployment, so it stops.
+ */
+function gatewaySecretOf(e: Env): string | undefined {
+  const fail = (why: string) => new ConfigError(`invalid configuration: ${why}`);
+  if (e.AUTH_MODE !== 'kong') {
+    if (e.GATEWAY_SECRET || e.GATEWAY_SECRET_FILE) {
+      throw fail('GATEWAY_SECRET and GATEWAY_SECRET_FILE are only used with AUTH_MODE=kong');
+    }
+    return undefined;
+  }
+  if (e.GATEWAY_SECRET && e.GATEWAY_SECRET_FILE) {
+    throw fail('set GATEWAY_SECRET_FILE or GATEWAY_SECRET, not both');
+  }
+  let secret = e.GATEWAY_SECRET;
+  let source = 'GATEWAY_SECRET';
+  if (e.GATEWAY_SECRET_FILE) {
+    source = 'GATEWAY_SECRET_FILE';
+    try {
+      secret = readFileSync(path.resolve(e.GATEWAY_SECRET_FILE), 'utf8').replace(/\r?\n$/, '');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      throw fail(`GATEWAY_SECRET_FILE: cannot read ${e.GATEWAY_SECRET_FILE} (${code})`);
+    }
+  }
+  if (!secret) throw fail('AUTH_MODE=kong needs GATEWAY_SECRET_FILE or GATEWAY_SECRET');
+  if (secret.length < 32 || /\s/.test(secret)) {
+    throw fail(`${source}: the gateway secret must be 32 or more characters without whitespace`);
+  }
+  return secret;
 }
 
 /** Reads and validates the environment once; a bad value names the variable and why. */
@@ -83,6 +140,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       'invalid configuration: set VAULT_PASSWORD_FILE or VAULT_PASSWORD, not both',
     );
   }
+  const gatewaySecret = gatewaySecretOf(e);
+  if (e.API_TOKENS) {
+    // Parsed here too so a malformed list stops start-up like any other bad value (exit 2).
+    try {
+      TokenRegistry.fromPlain(e.API_TOKENS);
+    } catch (err) {
+      throw new ConfigError(`invalid configuration: ${(err as Error).message}`);
+    }
+  }
   return {
     port: e.PORT,
     host: e.HOST,
@@ -93,6 +159,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     catalogDir: path.resolve(e.CATALOG_DIR),
     apiTokens: e.API_TOKENS,
     apiTokensFile: e.API_TOKENS_FILE,
+    authMode: e.AUTH_MODE,
+    gatewaySecret,
     vaultPasswordFile: e.VAULT_PASSWORD_FILE ? path.resolve(e.VAULT_PASSWORD_FILE) : undefined,
     vaultPassword: e.VAULT_PASSWORD,
     logLevel: e.LOG_LEVEL,
@@ -105,5 +173,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ansiblePlaybook: e.ANSIBLE_PLAYBOOK,
     bodyLimit: e.BODY_LIMIT,
     validateResponses: e.VALIDATE_RESPONSES,
+    routeProto: e.ROUTE_PROTO,
+    routeWaitDefaultMs: e.ROUTE_WAIT_S * 1000,
+    reconcileRetryBaseMs: e.RECONCILE_RETRY_BASE_S * 1000,
+    reconcileRetryMaxMs: e.RECONCILE_RETRY_MAX_S * 1000,
+    schedulerMaxSleepMs: e.SCHEDULER_MAX_SLEEP_S * 1000,
+    removeRoutesOnShutdown: e.REMOVE_ROUTES_ON_SHUTDOWN,
   };
 }

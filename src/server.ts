@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import { buildApp } from './app.ts';
 import { loadTokens } from './auth/load-tokens.ts';
+import { TokenRegistry } from './auth/token-registry.ts';
 import { loadConfig, type Config } from './config.ts';
 import { lockDataDir } from './db/data-dir-lock.ts';
 import { migrateToLatest } from './db/database.ts';
@@ -26,7 +27,8 @@ export async function startServer(
   const unlock = await lockDataDir(config.dataDir);
   let services: Services | undefined;
   try {
-    const tokens = loadTokens(config, logger);
+    // Behind Kong the gateway authenticates; no token of ours (nor a bootstrap one) applies.
+    const tokens = config.authMode === 'kong' ? TokenRegistry.empty() : loadTokens(config, logger);
     services = wireServices(config, logger, opts);
     await migrateToLatest(services.db);
     await services.presence.announce();
@@ -38,6 +40,7 @@ export async function startServer(
       readiness: services.readiness,
       runs: services.runs,
       hosts: services.hosts,
+      routes: services.routes,
     });
     const server: Server = await new Promise((resolve, reject) => {
       const s = app.listen(config.port, config.host, (err?: Error) =>
@@ -53,12 +56,33 @@ export async function startServer(
       'routeplane listening',
     );
     const live = services;
+    // After a restart: overdue transitions fire at once, and every host whose kernel may
+    // differ (including those of interrupted runs) is reconciled.
+    await live.scheduler.start();
+    await live.reconciler.reconcileAll();
     let stopping: Promise<void> | null = null;
     const stop = () =>
       (stopping ??= (async () => {
         logger.info({ event: 'server.stopping' }, 'shutting down');
         const closed = new Promise<void>((r) => server.close(() => r()));
+        await live.scheduler.stop();
+        live.reconciler.stop();
+        if (config.removeRoutesOnShutdown) {
+          const run = await live.reconciler.removeAllFromHosts().catch((err: Error) => {
+            logger.error(
+              { event: 'routes.remove_on_shutdown_failed', err },
+              'could not remove routes',
+            );
+            return null;
+          });
+          if (run)
+            logger.info(
+              { event: 'routes.removed_on_shutdown', run_id: run.id, status: run.status },
+              'routes removed from hosts',
+            );
+        }
         await live.runs.shutdown(config.shutdownGraceMs);
+        await live.reconciler.drained();
         server.closeAllConnections();
         await closed;
         await live.presence.withdraw();

@@ -6,7 +6,12 @@ import { HostsService } from './hosts/hosts-service.ts';
 import { InventorySource } from './hosts/inventory-source.ts';
 import type { ReadinessProbe } from './http/health-handlers.ts';
 import type { Logger } from './logger.ts';
+import { hostLocksFor } from './reconciler/host-locks.ts';
+import { Reconciler } from './reconciler/reconciler.ts';
+import { RoutesService } from './routes/routes-service.ts';
+import { RoutesStore } from './routes/routes-store.ts';
 import { AnsibleRunner } from './runs/ansible-runner.ts';
+import { Scheduler } from './scheduler/scheduler.ts';
 import { InstancePresence } from './runs/instance-presence.ts';
 import { PlaybookCatalog } from './runs/playbook-catalog.ts';
 import { RunsService } from './runs/runs-service.ts';
@@ -19,6 +24,9 @@ export interface Services {
   runner: PlaybookRunner;
   runs: RunsService;
   hosts: HostsService;
+  routes: RoutesService;
+  reconciler: Reconciler;
+  scheduler: Scheduler;
   readiness: ReadinessProbe;
 }
 
@@ -48,6 +56,16 @@ export function wireServices(
     logger,
   );
   const hosts = new HostsService(config, inventory, new HostStateStore(db.knex), runs);
+  const routesStore = new RoutesStore(db.knex);
+  const reconciler = new Reconciler(config, routesStore, runs, hostLocksFor(db), logger);
+  const routes = new RoutesService(config, routesStore, inventory, reconciler);
+  const scheduler = new Scheduler(
+    config,
+    routesStore,
+    (fired) => reconciler.markDirty(new Set(fired.map((r) => r.host))),
+    logger,
+  );
+  routes.onScheduleChange(() => scheduler.wake());
   let ansibleVersion: Promise<string> | null = null;
   const readiness: ReadinessProbe = {
     database: async () => {
@@ -72,7 +90,7 @@ export function wireServices(
       }
     },
   };
-  return { db, presence, runner, runs, hosts, readiness };
+  return { db, presence, runner, runs, hosts, routes, reconciler, scheduler, readiness };
 }
 
 export type { TokenRegistry };

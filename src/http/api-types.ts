@@ -239,6 +239,150 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/routes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List live routes (pending, active, paused) */
+        get: operations["listRoutes"];
+        /**
+         * Create routes, or move existing ones to a new gateway or device
+         * @description Like POST, except that a live route with the same identity (host, table,
+         *     to, metric) but different forwarding is updated in place (the route moves
+         *     to the new `via`/`dev`, with the new schedule and comment) instead of
+         *     being a conflict.
+         */
+        put: operations["upsertRoutes"];
+        /**
+         * Create a route, or a batch of routes
+         * @description The body is one route or an array of routes. `host` may name an inventory
+         *     group: the route is created once per member. A route is identified by
+         *     (host, table, to, metric): creating an identical live route again answers
+         *     200 with the existing one; the same identity with a different `via` or
+         *     `dev` is a 409 pointing at it (use PUT to move it).
+         *
+         *     The request waits up to `wait` seconds for the apply run that carries the
+         *     change: then 201 with each route's sync state, or 202 (with the run id in
+         *     `sync.run_id`) if the run is still going. A single route whose apply failed
+         *     is a 502 problem naming the route, the host and the error; a batch answers
+         *     201 with each item's result, and 502 only when every item failed. Nothing
+         *     is half-recorded: one invalid item rejects the whole request.
+         */
+        post: operations["createRoutes"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/routes/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Routes that expired or were deleted, newest first */
+        get: operations["listRouteHistory"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/routes/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example 9b2f3c1e-5d4a-4f6b-8c7d-0e1f2a3b4c5d */
+                id: components["parameters"]["RouteId"];
+            };
+            cookie?: never;
+        };
+        /** One route, live or removed */
+        get: operations["getRoute"];
+        put?: never;
+        post?: never;
+        /** Delete a route (removed from the kernel, kept in history as `deleted`) */
+        delete: operations["deleteRoute"];
+        options?: never;
+        head?: never;
+        /** Change a live route's forwarding, metric, schedule or comment */
+        patch: operations["updateRoute"];
+        trace?: never;
+    };
+    "/v1/routes/{id}/pause": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example 9b2f3c1e-5d4a-4f6b-8c7d-0e1f2a3b4c5d */
+                id: components["parameters"]["RouteId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Pause an active route (removed from the kernel, kept in the database)
+         * @description Only an active route can be paused; anything else is a 409 with its status.
+         */
+        post: operations["pauseRoute"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/routes/{id}/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example 9b2f3c1e-5d4a-4f6b-8c7d-0e1f2a3b4c5d */
+                id: components["parameters"]["RouteId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Resume a paused route
+         * @description Only a paused route can be resumed; anything else is a 409 with its status.
+         */
+        post: operations["resumeRoute"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/routes/{id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example 9b2f3c1e-5d4a-4f6b-8c7d-0e1f2a3b4c5d */
+                id: components["parameters"]["RouteId"];
+            };
+            cookie?: never;
+        };
+        /** The route's audit trail - every transition, who made it and when */
+        get: operations["listRouteEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -356,7 +500,7 @@ export interface components {
         /** @enum {string} */
         RunStatus: "queued" | "running" | "succeeded" | "failed" | "error" | "canceled" | "timed_out" | "interrupted";
         /** @enum {string} */
-        RunKind: "playbook" | "gather";
+        RunKind: "playbook" | "gather" | "apply";
         HostOutcome: {
             /** @enum {string} */
             status: "ok" | "changed" | "failed" | "unreachable" | "skipped";
@@ -427,8 +571,219 @@ export interface components {
                 [key: string]: unknown;
             };
         };
+        /**
+         * @description Lifecycle: `pending` until `create_at`, `active` until `delete_at`,
+         *     `paused` by hand, `expired` at `delete_at`, `deleted` by hand.
+         * @enum {string}
+         */
+        RouteStatus: "pending" | "active" | "paused" | "expired" | "deleted";
+        /**
+         * @description Whether the host's kernel matches: `in_sync`, `applying` (a run will
+         *     carry it), `failed` (see `sync.error` and `sync.retry_at`), `conflict`
+         *     (the kernel has a route for that destination that routeplane does not
+         *     own, or the route would capture the host's management address).
+         * @enum {string}
+         */
+        SyncState: "in_sync" | "applying" | "failed" | "conflict";
+        RouteCreate: {
+            /** @description An inventory host, or a group (one route per member) */
+            host: string;
+            /**
+             * @description IPv4 or IPv6 prefix; a bare address means /32 or /128. Host bits must be zero.
+             * @example 203.0.113.0/24
+             */
+            to: string;
+            /**
+             * @description Gateway, in the family of `to`. At least one of `via` and `dev`.
+             * @example 198.51.100.14
+             */
+            via?: string | null;
+            /** @example eth0 */
+            dev?: string | null;
+            /** @description Default 0 (IPv4), 1024 (IPv6) */
+            metric?: number;
+            /** @description Routing table id; default 254 (main) */
+            table?: number;
+            /** @enum {string} */
+            scope?: "global" | "site" | "link" | "host";
+            /** @description Preferred source address, in the family of `to` */
+            src?: string;
+            /** @default false */
+            onlink: boolean;
+            /**
+             * @description Apply even if the route would capture the address Ansible reaches the host from
+             * @default false
+             */
+            force: boolean;
+            /**
+             * Format: date-time
+             * @description When the route becomes active; absent or past means now
+             */
+            create_at?: string | null;
+            /**
+             * Format: date-time
+             * @description When the route expires; must be in the future and after `create_at`
+             */
+            delete_at?: string | null;
+            comment?: string | null;
+        };
+        RouteCreateBody: components["schemas"]["RouteCreate"] | components["schemas"]["RouteCreate"][];
+        RoutePatch: {
+            via?: string | null;
+            dev?: string | null;
+            metric?: number;
+            /** Format: date-time */
+            create_at?: string | null;
+            /** Format: date-time */
+            delete_at?: string | null;
+            comment?: string | null;
+        };
+        RouteSync: {
+            state: components["schemas"]["SyncState"];
+            error: string | null;
+            conflict: {
+                /** @enum {string} */
+                reason: "unowned" | "lockout";
+                /** @description The kernel's route that routeplane does not own (as `ip -j` shows it) */
+                existing?: {
+                    [key: string]: unknown;
+                };
+                /** @description The address Ansible reaches the host from */
+                management_address?: string;
+            } | null;
+            /** Format: date-time */
+            retry_at: string | null;
+            /** Format: date-time */
+            synced_at: string | null;
+            /**
+             * Format: uuid
+             * @description The last run that carried this route
+             */
+            run_id: string | null;
+        };
+        /**
+         * @example {
+         *       "id": "9b2f3c1e-5d4a-4f6b-8c7d-0e1f2a3b4c5d",
+         *       "host": "h1",
+         *       "to": "203.0.113.0/24",
+         *       "via": "198.51.100.14",
+         *       "dev": null,
+         *       "metric": 0,
+         *       "table": 254,
+         *       "scope": null,
+         *       "src": null,
+         *       "onlink": false,
+         *       "force": false,
+         *       "create_at": "2026-11-24T09:00:00Z",
+         *       "delete_at": "2026-11-24T17:00:00Z",
+         *       "comment": "experiment 42",
+         *       "status": "active",
+         *       "sync": {
+         *         "state": "in_sync",
+         *         "error": null,
+         *         "conflict": null,
+         *         "retry_at": null,
+         *         "synced_at": "2026-11-24T09:00:01Z",
+         *         "run_id": "3f1e8d52-8f3c-4e55-9d0e-2f4b8d1c9a10"
+         *       },
+         *       "created_by": "alice",
+         *       "created_at": "2026-11-23T15:00:00Z",
+         *       "updated_at": "2026-11-24T09:00:00Z",
+         *       "removed_at": null,
+         *       "removed_reason": null,
+         *       "removed_by": null
+         *     }
+         */
+        Route: {
+            /** Format: uuid */
+            id: string;
+            host: string;
+            to: string;
+            via: string | null;
+            dev: string | null;
+            metric: number;
+            table: number;
+            scope: string | null;
+            src: string | null;
+            onlink: boolean;
+            force: boolean;
+            /** Format: date-time */
+            create_at: string | null;
+            /** Format: date-time */
+            delete_at: string | null;
+            comment: string | null;
+            status: components["schemas"]["RouteStatus"];
+            sync: components["schemas"]["RouteSync"];
+            created_by: string;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+            /** Format: date-time */
+            removed_at: string | null;
+            /** @enum {string|null} */
+            removed_reason: "expired" | "deleted" | null;
+            removed_by: string | null;
+        };
+        RouteBatchResult: {
+            /** @description One entry per requested route (a group item expands to one per member), in order */
+            items: {
+                /** @enum {string} */
+                outcome: "created" | "existing" | "updated";
+                route: components["schemas"]["Route"];
+            }[];
+            /** @description How many items ended in each sync state */
+            counts: {
+                [key: string]: number;
+            };
+        };
+        RouteWriteResult: components["schemas"]["Route"] | components["schemas"]["RouteBatchResult"];
+        RouteList: {
+            items: components["schemas"]["Route"][];
+            total: number;
+            limit: number;
+            offset: number;
+        };
+        RouteEvent: {
+            id: number;
+            /** Format: date-time */
+            at: string;
+            actor: string;
+            /** @enum {string} */
+            action: "create" | "update" | "pause" | "resume" | "delete" | "activate" | "expire";
+            /** @enum {string|null} */
+            from: "pending" | "active" | "paused" | "expired" | "deleted" | null;
+            to: components["schemas"]["RouteStatus"];
+            detail?: {
+                [key: string]: unknown;
+            };
+        };
     };
     responses: {
+        /**
+         * @description The change is recorded, but applying it failed on the host (unreachable,
+         *     or the kernel refused it). The route keeps `sync.state: failed` and is
+         *     retried with backoff until it converges.
+         */
+        ApplyFailed: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "https://routeplane.dev/problems/apply-failed",
+                 *       "title": "Apply failed",
+                 *       "status": 502,
+                 *       "detail": "Failed to connect to the host via ssh: Connection refused",
+                 *       "host": "h2",
+                 *       "route_id": "9b2f3c1e-5d4a-4f6b-8c7d-0e1f2a3b4c5d",
+                 *       "run_id": "3f1e8d52-8f3c-4e55-9d0e-2f4b8d1c9a10"
+                 *     }
+                 */
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
         /** @description The request does not satisfy the contract; `errors` names each field and why */
         BadRequest: {
             headers: {
@@ -568,6 +923,16 @@ export interface components {
         };
     };
     parameters: {
+        /** @description Page size */
+        Limit: number;
+        Offset: number;
+        /** @example 9b2f3c1e-5d4a-4f6b-8c7d-0e1f2a3b4c5d */
+        RouteId: string;
+        /**
+         * @description Seconds to wait for the apply run that carries the change before answering
+         *     202 (default: `ROUTE_WAIT_S`, 30)
+         */
+        RouteWait: number;
         /**
          * @description Inventory host name
          * @example h1
@@ -1162,6 +1527,442 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
+        };
+    };
+    listRoutes: {
+        parameters: {
+            query?: {
+                host?: string;
+                status?: "pending" | "active" | "paused";
+                sync?: components["schemas"]["SyncState"];
+                /**
+                 * @description Only routes whose destination contains this address or prefix
+                 * @example 203.0.113.7
+                 */
+                contains?: string;
+                /**
+                 * @description Only routes whose destination lies within this prefix
+                 * @example 203.0.113.0/24
+                 */
+                within?: string;
+                /** @description Page size */
+                limit?: components["parameters"]["Limit"];
+                offset?: components["parameters"]["Offset"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of routes */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RouteList"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    upsertRoutes: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Seconds to wait for the apply run that carries the change before answering
+                 *     202 (default: `ROUTE_WAIT_S`, 30)
+                 */
+                wait?: components["parameters"]["RouteWait"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "host": "h1",
+                 *       "to": "203.0.113.0/24",
+                 *       "via": "198.51.100.3"
+                 *     }
+                 */
+                "application/json": components["schemas"]["RouteCreateBody"];
+            };
+        };
+        responses: {
+            /** @description Updated (or already identical) and applied */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RouteWriteResult"];
+                };
+            };
+            /** @description Created and applied */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RouteWriteResult"];
+                };
+            };
+            /** @description Recorded; the apply run is still going */
+            202: {
+                headers: {
+                    /** @description The run carrying the change */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RouteWriteResult"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["TooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            502: components["responses"]["ApplyFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    createRoutes: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Seconds to wait for the apply run that carries the change before answering
+                 *     202 (default: `ROUTE_WAIT_S`, 30)
+                 */
+                wait?: components["parameters"]["RouteWait"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RouteCreateBody"];
+            };
+        };
+        responses: {
+            /** @description An identical route already existed; nothing changed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Route"];
+                };
+            };
+            /** @description Created and applied (see `sync`); a batch lists each item */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RouteWriteResult"];
+                };
+            };
+            /** @description Recorded; the apply run is still going (`sync.run_id`) */
+            202: {
+                headers: {
+                    /** @description The run carrying the change */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RouteWriteResult"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["TooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            502: components["responses"]["ApplyFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listRouteHistory: {
+        parameters: {
+            query?: {
+                host?: string;
+                status?: "expired" | "deleted";
+                contains?: string;
+                within?: string;
+                /** @description Page size */
+                limit?: components["parameters"]["Limit"];
+                offset?: components["parameters"]["Offset"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of removed routes, with `removed_at`, `removed_reason` and `removed_by` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RouteList"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    getRoute: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example 9b2f3c1e-5d4a-4f6b-8c7d-0e1f2a3b4c5d */
+                id: components["parameters"]["RouteId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The route */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Route"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    deleteRoute: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Seconds to wait for the apply run that carries the change before answering
+                 *     202 (default: `ROUTE_WAIT_S`, 30)
+                 */
+                wait?: components["parameters"]["RouteWait"];
+            };
+            header?: never;
+            path: {
+                /** @example 9b2f3c1e-5d4a-4f6b-8c7d-0e1f2a3b4c5d */
+                id: components["parameters"]["RouteId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The route, now deleted */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Route"];
+                };
+            };
+            /** @description Deleted; the run removing it from the kernel is still going */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Route"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            502: components["responses"]["ApplyFailed"];
+        };
+    };
+    updateRoute: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Seconds to wait for the apply run that carries the change before answering
+                 *     202 (default: `ROUTE_WAIT_S`, 30)
+                 */
+                wait?: components["parameters"]["RouteWait"];
+            };
+            header?: never;
+            path: {
+                /** @example 9b2f3c1e-5d4a-4f6b-8c7d-0e1f2a3b4c5d */
+                id: components["parameters"]["RouteId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "via": "198.51.100.4",
+                 *       "delete_at": "2026-11-24T18:00:00Z"
+                 *     }
+                 */
+                "application/json": components["schemas"]["RoutePatch"];
+            };
+        };
+        responses: {
+            /** @description The route, applied */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Route"];
+                };
+            };
+            /** @description Recorded; the apply run is still going */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Route"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            415: components["responses"]["UnsupportedMediaType"];
+            502: components["responses"]["ApplyFailed"];
+        };
+    };
+    pauseRoute: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Seconds to wait for the apply run that carries the change before answering
+                 *     202 (default: `ROUTE_WAIT_S`, 30)
+                 */
+                wait?: components["parameters"]["RouteWait"];
+            };
+            header?: never;
+            path: {
+                /** @example 9b2f3c1e-5d4a-4f6b-8c7d-0e1f2a3b4c5d */
+                id: components["parameters"]["RouteId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The route, paused */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Route"];
+                };
+            };
+            /** @description Paused; the run is still going */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Route"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            502: components["responses"]["ApplyFailed"];
+        };
+    };
+    resumeRoute: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Seconds to wait for the apply run that carries the change before answering
+                 *     202 (default: `ROUTE_WAIT_S`, 30)
+                 */
+                wait?: components["parameters"]["RouteWait"];
+            };
+            header?: never;
+            path: {
+                /** @example 9b2f3c1e-5d4a-4f6b-8c7d-0e1f2a3b4c5d */
+                id: components["parameters"]["RouteId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The route, active again */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Route"];
+                };
+            };
+            /** @description Resumed; the run is still going */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Route"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            502: components["responses"]["ApplyFailed"];
+        };
+    };
+    listRouteEvents: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example 9b2f3c1e-5d4a-4f6b-8c7d-0e1f2a3b4c5d */
+                id: components["parameters"]["RouteId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Events, oldest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: components["schemas"]["RouteEvent"][];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
         };
     };
 }

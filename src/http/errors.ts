@@ -91,6 +91,13 @@ export class HostUnreachableError extends AppError {
   }
 }
 
+/** A change is recorded but the host did not take it; the reconciler keeps retrying. */
+export class ApplyFailedError extends AppError {
+  constructor(detail: string, extra: { host: string; route_id: string; run_id: string | null }) {
+    super(502, 'apply-failed', 'Apply failed', detail, extra);
+  }
+}
+
 export class ServiceUnavailableError extends AppError {
   constructor(detail: string) {
     super(503, 'unavailable', 'Service unavailable', detail);

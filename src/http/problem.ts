@@ -98,6 +98,8 @@ export function problemHandler(logger: Logger): ErrorRequestHandler {
       logger.debug({ event: 'http.problem', status: problem.status, detail: problem.message });
     }
     if (res.headersSent) return;
+    // RFC 9110 §11.6.1: a 401 must say which scheme would be accepted.
+    if (problem.status === 401) res.setHeader('WWW-Authenticate', 'Bearer realm="routeplane"');
     if (problem instanceof MethodNotAllowedError) {
       const allow = (err as { headers?: { Allow?: string } }).headers?.Allow;
       if (allow) res.setHeader('Allow', allow);

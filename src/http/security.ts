@@ -1,7 +1,10 @@
 import type { Request } from 'express';
+import { consumerFromHeaders } from '../auth/kong-consumer.ts';
+import { GatewaySecret } from '../auth/kong-gateway-secret.ts';
 import type { Actor } from '../auth/roles.ts';
 import { isRole, roleSatisfies } from '../auth/roles.ts';
 import type { TokenRegistry } from '../auth/token-registry.ts';
+import type { Config } from '../config.ts';
 import { ForbiddenError, InternalError, UnauthorizedError } from './errors.ts';
 
 type OperationSchema = { 'x-required-role'?: unknown; operationId?: string };
@@ -11,24 +14,78 @@ function operationOf(req: Request): OperationSchema {
     {}) as OperationSchema;
 }
 
-/**
- * The validator's `bearerAuth` handler: authenticates the token, then enforces the role the
- * operation declares in openapi.yaml (`x-required-role`), the one place roles are written.
- */
-export function bearerAuthHandler(tokens: TokenRegistry) {
-  return (req: Request): true => {
-    const header = req.get('authorization') ?? '';
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (!match) throw new UnauthorizedError('A valid bearer token is required');
-    const actor = tokens.verify(match[1]!);
+function bearerToken(req: Request): string | undefined {
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(req.get('authorization') ?? '');
+  return match?.[1];
+}
+
+type Authenticate = (req: Request) => Actor;
+
+function tokenAuthenticator(tokens: TokenRegistry): Authenticate {
+  return (req) => {
+    const token = bearerToken(req);
+    if (!token) throw new UnauthorizedError('A valid bearer token is required');
+    const actor = tokens.verify(token);
     if (!actor) throw new UnauthorizedError('The bearer token is not valid');
+    return actor;
+  };
+}
+
+/**
+ * AUTH_MODE=kong: Kong authenticated the consumer and sends the gateway secret as the bearer
+ * token. The consumer headers count only next to that secret, so a forged
+ * `X-Consumer-Groups` from anyone who can reach the API directly gets a 401.
+ */
+function kongAuthenticator(secret: string): Authenticate {
+  const gateway = new GatewaySecret(secret);
+  return (req) => {
+    if (!gateway.matches(bearerToken(req))) {
+      throw new UnauthorizedError('Requests must come through the gateway');
+    }
+    const consumer = consumerFromHeaders((name) => req.get(name));
+    if (consumer.kind === 'unauthenticated') throw new UnauthorizedError(consumer.detail);
+    if (consumer.kind === 'no-role') {
+      throw new ForbiddenError(
+        `Consumer '${consumer.username}' is in none of the groups viewer, operator, admin`,
+      );
+    }
+    return consumer.actor;
+  };
+}
+
+function authenticatorFor(
+  tokens: TokenRegistry,
+  auth: Pick<Config, 'authMode' | 'gatewaySecret'>,
+): Authenticate {
+  if (auth.authMode !== 'kong') return tokenAuthenticator(tokens);
+  // loadConfig refuses kong mode without a secret; this guards other callers.
+  if (!auth.gatewaySecret) throw new Error('AUTH_MODE=kong needs a gateway secret');
+  return kongAuthenticator(auth.gatewaySecret);
+}
+
+/**
+ * The validator's `bearerAuth` handler: authenticates the caller (a token of ours, or a Kong
+ * consumer in kong mode), then enforces the role the operation declares in openapi.yaml
+ * (`x-required-role`), the one place roles are written.
+ */
+export function bearerAuthHandler(
+  tokens: TokenRegistry,
+  auth: Pick<Config, 'authMode' | 'gatewaySecret'> = {
+    authMode: 'token',
+    gatewaySecret: undefined,
+  },
+) {
+  const authenticate = authenticatorFor(tokens, auth);
+  const who = auth.authMode === 'kong' ? 'consumer' : 'token';
+  return (req: Request): true => {
+    const actor = authenticate(req);
     const op = operationOf(req);
     const need = op['x-required-role'];
     // A protected operation without a declared role is a contract bug: refuse rather than guess.
     if (!isRole(need)) throw new InternalError();
     if (!roleSatisfies(actor.role, need)) {
       throw new ForbiddenError(
-        `This operation needs the ${need} role; token '${actor.name}' has ${actor.role}`,
+        `This operation needs the ${need} role; ${who} '${actor.name}' has ${actor.role}`,
       );
     }
     req.actor = actor;

@@ -68,14 +68,17 @@ function hostStatus(s: CallbackStats): OutcomeStatus {
 /** Turns the callback's JSON into per-host outcomes and per-task results. */
 export function extractResults(doc: CallbackOutput): ExtractedResults {
   const results: TaskResult[] = [];
+  // Keyed by host and status: a host's summary explains its own status, so a failure that
+  // ignore_errors let pass never becomes the message of a host that ended ok.
   const firstProblem = new Map<string, string | null>();
   for (const play of doc.plays ?? []) {
     for (const task of play.tasks ?? []) {
       for (const [host, r] of Object.entries(task.hosts ?? {})) {
         const status = taskStatus(r);
         const msg = messageOf(r);
-        if ((status === 'failed' || status === 'unreachable') && !firstProblem.has(host)) {
-          firstProblem.set(host, msg);
+        const key = `${status} ${host}`;
+        if ((status === 'failed' || status === 'unreachable') && !firstProblem.has(key)) {
+          firstProblem.set(key, msg);
         }
         results.push({
           host,
@@ -90,14 +93,15 @@ export function extractResults(doc: CallbackOutput): ExtractedResults {
   }
   const summary: Record<string, HostOutcome> = {};
   for (const [host, s] of Object.entries(doc.stats ?? {})) {
+    const status = hostStatus(s);
     summary[host] = {
-      status: hostStatus(s),
+      status,
       ok: s.ok ?? 0,
       changed: s.changed ?? 0,
       failures: s.failures ?? 0,
       unreachable: s.unreachable ?? 0,
       skipped: s.skipped ?? 0,
-      msg: firstProblem.get(host) ?? null,
+      msg: firstProblem.get(`${status} ${host}`) ?? null,
     };
   }
   return { summary, results };

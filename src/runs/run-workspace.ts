@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { chmod, cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, realpath, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -24,6 +24,18 @@ export interface RunWorkspace {
 }
 
 /**
+ * A `cp` filter that follows symlinks staying inside `root` and skips those leading out of it
+ * (or nowhere): a catalog symlink to /etc/passwd, or to /, must not be copied into every run.
+ */
+async function insideOf(root: string): Promise<(src: string) => Promise<boolean>> {
+  const base = await realpath(root);
+  return async (src) => {
+    const real = await realpath(src).catch(() => null);
+    return real !== null && (real === base || real.startsWith(base + path.sep));
+  };
+}
+
+/**
  * Builds a run's private copy of everything it reads, so a run never sees a playbook edited
  * under it and nothing it needs (extravars, the vault password) is ever on argv.
  */
@@ -42,9 +54,17 @@ export async function createWorkspace(src: WorkspaceSources): Promise<RunWorkspa
       controlPathDir: path.join(dir, 'cp'),
       localTempDir: path.join(dir, 'tmp'),
     };
-    await cp(src.playbookRoot, ws.projectDir, { recursive: true, dereference: true });
+    await cp(src.playbookRoot, ws.projectDir, {
+      recursive: true,
+      dereference: true,
+      filter: await insideOf(src.playbookRoot),
+    });
     if (existsSync(src.libraryDir)) {
-      await cp(src.libraryDir, ws.libraryDir, { recursive: true, dereference: true });
+      await cp(src.libraryDir, ws.libraryDir, {
+        recursive: true,
+        dereference: true,
+        filter: await insideOf(src.libraryDir),
+      });
     }
     await mkdir(path.dirname(ws.inventoryPath), { mode: 0o700 });
     await cp(src.inventoryPath, ws.inventoryPath, { dereference: true });

@@ -18,7 +18,7 @@ export const FINAL_STATUSES: readonly RunStatus[] = [
   'interrupted',
 ];
 
-export type RunKind = 'playbook' | 'gather';
+export type RunKind = 'playbook' | 'gather' | 'apply';
 
 export type OutcomeStatus = 'ok' | 'changed' | 'failed' | 'unreachable' | 'skipped';
 

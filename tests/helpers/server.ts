@@ -45,10 +45,15 @@ export interface TestResponse {
 
 export async function startTestServer(
   env: Record<string, string> = {},
-  opts: { runner?: PlaybookRunner } = {},
+  opts: {
+    runner?: PlaybookRunner;
+    /** A database the test made (and drops) itself, e.g. to seed rows before start-up. */
+    database?: TestDatabase;
+  } = {},
 ): Promise<TestServer> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'routeplane-test-data-'));
-  const database = await createTestDatabase(inject('templateDatabase'));
+  const ownsDatabase = opts.database === undefined;
+  const database = opts.database ?? (await createTestDatabase(inject('templateDatabase')));
   const config = loadConfig({
     PORT: '0',
     HOST: '127.0.0.1',
@@ -107,7 +112,7 @@ export async function startTestServer(
     request,
     close: async () => {
       await running.stop();
-      await database.drop();
+      if (ownsDatabase) await database.drop();
       rmSync(dataDir, { recursive: true, force: true });
     },
   };

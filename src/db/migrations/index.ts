@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import * as m001 from './001_runs.ts';
 import * as m002 from './002_host_snapshots.ts';
+import * as m003 from './003_routes.ts';
 
 type Migration = { up: (k: Knex) => Promise<void>; down: (k: Knex) => Promise<void> };
 
@@ -9,6 +10,7 @@ type Migration = { up: (k: Knex) => Promise<void>; down: (k: Knex) => Promise<vo
 const migrations: Record<string, Migration> = {
   '001_runs': m001,
   '002_host_snapshots': m002,
+  '003_routes': m003,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

@@ -1,0 +1,245 @@
+// Shared plumbing for the benchmarks: timing statistics, cleanup that also runs on signals,
+// a deadline per benchmark, a lab and a routeplane server configured the way production is.
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { pino } from 'pino';
+import { loadConfig } from '../src/config.ts';
+import { labDown, labUp, type Lab } from '../src/lab/index.ts';
+import { createLogger, type Logger } from '../src/logger.ts';
+import { startServer, type RunningServer } from '../src/server.ts';
+
+export const REPO = path.resolve(import.meta.dirname, '..');
+export const PLAYBOOKS_DIR = path.join(REPO, 'playbooks');
+export const CATALOG_DIR = path.join(PLAYBOOKS_DIR, 'catalog');
+
+/** What a benchmark hands back to run-all for the summary table. */
+export interface BenchResult {
+  name: string;
+  /** One line per measured quantity, the headline comparison first. */
+  rows: BenchRow[];
+}
+
+export interface BenchRow {
+  what: string;
+  subject: string;
+  baseline: string;
+  ratio: number;
+  goal?: string;
+  met?: boolean;
+}
+
+export function envInt(name: string, def: number, min: number, max: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return def;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new Error(`${name} must be an integer ${min}..${max}, got ${JSON.stringify(raw)}`);
+  }
+  return n;
+}
+
+export function median(xs: number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+export const ms = (x: number) => `${x.toFixed(0)} ms`;
+export const ratio = (x: number) => `${x.toFixed(2)}x`;
+
+export function log(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+/** Fixed-width text table; the first row is the header. */
+export function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  const line = (r: string[]) =>
+    r
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
+  return [line(rows[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line)]
+    .map((l) => `  ${l}`)
+    .join('\n');
+}
+
+/**
+ * A stack of undo actions. `run()` executes them newest first, each once, even if some fail;
+ * SIGINT/SIGTERM run them too before the process exits, so an interrupted benchmark leaves no
+ * lab, server or temp dir behind.
+ */
+export class Cleanup {
+  private readonly actions: { label: string; fn: () => Promise<void> }[] = [];
+  private running: Promise<void> | null = null;
+  private readonly onSignal = (signal: NodeJS.Signals) => {
+    process.stderr.write(`\n${signal}: cleaning up before exit\n`);
+    void this.run().finally(() => process.exit(130));
+  };
+
+  constructor() {
+    process.once('SIGINT', this.onSignal);
+    process.once('SIGTERM', this.onSignal);
+  }
+
+  defer(label: string, fn: () => Promise<void>): void {
+    this.actions.push({ label, fn });
+  }
+
+  run(): Promise<void> {
+    return (this.running ??= (async () => {
+      while (this.actions.length > 0) {
+        const { label, fn } = this.actions.pop()!;
+        try {
+          await fn();
+        } catch (err) {
+          process.stderr.write(`cleanup (${label}) failed: ${(err as Error).message}\n`);
+        }
+      }
+      process.off('SIGINT', this.onSignal);
+      process.off('SIGTERM', this.onSignal);
+    })());
+  }
+}
+
+/** Runs body with a fresh Cleanup, bounded by a deadline; cleanup always runs. */
+export async function withCleanup<T>(
+  name: string,
+  deadlineMs: number,
+  body: (cleanup: Cleanup) => Promise<T>,
+): Promise<T> {
+  const cleanup = new Cleanup();
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`${name}: gave up after ${deadlineMs / 1000}s`)),
+      deadlineMs,
+    );
+  });
+  try {
+    return await Promise.race([body(cleanup), deadline]);
+  } finally {
+    clearTimeout(timer);
+    await cleanup.run();
+  }
+}
+
+export async function tempDir(cleanup: Cleanup, prefix: string): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), `routeplane-bench-${prefix}-`));
+  cleanup.defer(`rm ${dir}`, () => rm(dir, { recursive: true, force: true, maxRetries: 3 }));
+  return dir;
+}
+
+/** A lab of `count` hosts under the default lab root, taken down by cleanup. */
+export async function benchLab(cleanup: Cleanup, count: number): Promise<Lab> {
+  const lab = await labUp({ count });
+  cleanup.defer(`lab ${lab.id} down`, () => labDown({ id: lab.id }));
+  return lab;
+}
+
+export const ADMIN_TOKEN = 'bench-admin-token-0123456789abcdef';
+export const VIEWER_TOKEN = 'bench-viewer-token-0123456789abcdef';
+
+/**
+ * Logs as production does (pino at info, one line per request, written synchronously to a
+ * file descriptor) but into /dev/null, so the benchmark's own output stays readable.
+ */
+export function productionLikeLogger(): Logger {
+  return createLogger('info', pino.destination({ dest: '/dev/null', sync: true }));
+}
+
+async function onPostgres(url: string, sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * With BENCH_DATABASE_URL (a Postgres server's maintenance database, e.g.
+ * postgres://postgres@127.0.0.1:5432/postgres), a throwaway database of the benchmark's own,
+ * dropped by cleanup; without it, undefined (embedded PGlite in the data dir).
+ */
+async function benchDatabaseUrl(cleanup: Cleanup): Promise<string | undefined> {
+  const admin = process.env.BENCH_DATABASE_URL;
+  if (!admin) return undefined;
+  const name = `rp_bench_${process.pid}_${randomBytes(4).toString('hex')}`;
+  await onPostgres(admin, `create database ${name}`);
+  cleanup.defer(`drop database ${name}`, () =>
+    onPostgres(admin, `drop database if exists ${name} with (force)`),
+  );
+  const url = new URL(admin);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+export function databaseLabel(): string {
+  return process.env.BENCH_DATABASE_URL ? 'Postgres (BENCH_DATABASE_URL)' : 'embedded PGlite';
+}
+
+/**
+ * routeplane as `npm start` would run it: startServer with loadConfig. PGlite in a temp data dir,
+ * or Postgres from BENCH_DATABASE_URL. Response validation stays off, its production default.
+ */
+export async function benchServer(
+  cleanup: Cleanup,
+  env: Record<string, string>,
+  opts: { logger?: Logger } = {},
+): Promise<RunningServer> {
+  const dataDir = await tempDir(cleanup, 'data');
+  const databaseUrl = await benchDatabaseUrl(cleanup);
+  const config = loadConfig({
+    PORT: '0',
+    HOST: '127.0.0.1',
+    DATA_DIR: dataDir,
+    DATABASE_URL: databaseUrl ?? '',
+    API_TOKENS: `bench-admin:admin:${ADMIN_TOKEN},bench-viewer:viewer:${VIEWER_TOKEN}`,
+    PLAYBOOKS_DIR,
+    CATALOG_DIR,
+    SHUTDOWN_GRACE_S: '5',
+    RUN_CANCEL_GRACE_S: '2',
+    RUN_TIMEOUT_S: '120',
+    ...env,
+  });
+  const server = await startServer(config, { logger: opts.logger ?? productionLikeLogger() });
+  cleanup.defer('server stop', () => server.stop());
+  return server;
+}
+
+/** True when `importMetaUrl` is the module node was started with (`tsx bench/x.ts`). */
+export function isMain(importMetaUrl: string): boolean {
+  return Boolean(process.argv[1]) && fileURLToPath(importMetaUrl) === path.resolve(process.argv[1]!);
+}
+
+/** Runs a benchmark as a script: prints its result, exit code 1 only if it could not run. */
+export function runAsScript(fn: () => Promise<BenchResult>): void {
+  fn().then(
+    (result) => {
+      log('');
+      log(renderSummary([result]));
+    },
+    (err: unknown) => {
+      process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
+
+export function renderSummary(results: BenchResult[]): string {
+  const rows = [['benchmark', 'comparison', 'subject', 'baseline', 'ratio', 'goal']];
+  for (const r of results) {
+    for (const row of r.rows) {
+      const goal = row.goal ? `${row.goal} ${row.met ? '(met)' : '(NOT met)'}` : '-';
+      rows.push([r.name, row.what, row.subject, row.baseline, ratio(row.ratio), goal]);
+    }
+  }
+  return `Summary (ratios from one run; machines are noisy)\n${table(rows)}`;
+}

@@ -1,0 +1,302 @@
+import type { Actor } from '../auth/roles.ts';
+import type { Config } from '../config.ts';
+import type { Logger } from '../logger.ts';
+import type { RoutesStore } from '../routes/routes-store.ts';
+import type { RunsService } from '../runs/runs-service.ts';
+import type { Run } from '../runs/types.ts';
+import { moduleRoute, syncFromRun } from './apply-results.ts';
+import { backoffMs } from './backoff.ts';
+import type { HostLocks } from './host-locks.ts';
+
+const SYSTEM: Actor = { name: 'reconciler', role: 'admin' };
+/** How soon to try again a host whose lock another routeplane process holds. */
+const LOCKED_RETRY_MS = 250;
+
+type ReconcilerConfig = Pick<
+  Config,
+  'playbooksDir' | 'routeProto' | 'reconcileRetryBaseMs' | 'reconcileRetryMaxMs'
+>;
+
+/** A write's place in the queue: the per-host generation its change was given. */
+export type Ticket = Map<string, number>;
+
+export interface Settlement {
+  /** Whether every host of the ticket ran a run that carried the change. */
+  settled: boolean;
+  /** The runs that carried (or will carry) the change, when known. */
+  runIds: string[];
+}
+
+interface Waiter {
+  ticket: Ticket;
+  resolve(): void;
+}
+
+/**
+ * Makes hosts' kernels match the database. Writes mark hosts dirty; one run applies every
+ * dirty host that is not already being applied, and whatever arrives during a run goes into
+ * the next one (group commit). Each host carries a generation counter: a write takes the next
+ * one, and a run that read the database after that generation was issued settles it.
+ */
+export class Reconciler {
+  private readonly dirty = new Set<string>();
+  private readonly inFlight = new Map<string, string | null>();
+  private readonly issued = new Map<string, number>();
+  private readonly applied = new Map<string, number>();
+  private readonly carrying = new Map<string, { gen: number; runId: string }>();
+  private readonly attempts = new Map<string, number>();
+  private readonly retryTimers = new Map<string, NodeJS.Timeout>();
+  private waiters: Waiter[] = [];
+  private pumpQueued = false;
+  private lockedTimer: NodeJS.Timeout | null = null;
+  private readonly running = new Set<Promise<void>>();
+  private stopped = false;
+
+  constructor(
+    private readonly config: ReconcilerConfig,
+    private readonly store: RoutesStore,
+    private readonly runs: RunsService,
+    private readonly locks: HostLocks,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Queues the hosts for an apply run and returns the ticket to wait on. */
+  markDirty(hosts: Iterable<string>): Ticket {
+    const ticket: Ticket = new Map();
+    for (const h of hosts) {
+      const gen = (this.issued.get(h) ?? 0) + 1;
+      this.issued.set(h, gen);
+      ticket.set(h, gen);
+      this.dirty.add(h);
+      // A new change gets a fresh attempt now, not at the end of a failed host's backoff.
+      this.clearRetry(h);
+    }
+    if (ticket.size > 0) this.schedulePump();
+    return ticket;
+  }
+
+  private isSettled(ticket: Ticket): boolean {
+    for (const [h, gen] of ticket) if ((this.applied.get(h) ?? 0) < gen) return false;
+    return true;
+  }
+
+  /** Waits until runs carrying the ticket's changes have ended, at most `ms`. */
+  async waitFor(ticket: Ticket, ms: number): Promise<Settlement> {
+    if (!this.isSettled(ticket) && ms > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => this.waiters.push({ ticket, resolve })),
+        new Promise<void>((r) => (timer = setTimeout(r, ms))),
+      ]);
+      clearTimeout(timer);
+    }
+    const runIds = new Set<string>();
+    for (const [h, gen] of ticket) {
+      const c = this.carrying.get(h);
+      if (c && c.gen >= gen) runIds.add(c.runId);
+      else if (this.inFlight.get(h)) runIds.add(this.inFlight.get(h)!);
+    }
+    return { settled: this.isSettled(ticket), runIds: [...runIds] };
+  }
+
+  private schedulePump(delayMs = 0): void {
+    if (this.stopped) return;
+    if (delayMs > 0) {
+      this.lockedTimer ??= setTimeout(() => {
+        this.lockedTimer = null;
+        this.schedulePump();
+      }, delayMs);
+      return;
+    }
+    if (this.pumpQueued) return;
+    this.pumpQueued = true;
+    // setImmediate: writes committed in the same turn of the event loop share one run.
+    setImmediate(() => {
+      this.pumpQueued = false;
+      const p = this.pump().catch((err) =>
+        this.logger.error({ event: 'reconcile.failed', err }, 'reconcile pass failed'),
+      );
+      this.running.add(p);
+      void p.finally(() => this.running.delete(p));
+    });
+  }
+
+  private async pump(): Promise<void> {
+    const ready = [...this.dirty].filter((h) => !this.inFlight.has(h));
+    if (ready.length === 0 || this.stopped) return;
+    for (const h of ready) {
+      this.dirty.delete(h);
+      this.inFlight.set(h, null);
+    }
+    let lease;
+    try {
+      lease = await this.locks.acquire(ready);
+    } catch (err) {
+      for (const h of ready) {
+        this.inFlight.delete(h);
+        this.dirty.add(h);
+      }
+      this.logger.warn({ event: 'reconcile.lock_failed', err }, 'could not take host locks');
+      this.schedulePump(LOCKED_RETRY_MS * 4);
+      return;
+    }
+    const busy = ready.filter((h) => !lease.hosts.includes(h));
+    for (const h of busy) {
+      this.inFlight.delete(h);
+      this.dirty.add(h);
+    }
+    if (busy.length > 0) this.schedulePump(LOCKED_RETRY_MS);
+    const hosts = lease.hosts;
+    try {
+      if (hosts.length > 0) await this.apply(hosts);
+    } finally {
+      await lease.release();
+      for (const h of hosts) this.inFlight.delete(h);
+      this.notifyWaiters();
+      if (this.dirty.size > 0) this.schedulePump();
+    }
+  }
+
+  private async apply(hosts: string[]): Promise<void> {
+    // Generations first, then the read: every change issued up to here is in what we read.
+    const gens = new Map(hosts.map((h) => [h, this.issued.get(h) ?? 0]));
+    let run: Run;
+    try {
+      const [desired, settled] = await Promise.all([
+        this.store.desiredFor(hosts),
+        this.store.unsyncedIds(hosts),
+      ]);
+      const started = await this.runs.start({
+        kind: 'apply',
+        playbookName: 'apply_routes',
+        playbookRoot: this.config.playbooksDir,
+        playbookFile: 'apply_routes.yml',
+        hosts,
+        limit: hosts,
+        extravars: {
+          routeplane_route_proto: this.config.routeProto,
+          routeplane_desired_routes: Object.fromEntries(
+            [...desired].map(([h, routes]) => [h, routes.map(moduleRoute)]),
+          ),
+        },
+        actor: SYSTEM,
+      });
+      for (const h of hosts) {
+        this.inFlight.set(h, started.run.id);
+        this.carrying.set(h, { gen: gens.get(h)!, runId: started.run.id });
+      }
+      run = await started.done;
+      const results = syncFromRun(run, settled, (h) => new Date(Date.now() + this.nextDelay(h)));
+      await this.store.recordSync(results.flatMap((r) => r.updates));
+      for (const r of results) {
+        if (r.hostError) this.scheduleRetry(r.host, r.hostError);
+        else if (r.updates.some((u) => u.state === 'failed'))
+          this.scheduleRetry(r.host, 'route errors');
+        else this.attempts.delete(r.host);
+      }
+      // Hosts with nothing to settle still ran; a failure there is retried the same way.
+      for (const h of hosts) {
+        if (settled.has(h)) continue;
+        const outcome = run.summary[h];
+        if (!outcome || outcome.status === 'unreachable' || outcome.status === 'failed') {
+          this.scheduleRetry(h, outcome?.msg ?? run.error ?? run.status);
+        }
+      }
+    } catch (err) {
+      this.logger.error({ event: 'reconcile.apply_failed', hosts, err }, 'apply could not run');
+      for (const h of hosts) this.scheduleRetry(h, (err as Error).message);
+    }
+    for (const [h, gen] of gens) {
+      if ((this.applied.get(h) ?? 0) < gen) this.applied.set(h, gen);
+    }
+  }
+
+  private nextDelay(host: string): number {
+    return backoffMs(
+      this.attempts.get(host) ?? 0,
+      this.config.reconcileRetryBaseMs,
+      this.config.reconcileRetryMaxMs,
+    );
+  }
+
+  /** Unreachable or failing hosts are retried forever, backing off up to a cap. */
+  private scheduleRetry(host: string, reason: string): void {
+    if (this.stopped) return;
+    const delay = this.nextDelay(host);
+    this.attempts.set(host, (this.attempts.get(host) ?? 0) + 1);
+    this.clearRetry(host);
+    this.logger.warn(
+      { event: 'reconcile.retry_scheduled', host, delay_ms: delay, reason },
+      'host will be retried',
+    );
+    this.retryTimers.set(
+      host,
+      setTimeout(() => {
+        this.retryTimers.delete(host);
+        this.markDirty([host]);
+      }, delay),
+    );
+  }
+
+  private clearRetry(host: string): void {
+    const t = this.retryTimers.get(host);
+    if (t) clearTimeout(t);
+    this.retryTimers.delete(host);
+  }
+
+  private notifyWaiters(): void {
+    const still: Waiter[] = [];
+    for (const w of this.waiters) {
+      if (this.isSettled(w.ticket)) w.resolve();
+      else still.push(w);
+    }
+    this.waiters = still;
+  }
+
+  /** Reconciles every host whose kernel may differ from the database (start-up, recovery). */
+  async reconcileAll(): Promise<Ticket> {
+    return this.markDirty(await this.store.hostsToReconcile());
+  }
+
+  /**
+   * Removes routeplane's routes from every host that has some, without touching the database:
+   * the next start-up puts them back.
+   */
+  async removeAllFromHosts(): Promise<Run | null> {
+    const hosts = await this.store.hostsWithActiveRoutes();
+    if (hosts.length === 0) return null;
+    const { done } = await this.runs.start({
+      kind: 'apply',
+      playbookName: 'apply_routes',
+      playbookRoot: this.config.playbooksDir,
+      playbookFile: 'apply_routes.yml',
+      hosts,
+      limit: hosts,
+      extravars: {
+        routeplane_route_proto: this.config.routeProto,
+        routeplane_desired_routes: Object.fromEntries(hosts.map((h) => [h, []])),
+      },
+      actor: SYSTEM,
+    });
+    return done;
+  }
+
+  /** Stops starting runs; the current ones go on (the runs service bounds them). */
+  stop(): void {
+    this.stopped = true;
+    for (const h of [...this.retryTimers.keys()]) this.clearRetry(h);
+    if (this.lockedTimer) clearTimeout(this.lockedTimer);
+  }
+
+  /** Resolves once the runs in flight at stop() have been recorded. */
+  async drained(): Promise<void> {
+    await Promise.allSettled([...this.running]);
+    for (const w of this.waiters) w.resolve();
+    this.waiters = [];
+  }
+
+  /** Hosts with changes not yet applied, for readiness and tests. */
+  get pendingHosts(): string[] {
+    return [...new Set([...this.dirty, ...this.inFlight.keys()])];
+  }
+}

@@ -1,0 +1,150 @@
+import { Router, type Request, type Response } from 'express';
+import { ApplyFailedError } from '../http/errors.ts';
+import type { Schemas } from '../http/api.ts';
+import { actorOf } from '../http/security.ts';
+import type { RouteInput } from './route-input.ts';
+import type { RouteFilter } from './routes-store.ts';
+import { presentRoute } from './routes-presenter.ts';
+import type { Applied, CreateItem, RoutePatch, RoutesService } from './routes-service.ts';
+import type { Route, RouteStatus, SyncState } from './types.ts';
+
+function filterOf(req: Request): RouteFilter {
+  const q = req.query as Record<string, string | undefined>;
+  return {
+    host: q.host,
+    status: q.status as RouteStatus | undefined,
+    sync: q.sync as SyncState | undefined,
+    contains: q.contains,
+    within: q.within,
+    limit: Number(q.limit ?? 100),
+    offset: Number(q.offset ?? 0),
+  };
+}
+
+/** The route as the response shows it: while a run is still carrying it, that run's id. */
+function present(route: Route, applied: Applied<unknown>): Schemas['Route'] {
+  const body = presentRoute(route);
+  if (!applied.settlement.settled && applied.settlement.runIds[0]) {
+    body.sync.run_id = applied.settlement.runIds[0];
+  }
+  return body;
+}
+
+function failure(route: Route): ApplyFailedError {
+  return new ApplyFailedError(route.sync.error ?? 'the apply run failed', {
+    host: route.host,
+    route_id: route.id,
+    run_id: route.sync.lastRunId,
+  });
+}
+
+function sendPending(res: Response, applied: Applied<unknown>): void {
+  const runId = applied.settlement.runIds[0];
+  if (runId) res.location(`/v1/runs/${runId}`);
+  res.status(202);
+}
+
+export function routesHandlers(routes: RoutesService, defaultWaitMs: number): Router {
+  const r = Router();
+  const waitMs = (req: Request) =>
+    req.query.wait === undefined ? defaultWaitMs : Number(req.query.wait) * 1000;
+
+  /** Answers a write of one route once its run has ended, or 202 while it is still going. */
+  async function respondOne(req: Request, res: Response, route: Route, okStatus: number) {
+    const applied = await routes.applied([route], waitMs(req));
+    const current = applied.value[0]!;
+    if (!applied.settlement.settled) sendPending(res, applied);
+    else if (current.sync.state === 'failed') throw failure(current);
+    else res.status(okStatus);
+    res.json(present(current, applied));
+  }
+
+  async function create(req: Request, res: Response, upsert: boolean) {
+    const body = req.body as RouteInput | RouteInput[];
+    const batch = Array.isArray(body);
+    const inputs = (batch ? body : [body]).map((input, i) => ({
+      input,
+      base: batch ? `/body/${i}` : '/body',
+    }));
+    const items: CreateItem[] = await routes.create(inputs, actorOf(req), upsert);
+    const anyCreated = items.some((i) => i.outcome === 'created');
+    if (!batch && items.length === 1) {
+      const { route, outcome } = items[0]!;
+      return respondOne(req, res, route, outcome === 'created' ? 201 : 200);
+    }
+    const applied = await routes.applied(
+      items.map((i) => i.route),
+      waitMs(req),
+    );
+    const byId = new Map(applied.value.map((route) => [route.id, route]));
+    const current = items.map((i) => ({ outcome: i.outcome, route: byId.get(i.route.id)! }));
+    const counts: Record<string, number> = {};
+    for (const { route } of current) counts[route.sync.state] = (counts[route.sync.state] ?? 0) + 1;
+    if (!applied.settlement.settled) sendPending(res, applied);
+    else if (counts.failed === current.length) {
+      const first = current[0]!.route;
+      throw new ApplyFailedError(`every item failed; first: ${first.sync.error}`, {
+        host: first.host,
+        route_id: first.id,
+        run_id: first.sync.lastRunId,
+      });
+    } else res.status(upsert && !anyCreated ? 200 : 201);
+    res.json({
+      items: current.map((c) => ({ outcome: c.outcome, route: present(c.route, applied) })),
+      counts,
+    });
+  }
+
+  r.get('/v1/routes', async (req, res) => {
+    const f = filterOf(req);
+    const { items, total } = await routes.list(f);
+    res.json({ items: items.map(presentRoute), total, limit: f.limit, offset: f.offset });
+  });
+
+  r.post('/v1/routes', (req, res) => create(req, res, false));
+  r.put('/v1/routes', (req, res) => create(req, res, true));
+
+  r.get('/v1/routes/history', async (req, res) => {
+    const f = filterOf(req);
+    const { items, total } = await routes.history(f);
+    res.json({ items: items.map(presentRoute), total, limit: f.limit, offset: f.offset });
+  });
+
+  r.get('/v1/routes/:id', async (req, res) => {
+    res.json(presentRoute(await routes.get(req.params.id as string)));
+  });
+
+  r.patch('/v1/routes/:id', async (req, res) => {
+    const route = await routes.patch(req.params.id as string, req.body as RoutePatch, actorOf(req));
+    await respondOne(req, res, route, 200);
+  });
+
+  r.delete('/v1/routes/:id', async (req, res) => {
+    await respondOne(req, res, await routes.delete(req.params.id as string, actorOf(req)), 200);
+  });
+
+  r.post('/v1/routes/:id/pause', async (req, res) => {
+    await respondOne(req, res, await routes.pause(req.params.id as string, actorOf(req)), 200);
+  });
+
+  r.post('/v1/routes/:id/resume', async (req, res) => {
+    await respondOne(req, res, await routes.resume(req.params.id as string, actorOf(req)), 200);
+  });
+
+  r.get('/v1/routes/:id/events', async (req, res) => {
+    const events = await routes.events(req.params.id as string);
+    res.json({
+      items: events.map((e) => ({
+        id: e.id,
+        at: e.at.toISOString(),
+        actor: e.actor,
+        action: e.action as Schemas['RouteEvent']['action'],
+        from: e.from,
+        to: e.to,
+        detail: e.detail,
+      })),
+    });
+  });
+
+  return r;
+}

@@ -1,0 +1,316 @@
+import { randomUUID } from 'node:crypto';
+import type { Actor } from '../auth/roles.ts';
+import type { Config } from '../config.ts';
+import { ConflictError, NotFoundError, ValidationError } from '../http/errors.ts';
+import type { InventorySource } from '../hosts/inventory-source.ts';
+import { resolveTargets } from '../hosts/inventory.ts';
+import type { Reconciler, Settlement } from '../reconciler/reconciler.ts';
+import {
+  checkSchedule,
+  parseAddress,
+  parseRouteSpec,
+  parseSchedule,
+  type RouteInput,
+} from './route-input.ts';
+import type { Identity, NewRoute, RouteFilter, RoutesStore } from './routes-store.ts';
+import {
+  REMOVED_STATUSES,
+  sameForwarding,
+  scheduledStatus,
+  type Route,
+  type RouteSpec,
+  type RouteStatus,
+} from './types.ts';
+
+export type CreateOutcome = 'created' | 'existing' | 'updated';
+
+export interface CreateItem {
+  route: Route;
+  outcome: CreateOutcome;
+}
+
+/** Changes PATCH may make; `null` clears an optional field. */
+export interface RoutePatch {
+  via?: string | null;
+  dev?: string | null;
+  metric?: number;
+  create_at?: string | null;
+  delete_at?: string | null;
+  comment?: string | null;
+}
+
+/** The outcome of a write once the kernel has (or has not yet) caught up. */
+export interface Applied<T> {
+  value: T;
+  settlement: Settlement;
+}
+
+const LIVE: RouteStatus[] = ['pending', 'active', 'paused'];
+const keyOf = (k: Identity) => `${k.host}|${k.table}|${k.to}|${k.metric}`;
+
+type ServiceConfig = Pick<Config, 'allowLocalWrites'>;
+
+/** Declared routes: creation, lifecycle, and waiting for the kernels to match. */
+export class RoutesService {
+  private scheduleChanged: () => void = () => undefined;
+
+  constructor(
+    private readonly config: ServiceConfig,
+    private readonly store: RoutesStore,
+    private readonly inventory: InventorySource,
+    private readonly reconciler: Reconciler,
+  ) {}
+
+  /** The scheduler re-aims its timer when told a schedule changed. */
+  onScheduleChange(fn: () => void): void {
+    this.scheduleChanged = fn;
+  }
+
+  /**
+   * Creates routes, or (with `upsert`) moves existing ones with the same identity to the new
+   * forwarding. An identical live route is returned as it is, never duplicated. All or none:
+   * one bad item rejects the whole request.
+   */
+  async create(
+    inputs: { input: RouteInput; base: string }[],
+    actor: Actor,
+    upsert: boolean,
+  ): Promise<CreateItem[]> {
+    const now = new Date();
+    const inv = await this.inventory.current();
+    const planned: { spec: RouteSpec; input: RouteInput; base: string }[] = [];
+    for (const { input, base } of inputs) {
+      const { hosts, unknown } = resolveTargets(inv, [input.host]);
+      if (unknown.length > 0 || hosts.length === 0) {
+        throw ValidationError.field(
+          `${base}/host`,
+          `'${input.host}' is not a host or group of the inventory`,
+        );
+      }
+      const local = hosts.filter((h) => inv.hosts.get(h)?.local);
+      if (local.length > 0 && !this.config.allowLocalWrites) {
+        throw new ConflictError(
+          `${local.join(', ')} is the machine routeplane runs on and is read-only; set ALLOW_LOCAL_WRITES=true to manage its routes`,
+          { field: `${base}/host` },
+        );
+      }
+      checkSchedule(parseSchedule(input, base), now, base);
+      for (const host of hosts)
+        planned.push({ spec: parseRouteSpec(input, host, base), input, base });
+    }
+
+    // Within one request, the same identity twice is one route if identical, else an error.
+    const unique = new Map<string, (typeof planned)[number]>();
+    for (const p of planned) {
+      const seen = unique.get(keyOf(p.spec));
+      if (seen && !sameForwarding(seen.spec, p.spec)) {
+        throw ValidationError.field(
+          `${p.base}/to`,
+          `${p.spec.to} on ${p.spec.host} appears twice in the request with different forwarding`,
+        );
+      }
+      if (!seen) unique.set(keyOf(p.spec), p);
+    }
+    return this.createPlanned([...unique.values()], planned, actor, upsert, now);
+  }
+
+  private async createPlanned(
+    unique: { spec: RouteSpec; input: RouteInput; base: string }[],
+    planned: { spec: RouteSpec }[],
+    actor: Actor,
+    upsert: boolean,
+    now: Date,
+  ): Promise<CreateItem[]> {
+    const existing = new Map(
+      (await this.store.findLive(unique.map((p) => p.spec))).map((r) => [keyOf(r), r]),
+    );
+    const fresh: NewRoute[] = [];
+    const moves: { route: Route; spec: RouteSpec; input: RouteInput; base: string }[] = [];
+    for (const p of unique) {
+      const found = existing.get(keyOf(p.spec));
+      if (!found) {
+        const schedule = parseSchedule(p.input, p.base);
+        fresh.push({
+          id: randomUUID(),
+          spec: p.spec,
+          schedule,
+          comment: p.input.comment ?? null,
+          status: scheduledStatus(schedule, now),
+          actor: actor.name,
+        });
+      } else if (!sameForwarding(found, p.spec)) {
+        if (!upsert) {
+          throw new ConflictError(
+            `${found.host} already has route ${found.id} to ${found.to} (table ${found.table}, metric ${found.metric}) via ${found.via ?? found.dev}; use PUT /v1/routes to move it`,
+            { field: `${p.base}/to`, route_id: found.id },
+          );
+        }
+        moves.push({ route: found, ...p });
+      }
+    }
+    let inserted: Route[];
+    try {
+      inserted = await this.store.insert(fresh);
+    } catch (err) {
+      // Another request created one of these identities between our read and our insert:
+      // answering from the database again is the idempotent outcome.
+      if ((err as { code?: string }).code === '23505') {
+        return this.createPlanned(unique, planned, actor, upsert, now);
+      }
+      throw err;
+    }
+    const updated: Route[] = [];
+    for (const m of moves) {
+      const route = await this.store.change(
+        m.route.id,
+        LIVE,
+        {
+          spec: m.spec,
+          schedule: parseSchedule(m.input, m.base),
+          comment: m.input.comment ?? m.route.comment,
+        },
+        actor.name,
+        'update',
+      );
+      if (route) updated.push(route);
+    }
+    const outcome = new Map<string, CreateItem>();
+    for (const r of inserted) outcome.set(keyOf(r), { route: r, outcome: 'created' });
+    for (const r of updated) outcome.set(keyOf(r), { route: r, outcome: 'updated' });
+    for (const r of existing.values()) {
+      if (!outcome.has(keyOf(r))) outcome.set(keyOf(r), { route: r, outcome: 'existing' });
+    }
+    if (inserted.some((r) => r.createAt || r.deleteAt) || updated.length > 0)
+      this.scheduleChanged();
+    return planned.map((p) => outcome.get(keyOf(p.spec))!);
+  }
+
+  async get(id: string): Promise<Route> {
+    const route = await this.store.get(id);
+    if (!route) throw new NotFoundError(`No route ${id}`);
+    return route;
+  }
+
+  list(filter: RouteFilter) {
+    return this.store.list(filter);
+  }
+
+  history(filter: RouteFilter) {
+    return this.store.history(filter);
+  }
+
+  async events(id: string) {
+    await this.get(id);
+    return this.store.events(id);
+  }
+
+  async patch(id: string, patch: RoutePatch, actor: Actor): Promise<Route> {
+    const route = await this.liveRoute(id, 'changed');
+    const spec: RouteSpec = { ...route };
+    if (patch.via !== undefined)
+      spec.via = patch.via === null ? null : parseAddress(patch.via, route.family, '/body/via');
+    if (patch.dev !== undefined) spec.dev = patch.dev;
+    if (patch.metric !== undefined) spec.metric = patch.metric;
+    if (!spec.via && !spec.dev) {
+      throw ValidationError.field('/body/via', 'at least one of via or dev is required');
+    }
+    const schedule = parseSchedule(
+      {
+        create_at: patch.create_at === undefined ? route.createAt?.toISOString() : patch.create_at,
+        delete_at: patch.delete_at === undefined ? route.deleteAt?.toISOString() : patch.delete_at,
+      },
+      '/body',
+    );
+    const now = new Date();
+    const rescheduled = patch.create_at !== undefined || patch.delete_at !== undefined;
+    if (rescheduled) checkSchedule(schedule, now, '/body');
+    if (spec.metric !== route.metric) {
+      const [clash] = await this.store.findLive([spec]);
+      if (clash && clash.id !== route.id) {
+        throw new ConflictError(
+          `metric ${spec.metric} would make this route the same as ${clash.id}`,
+          {
+            field: '/body/metric',
+            route_id: clash.id,
+          },
+        );
+      }
+    }
+    // A paused route stays paused; otherwise the schedule decides between pending and active.
+    const status =
+      route.status === 'paused'
+        ? 'paused'
+        : rescheduled
+          ? scheduledStatus(schedule, now)
+          : route.status;
+    const changed = await this.store.change(
+      id,
+      [route.status],
+      {
+        spec,
+        schedule,
+        ...(patch.comment !== undefined ? { comment: patch.comment } : {}),
+        status,
+      },
+      actor.name,
+      'update',
+    );
+    if (!changed) return this.patch(id, patch, actor);
+    if (rescheduled) this.scheduleChanged();
+    return changed;
+  }
+
+  async delete(id: string, actor: Actor): Promise<Route> {
+    const route = await this.liveRoute(id, 'deleted');
+    const changed = await this.store.change(id, LIVE, { status: 'deleted' }, actor.name, 'delete');
+    if (!changed) throw this.notLive(await this.get(route.id), 'deleted');
+    return changed;
+  }
+
+  async pause(id: string, actor: Actor): Promise<Route> {
+    return this.transition(id, 'active', 'paused', 'pause', actor);
+  }
+
+  async resume(id: string, actor: Actor): Promise<Route> {
+    return this.transition(id, 'paused', 'active', 'resume', actor);
+  }
+
+  private async transition(
+    id: string,
+    from: RouteStatus,
+    to: RouteStatus,
+    action: string,
+    actor: Actor,
+  ): Promise<Route> {
+    const changed = await this.store.change(id, [from], { status: to }, actor.name, action);
+    if (changed) return changed;
+    const route = await this.get(id);
+    throw new ConflictError(
+      `Route ${id} is ${route.status}; only a ${from} route can be ${action}d`,
+      {
+        route_id: id,
+        status: route.status,
+      },
+    );
+  }
+
+  private async liveRoute(id: string, verb: string): Promise<Route> {
+    const route = await this.get(id);
+    if (REMOVED_STATUSES.includes(route.status)) throw this.notLive(route, verb);
+    return route;
+  }
+
+  private notLive(route: Route, verb: string): NotFoundError {
+    return new NotFoundError(
+      `Route ${route.id} was ${route.status} at ${route.removedAt?.toISOString()} and cannot be ${verb}`,
+    );
+  }
+
+  /** Waits up to `ms` for the kernels to reflect the routes, then reads them again. */
+  async applied(routes: Route[], ms: number): Promise<Applied<Route[]>> {
+    const hosts = new Set(routes.filter((r) => r.sync.state === 'applying').map((r) => r.host));
+    const ticket = this.reconciler.markDirty(hosts);
+    const settlement = await this.reconciler.waitFor(ticket, ms);
+    return { value: await this.store.getMany(routes.map((r) => r.id)), settlement };
+  }
+}

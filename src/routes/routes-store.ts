@@ -1,0 +1,466 @@
+import type { Knex } from 'knex';
+import type {
+  Route,
+  RouteConflict,
+  RouteEvent,
+  RouteSchedule,
+  RouteSpec,
+  RouteStatus,
+  SyncState,
+} from './types.ts';
+
+interface RouteRow {
+  id: string;
+  host: string;
+  destination: string;
+  table_id: number;
+  metric: number;
+  via: string | null;
+  dev: string | null;
+  scope: string | null;
+  src: string | null;
+  onlink: boolean;
+  force: boolean;
+  create_at: Date | null;
+  delete_at: Date | null;
+  comment: string | null;
+  status: RouteStatus;
+  sync_state: SyncState;
+  sync_error: string | null;
+  sync_conflict: RouteConflict | null;
+  sync_retry_at: Date | null;
+  synced_at: Date | null;
+  last_run_id: string | null;
+  created_by: string;
+  created_at: Date;
+  updated_at: Date;
+  removed_at: Date | null;
+  removed_reason: 'expired' | 'deleted' | null;
+  removed_by: string | null;
+}
+
+const date = (d: Date | string | null) => (d === null ? null : new Date(d));
+
+function fromRow(r: RouteRow): Route {
+  return {
+    id: r.id,
+    host: r.host,
+    to: r.destination,
+    family: r.destination.includes(':') ? 6 : 4,
+    table: r.table_id,
+    metric: r.metric,
+    via: r.via,
+    dev: r.dev,
+    scope: r.scope,
+    src: r.src,
+    onlink: r.onlink,
+    force: r.force,
+    createAt: date(r.create_at),
+    deleteAt: date(r.delete_at),
+    comment: r.comment,
+    status: r.status,
+    sync: {
+      state: r.sync_state,
+      error: r.sync_error,
+      conflict: r.sync_conflict,
+      retryAt: date(r.sync_retry_at),
+      syncedAt: date(r.synced_at),
+      lastRunId: r.last_run_id,
+    },
+    createdBy: r.created_by,
+    createdAt: new Date(r.created_at),
+    updatedAt: new Date(r.updated_at),
+    removedAt: date(r.removed_at),
+    removedReason: r.removed_reason,
+    removedBy: r.removed_by,
+  };
+}
+
+function specColumns(s: RouteSpec) {
+  return {
+    host: s.host,
+    destination: s.to,
+    table_id: s.table,
+    metric: s.metric,
+    via: s.via,
+    dev: s.dev,
+    scope: s.scope,
+    src: s.src,
+    onlink: s.onlink,
+    force: s.force,
+  };
+}
+
+export interface NewRoute {
+  id: string;
+  spec: RouteSpec;
+  schedule: RouteSchedule;
+  comment: string | null;
+  status: RouteStatus;
+  actor: string;
+}
+
+export interface RouteFilter {
+  host?: string;
+  status?: RouteStatus;
+  sync?: SyncState;
+  /** Routes whose destination contains this address or prefix. */
+  contains?: string;
+  /** Routes whose destination lies within this prefix. */
+  within?: string;
+  limit: number;
+  offset: number;
+}
+
+export interface RouteChange {
+  spec?: RouteSpec;
+  schedule?: RouteSchedule;
+  comment?: string | null;
+  status?: RouteStatus;
+}
+
+/** What one apply run found for one route, written back as its sync state. */
+export interface SyncUpdate {
+  id: string;
+  state: SyncState;
+  error: string | null;
+  conflict: RouteConflict | null;
+  retryAt: Date | null;
+  runId: string | null;
+}
+
+export type Identity = Pick<RouteSpec, 'host' | 'table' | 'to' | 'metric'>;
+
+/** Statuses whose routes should be in the kernel; everything else should not be. */
+const IN_KERNEL: RouteStatus = 'active';
+const LIVE = ['pending', 'active', 'paused'];
+
+export class RoutesStore {
+  constructor(private readonly knex: Knex) {}
+
+  private routes(trx: Knex | Knex.Transaction = this.knex) {
+    return trx<RouteRow>('routes');
+  }
+
+  private async event(
+    trx: Knex.Transaction,
+    rows: { routeId: string; from: RouteStatus | null; to: RouteStatus; action: string }[],
+    actor: string,
+    detail: Record<string, unknown> = {},
+  ): Promise<void> {
+    if (rows.length === 0) return;
+    await trx('route_events').insert(
+      rows.map((r) => ({
+        route_id: r.routeId,
+        actor,
+        from_status: r.from,
+        to_status: r.to,
+        action: r.action,
+        detail: JSON.stringify(detail),
+      })),
+    );
+  }
+
+  /** Inserts new routes with their `created` events, all or none. */
+  async insert(routes: NewRoute[]): Promise<Route[]> {
+    if (routes.length === 0) return [];
+    return this.knex.transaction(async (trx) => {
+      const rows = await this.routes(trx)
+        .insert(
+          routes.map((r) => ({
+            id: r.id,
+            ...specColumns(r.spec),
+            create_at: r.schedule.createAt,
+            delete_at: r.schedule.deleteAt,
+            comment: r.comment,
+            status: r.status,
+            // Only an active route has kernel work to wait for.
+            sync_state: r.status === IN_KERNEL ? 'applying' : 'in_sync',
+            created_by: r.actor,
+          })),
+        )
+        .returning('*');
+      for (const r of routes) {
+        await this.event(
+          trx,
+          [{ routeId: r.id, from: null, to: r.status, action: 'create' }],
+          r.actor,
+        );
+      }
+      return (rows as RouteRow[]).map(fromRow);
+    });
+  }
+
+  async get(id: string): Promise<Route | null> {
+    const row = await this.routes().where({ id }).first();
+    return row ? fromRow(row) : null;
+  }
+
+  async getMany(ids: string[]): Promise<Route[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.routes().whereIn('id', ids);
+    const byId = new Map(rows.map((r) => [r.id, fromRow(r)]));
+    return ids.map((id) => byId.get(id)).filter((r): r is Route => r !== undefined);
+  }
+
+  /** Live (not expired or deleted) routes with these identities. */
+  async findLive(keys: Identity[]): Promise<Route[]> {
+    if (keys.length === 0) return [];
+    const rows = await this.routes()
+      .whereIn('status', LIVE)
+      .whereIn(
+        ['host', 'table_id', 'destination', 'metric'],
+        keys.map((k) => [k.host, k.table, k.to, k.metric]),
+      );
+    return rows.map(fromRow);
+  }
+
+  async list(f: RouteFilter): Promise<{ items: Route[]; total: number }> {
+    const q = this.routes().whereIn('status', LIVE);
+    this.filter(q, f);
+    return this.page(q, f, [
+      { column: 'host', order: 'asc' },
+      { column: 'destination', order: 'asc' },
+      { column: 'id', order: 'asc' },
+    ]);
+  }
+
+  async history(f: RouteFilter): Promise<{ items: Route[]; total: number }> {
+    const q = this.routes().whereNotNull('removed_at');
+    this.filter(q, f);
+    return this.page(q, f, [
+      { column: 'removed_at', order: 'desc' },
+      { column: 'id', order: 'desc' },
+    ]);
+  }
+
+  private filter(q: Knex.QueryBuilder, f: RouteFilter): void {
+    if (f.host) q.where('host', f.host);
+    if (f.status) q.where('status', f.status);
+    if (f.sync) q.where('sync_state', f.sync);
+    if (f.contains) q.whereRaw('destination >>= ?::inet', [f.contains]);
+    if (f.within) q.whereRaw('destination <<= ?::cidr', [f.within]);
+  }
+
+  private async page(
+    q: Knex.QueryBuilder,
+    f: RouteFilter,
+    order: { column: string; order: 'asc' | 'desc' }[],
+  ): Promise<{ items: Route[]; total: number }> {
+    const [{ n }] = (await q.clone().count({ n: '*' })) as [{ n: number | string }];
+    const rows = (await q.select('*').orderBy(order).limit(f.limit).offset(f.offset)) as RouteRow[];
+    return { items: rows.map(fromRow), total: Number(n) };
+  }
+
+  async events(routeId: string): Promise<RouteEvent[]> {
+    const rows = await this.knex('route_events').where({ route_id: routeId }).orderBy('id');
+    return rows.map((r) => ({
+      id: Number(r.id),
+      routeId: r.route_id,
+      at: new Date(r.at),
+      actor: r.actor,
+      action: r.action,
+      from: r.from_status,
+      to: r.to_status,
+      detail: r.detail,
+    }));
+  }
+
+  /**
+   * Changes a route if its status is one of `from`, recording the event in the same
+   * transaction; null when the route is not (or no longer) in such a status.
+   */
+  async change(
+    id: string,
+    from: readonly RouteStatus[],
+    change: RouteChange,
+    actor: string,
+    action: string,
+  ): Promise<Route | null> {
+    return this.knex.transaction(async (trx) => {
+      const current = await this.routes(trx)
+        .where({ id })
+        .whereIn('status', from)
+        .forUpdate()
+        .first();
+      if (!current) return null;
+      const status = change.status ?? current.status;
+      const removed = status === 'expired' || status === 'deleted';
+      const kernelChanged =
+        status !== current.status || (change.spec !== undefined && status === IN_KERNEL);
+      const [row] = await this.routes(trx)
+        .where({ id })
+        .update({
+          ...(change.spec ? specColumns(change.spec) : {}),
+          ...(change.schedule
+            ? { create_at: change.schedule.createAt, delete_at: change.schedule.deleteAt }
+            : {}),
+          ...(change.comment !== undefined ? { comment: change.comment } : {}),
+          status,
+          ...(kernelChanged
+            ? { sync_state: 'applying', sync_error: null, sync_conflict: null }
+            : {}),
+          ...(removed
+            ? { removed_at: this.knex.fn.now(), removed_reason: status, removed_by: actor }
+            : {}),
+          updated_at: this.knex.fn.now(),
+        } as never)
+        .returning('*');
+      await this.event(trx, [{ routeId: id, from: current.status, to: status, action }], actor);
+      return fromRow(row as RouteRow);
+    });
+  }
+
+  /**
+   * Claims and fires every transition due at the database's `now()`: pending routes whose
+   * create_at has come become active, live routes whose delete_at has come expire. Rows are
+   * locked with SKIP LOCKED, so replicas sharing the database never fire one twice.
+   */
+  async fireDue(limit: number): Promise<Route[]> {
+    return this.knex.transaction(async (trx) => {
+      const due = (await this.routes(trx)
+        .select('id', 'status', 'create_at', 'delete_at')
+        .where((w) =>
+          w
+            .where((p) => p.where('status', 'pending').where('create_at', '<=', trx.fn.now()))
+            .orWhere((e) => e.whereIn('status', LIVE).where('delete_at', '<=', trx.fn.now())),
+        )
+        .orderByRaw('least(create_at, delete_at)')
+        .limit(limit)
+        .forUpdate()
+        .skipLocked()) as Pick<RouteRow, 'id' | 'status' | 'create_at' | 'delete_at'>[];
+      if (due.length === 0) return [];
+      const now = (await trx.raw('select now() as now')).rows[0].now as Date;
+      const expire = due.filter((r) => r.delete_at && new Date(r.delete_at) <= new Date(now));
+      const activate = due.filter((r) => !expire.includes(r));
+      const fired: RouteRow[] = [];
+      if (activate.length > 0) {
+        fired.push(
+          ...((await this.routes(trx)
+            .whereIn(
+              'id',
+              activate.map((r) => r.id),
+            )
+            .update({
+              status: 'active',
+              sync_state: 'applying',
+              sync_error: null,
+              updated_at: trx.fn.now(),
+            } as never)
+            .returning('*')) as RouteRow[]),
+        );
+      }
+      if (expire.length > 0) {
+        fired.push(
+          ...((await this.routes(trx)
+            .whereIn(
+              'id',
+              expire.map((r) => r.id),
+            )
+            .update({
+              status: 'expired',
+              sync_state: 'applying',
+              sync_error: null,
+              sync_conflict: null,
+              removed_at: trx.fn.now(),
+              removed_reason: 'expired',
+              removed_by: 'scheduler',
+              updated_at: trx.fn.now(),
+            } as never)
+            .returning('*')) as RouteRow[]),
+        );
+      }
+      const before = new Map(due.map((r) => [r.id, r.status]));
+      await this.event(
+        trx,
+        fired.map((r) => ({
+          routeId: r.id,
+          from: before.get(r.id)!,
+          to: r.status,
+          action: r.status === 'expired' ? 'expire' : 'activate',
+        })),
+        'scheduler',
+      );
+      return fired.map(fromRow);
+    });
+  }
+
+  /** When the next transition is due, or null when nothing is scheduled. */
+  async nextDueAt(): Promise<Date | null> {
+    const row = await this.knex
+      .from(
+        this.knex.raw(`(
+          select min(create_at) as at from routes where status = 'pending'
+          union all
+          select min(delete_at) from routes
+            where status in ('pending', 'active', 'paused') and delete_at is not null
+        ) as due`),
+      )
+      .min({ at: 'at' })
+      .first();
+    return row?.at ? new Date(row.at) : null;
+  }
+
+  /** The routes each host should have in its kernel right now. */
+  async desiredFor(hosts: string[]): Promise<Map<string, Route[]>> {
+    const byHost = new Map<string, Route[]>(hosts.map((h) => [h, []]));
+    if (hosts.length === 0) return byHost;
+    const rows = await this.routes().whereIn('host', hosts).where('status', IN_KERNEL);
+    for (const r of rows) byHost.get(r.host)!.push(fromRow(r));
+    return byHost;
+  }
+
+  /** Routes of these hosts whose sync state a run will settle: all not yet in sync. */
+  async unsyncedIds(hosts: string[]): Promise<Map<string, string[]>> {
+    const rows = await this.routes()
+      .select('id', 'host')
+      .whereIn('host', hosts)
+      .where((w) => w.whereNot('sync_state', 'in_sync').orWhere('status', IN_KERNEL));
+    const byHost = new Map<string, string[]>();
+    for (const r of rows) byHost.set(r.host, [...(byHost.get(r.host) ?? []), r.id]);
+    return byHost;
+  }
+
+  async recordSync(updates: SyncUpdate[]): Promise<void> {
+    if (updates.length === 0) return;
+    // One statement for any number of routes: the bench writes thousands per run.
+    await this.knex.raw(
+      `update routes r set
+         sync_state = u.state,
+         sync_error = u.error,
+         sync_conflict = u.conflict::jsonb,
+         sync_retry_at = u.retry_at::timestamptz,
+         synced_at = case when u.state = 'in_sync' then now() else r.synced_at end,
+         last_run_id = coalesce(u.run_id::uuid, r.last_run_id)
+       from jsonb_to_recordset(?::jsonb)
+         as u(id uuid, state text, error text, conflict text, retry_at text, run_id text)
+       where r.id = u.id`,
+      [
+        JSON.stringify(
+          updates.map((u) => ({
+            id: u.id,
+            state: u.state,
+            error: u.error,
+            conflict: u.conflict ? JSON.stringify(u.conflict) : null,
+            retry_at: u.retryAt?.toISOString() ?? null,
+            run_id: u.runId,
+          })),
+        ),
+      ],
+    );
+  }
+
+  /** Hosts whose kernels may not match: something unsynced, or routes that should be there. */
+  async hostsToReconcile(): Promise<string[]> {
+    const rows = await this.routes()
+      .distinct('host')
+      .where((w) => w.whereNot('sync_state', 'in_sync').orWhere('status', IN_KERNEL));
+    return rows.map((r) => r.host);
+  }
+
+  /** Hosts that have routes routeplane put in their kernels. */
+  async hostsWithActiveRoutes(): Promise<string[]> {
+    const rows = await this.routes().distinct('host').where('status', IN_KERNEL);
+    return rows.map((r) => r.host);
+  }
+}

@@ -1,0 +1,95 @@
+import type { Config } from '../config.ts';
+import type { Logger } from '../logger.ts';
+import type { RoutesStore } from '../routes/routes-store.ts';
+import type { Route } from '../routes/types.ts';
+
+const CLAIM_BATCH = 500;
+
+type SchedulerConfig = Pick<Config, 'schedulerMaxSleepMs'>;
+
+/**
+ * Fires lifecycle transitions at their timestamps: a single timer aimed at the next due time,
+ * re-aimed whenever a schedule changes (wake). The sleep is capped so that a transition
+ * another replica scheduled is still fired if that replica has gone away.
+ */
+export class Scheduler {
+  private timer: NodeJS.Timeout | null = null;
+  private firing: Promise<void> | null = null;
+  private again = false;
+  private stopped = true;
+
+  constructor(
+    private readonly config: SchedulerConfig,
+    private readonly store: RoutesStore,
+    private readonly onFired: (routes: Route[]) => void,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Fires everything overdue at once (after a restart), then follows the schedule. */
+  start(): Promise<void> {
+    this.stopped = false;
+    return this.fire();
+  }
+
+  /** A schedule changed: re-aim the timer. */
+  wake(): void {
+    if (this.stopped) return;
+    void this.fire();
+  }
+
+  private fire(): Promise<void> {
+    if (this.firing) {
+      this.again = true;
+      return this.firing;
+    }
+    this.firing = (async () => {
+      do {
+        this.again = false;
+        try {
+          let fired: Route[];
+          do {
+            fired = await this.store.fireDue(CLAIM_BATCH);
+            if (fired.length > 0) {
+              this.logger.info(
+                { event: 'scheduler.fired', count: fired.length },
+                'scheduled transitions fired',
+              );
+              this.onFired(fired);
+            }
+          } while (fired.length === CLAIM_BATCH && !this.stopped);
+          await this.arm();
+        } catch (err) {
+          this.logger.error({ event: 'scheduler.failed', err }, 'scheduler pass failed');
+          this.arm(1000);
+        }
+      } while (this.again && !this.stopped);
+    })().finally(() => {
+      this.firing = null;
+    });
+    return this.firing;
+  }
+
+  private async arm(fixedMs?: number): Promise<void> {
+    if (this.stopped) return;
+    let delay = fixedMs;
+    if (delay === undefined) {
+      const next = await this.store.nextDueAt();
+      delay = next ? Math.max(0, next.getTime() - Date.now()) : this.config.schedulerMaxSleepMs;
+    }
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(
+      () => {
+        this.timer = null;
+        void this.fire();
+      },
+      Math.min(delay, this.config.schedulerMaxSleepMs),
+    );
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await this.firing;
+  }
+}
