@@ -2,6 +2,13 @@ import express, { type Express } from 'express';
 import * as OpenApiValidator from 'express-openapi-validator';
 import type { TokenRegistry } from './auth/token-registry.ts';
 import type { Config } from './config.ts';
+import {
+  COMPAT_PATHS,
+  compatErrorHandler,
+  compatHandlers,
+  compatPathAliases,
+} from './compat/compat-handlers.ts';
+import type { CompatService } from './compat/compat-service.ts';
 import { hostsHandlers } from './hosts/hosts-handlers.ts';
 import type { HostsService } from './hosts/hosts-service.ts';
 import { loadContract } from './http/contract.ts';
@@ -28,6 +35,7 @@ export interface AppDependencies {
   runs: RunsService;
   hosts: HostsService;
   routes: RoutesService;
+  compat: CompatService | null;
 }
 
 /** The Express app, without listening: the server and the tests both build it here. */
@@ -37,6 +45,7 @@ export function buildApp(deps: AppDependencies): Express {
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
   app.use(requestContextMiddleware(deps.logger));
+  app.use(compatPathAliases());
   app.use(docsHandlers(contract));
   app.use(
     express.json({
@@ -58,7 +67,10 @@ export function buildApp(deps: AppDependencies): Express {
   app.use(hostsHandlers(deps.hosts));
   app.use(runsHandlers(deps.runs));
   app.use(routesHandlers(deps.routes, deps.config.routeWaitDefaultMs));
+  app.use(compatHandlers(deps.compat));
   app.use(notFoundHandler());
+  // route-manager clients expect FastAPI's {"detail"} errors on its paths, and only there.
+  app.use(COMPAT_PATHS, compatErrorHandler(deps.logger));
   app.use(problemHandler(deps.logger));
   return app;
 }

@@ -47,6 +47,10 @@ const schema = z.object({
   RECONCILE_RETRY_MAX_S: z.coerce.number().min(0.05).max(86400).default(60),
   SCHEDULER_MAX_SLEEP_S: z.coerce.number().min(0.1).max(3600).default(30),
   REMOVE_ROUTES_ON_SHUTDOWN: boolean.default(false),
+  COMPAT_HOST: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,253}$/, 'must be an inventory host name')
+    .optional(),
 });
 
 export type Env = z.infer<typeof schema>;
@@ -86,6 +90,7 @@ export interface Config {
   reconcileRetryMaxMs: number;
   schedulerMaxSleepMs: number;
   removeRoutesOnShutdown: boolean;
+  compatHost: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -179,5 +184,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     reconcileRetryMaxMs: e.RECONCILE_RETRY_MAX_S * 1000,
     schedulerMaxSleepMs: e.SCHEDULER_MAX_SLEEP_S * 1000,
     removeRoutesOnShutdown: e.REMOVE_ROUTES_ON_SHUTDOWN,
+    compatHost: e.COMPAT_HOST,
   };
 }

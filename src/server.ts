@@ -41,6 +41,7 @@ export async function startServer(
       runs: services.runs,
       hosts: services.hosts,
       routes: services.routes,
+      compat: services.compat,
     });
     const server: Server = await new Promise((resolve, reject) => {
       const s = app.listen(config.port, config.host, (err?: Error) =>

@@ -6,6 +6,7 @@ import { HostsService } from './hosts/hosts-service.ts';
 import { InventorySource } from './hosts/inventory-source.ts';
 import type { ReadinessProbe } from './http/health-handlers.ts';
 import type { Logger } from './logger.ts';
+import { CompatService } from './compat/compat-service.ts';
 import { hostLocksFor } from './reconciler/host-locks.ts';
 import { Reconciler } from './reconciler/reconciler.ts';
 import { RoutesService } from './routes/routes-service.ts';
@@ -25,6 +26,7 @@ export interface Services {
   runs: RunsService;
   hosts: HostsService;
   routes: RoutesService;
+  compat: CompatService | null;
   reconciler: Reconciler;
   scheduler: Scheduler;
   readiness: ReadinessProbe;
@@ -66,6 +68,9 @@ export function wireServices(
     logger,
   );
   routes.onScheduleChange(() => scheduler.wake());
+  const compat = config.compatHost
+    ? new CompatService(config.compatHost, routes, hosts, config.routeWaitDefaultMs)
+    : null;
   let ansibleVersion: Promise<string> | null = null;
   const readiness: ReadinessProbe = {
     database: async () => {
@@ -90,7 +95,7 @@ export function wireServices(
       }
     },
   };
-  return { db, presence, runner, runs, hosts, routes, reconciler, scheduler, readiness };
+  return { db, presence, runner, runs, hosts, routes, compat, reconciler, scheduler, readiness };
 }
 
 export type { TokenRegistry };

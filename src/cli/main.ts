@@ -1,10 +1,16 @@
 import { Command } from 'commander';
+import { registerHostsCommand } from './hosts-command.ts';
 import { registerLabCommand } from './lab-command.ts';
+import { registerRoutesCommand } from './routes-command.ts';
+import { registerRunsCommand } from './runs-command.ts';
 
 const program = new Command('routeplane')
   .description('routeplane: network control plane for fleets of Linux hosts')
   .showHelpAfterError();
 
+registerRoutesCommand(program);
+registerHostsCommand(program);
+registerRunsCommand(program);
 registerLabCommand(program);
 
 await program.parseAsync(process.argv);

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { load } from 'js-yaml';
+import { CORE_SCHEMA, defineScalarTag, load } from 'js-yaml';
 
 export interface InventoryHost {
   name: string;
@@ -33,22 +33,43 @@ function asRecord(value: unknown, where: string): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
+// Ansible's own YAML tags: an inline-vaulted value (kept opaque, and never shown: publicVars
+// drops `__ansible_vault`), and a string Ansible must not template. Without them a single
+// `!vault` value made the whole inventory unreadable.
+const ANSIBLE_SCHEMA = CORE_SCHEMA.withTags(
+  defineScalarTag('!vault', {
+    resolve: (source) => ({ __ansible_vault: source }),
+    identify: () => false,
+  }),
+  defineScalarTag('!unsafe', { resolve: (source) => source, identify: () => false }),
+);
+
 /**
  * Parses an Ansible YAML inventory (the `all:` / `hosts:` / `children:` / `vars:` format).
  * routeplane reads it itself, rather than shelling out to ansible-inventory, so listing the
  * fleet costs no process and works where ansible is not installed yet.
  */
 export function parseInventory(text: string): Inventory {
-  const doc = asRecord(load(text), 'inventory');
+  const doc = asRecord(load(text, { schema: ANSIBLE_SCHEMA }), 'inventory');
   const hostVars = new Map<string, Record<string, unknown>>();
   const hostGroups = new Map<string, Set<string>>();
   const groupHosts = new Map<string, Set<string>>();
-  // Ansible applies group vars parent before child; remember each host's chain in that order.
-  const hostGroupVarChain = new Map<string, Record<string, unknown>[]>();
+  // Ansible merges group vars by group depth (all = 0, its children 1, ...), then by name, so
+  // a child's vars win over its parents' whichever of a host's groups is read last.
+  const groupVars = new Map<string, { depth: number; vars: Record<string, unknown> }>();
+  const hostAncestry = new Map<string, Set<string>>();
 
-  const visit = (group: string, node: Node, chain: Record<string, unknown>[]): Set<string> => {
+  const visit = (group: string, node: Node, chain: string[]): Set<string> => {
     const vars = asRecord(node.vars, `group ${group} vars`);
-    const myChain = [...chain, vars];
+    const seen = groupVars.get(group);
+    groupVars.set(group, {
+      depth: Math.max(
+        seen?.depth ?? 0,
+        group === 'all' ? 0 : chain.length + (chain[0] === 'all' ? 0 : 1),
+      ),
+      vars: { ...(seen?.vars ?? {}), ...vars },
+    });
+    const myChain = [...chain, group];
     const members = groupHosts.get(group) ?? new Set<string>();
     groupHosts.set(group, members);
     for (const [name, hv] of Object.entries(asRecord(node.hosts, `group ${group} hosts`))) {
@@ -57,7 +78,7 @@ export function parseInventory(text: string): Inventory {
       const groups = hostGroups.get(name) ?? new Set<string>();
       groups.add(group);
       hostGroups.set(name, groups);
-      hostGroupVarChain.set(name, [...(hostGroupVarChain.get(name) ?? []), ...myChain]);
+      hostAncestry.set(name, new Set([...(hostAncestry.get(name) ?? []), ...myChain]));
     }
     for (const [child, childNode] of Object.entries(
       asRecord(node.children, `group ${group} children`),
@@ -81,10 +102,12 @@ export function parseInventory(text: string): Inventory {
 
   const hosts = new Map<string, InventoryHost>();
   for (const [name, own] of hostVars) {
-    const vars = Object.assign({}, ...(hostGroupVarChain.get(name) ?? []), own) as Record<
-      string,
-      unknown
-    >;
+    const ordered = [...(hostAncestry.get(name) ?? []), 'all']
+      .filter((g, i, list) => list.indexOf(g) === i && groupVars.has(g))
+      .map((g) => ({ name: g, ...groupVars.get(g)! }))
+      // by code point, as Python compares the names, not by locale
+      .sort((a, b) => a.depth - b.depth || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const vars = Object.assign({}, ...ordered.map((g) => g.vars), own) as Record<string, unknown>;
     const groups = [...(hostGroups.get(name) ?? [])]
       .filter((g) => g !== 'all' && g !== 'ungrouped')
       .sort();

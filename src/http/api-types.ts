@@ -383,6 +383,91 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/routes/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * route-manager - routes of COMPAT_HOST, stored and in the kernel
+         * @description Also served at `/routes`. `system_routes` are the host's main-table
+         *     routes in `ip route` format, gathered now.
+         */
+        get: operations["compatListRoutes"];
+        /**
+         * route-manager - add or schedule a route
+         * @description Also served at `/routes`. A destination that already exists (stored, or
+         *     in the kernel whoever owns it) answers 200 and stores nothing.
+         */
+        put: operations["compatAddRoute"];
+        post?: never;
+        /**
+         * route-manager - delete a route
+         * @description Also served at `/routes`. A destination routeplane did not store is a 404 and the kernel keeps it.
+         */
+        delete: operations["compatDeleteRoute"];
+        options?: never;
+        head?: never;
+        /**
+         * route-manager - change a route's gateway, device or schedule
+         * @description A new `via` clears `dev` and a new `dev` clears `via`. Also served at `/routes`.
+         */
+        patch: operations["compatUpdateRoute"];
+        trace?: never;
+    };
+    "/routes/pause": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /** route-manager - pause an active route */
+        patch: operations["compatPauseRoute"];
+        trace?: never;
+    };
+    "/routes/activate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /** route-manager - re-activate a paused route */
+        patch: operations["compatActivateRoute"];
+        trace?: never;
+    };
+    "/routes/deleted": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** route-manager - expired and deleted routes */
+        get: operations["compatListDeletedRoutes"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -758,8 +843,162 @@ export interface components {
                 [key: string]: unknown;
             };
         };
+        CompatDetail: {
+            detail: string;
+        };
+        /** @description Unknown fields are ignored, as route-manager (pydantic) did */
+        CompatDestination: {
+            /** @example 203.0.113.10 */
+            to: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * @description Unknown fields (`active`, `status`...) are ignored. Timestamps are ISO
+         *     8601 with a timezone; offsets are honoured.
+         */
+        CompatRouteBody: {
+            /** @description Prefix or address (a bare address is /32 or /128) */
+            to: string;
+            via?: string | null;
+            dev?: string | null;
+            /** @example 2026-11-24T09:00:00+01:00 */
+            create_at?: string | null;
+            /** @example 2026-11-24T17:00:00+01:00 */
+            delete_at?: string | null;
+        } & {
+            [key: string]: unknown;
+        };
+        CompatRouteList: {
+            database_routes: {
+                to: string;
+                via: string | null;
+                dev: string | null;
+                /** Format: date-time */
+                create_at: string | null;
+                /** Format: date-time */
+                delete_at: string | null;
+                active: boolean;
+                /** @enum {string} */
+                status: "pending" | "active" | "paused";
+            }[];
+            /**
+             * @example [
+             *       "default via 198.51.100.1 dev eth0",
+             *       "198.51.100.0/28 dev eth0 proto kernel scope link src 198.51.100.2"
+             *     ]
+             */
+            system_routes: string[];
+        };
+        CompatDeletedList: {
+            deleted_routes: {
+                /** Format: uuid */
+                id: string;
+                to: string;
+                via: string | null;
+                dev: string | null;
+                /** Format: date-time */
+                create_at: string | null;
+                /** Format: date-time */
+                delete_at: string | null;
+                /** Format: date-time */
+                removed_at: string;
+                /** @enum {string} */
+                status: "expired" | "deleted";
+            }[];
+        };
     };
     responses: {
+        /** @description route-manager's success message (upstream's spelling kept) */
+        CompatMessage: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "message": "Route succesfully added or scheduled"
+                 *     }
+                 */
+                "application/json": {
+                    message: string;
+                };
+            };
+        };
+        /** @description No or wrong token (route-manager answered 403 without a header) */
+        CompatUnauthorized: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "detail": "Invalid or expired token"
+                 *     }
+                 */
+                "application/json": components["schemas"]["CompatDetail"];
+            };
+        };
+        /** @description The token's role is too low */
+        CompatForbidden: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["CompatDetail"];
+            };
+        };
+        /** @description No such route (or compatibility is off) */
+        CompatNotFound: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "detail": "Route to 203.0.113.99/32 not found in the database."
+                 *     }
+                 */
+                "application/json": components["schemas"]["CompatDetail"];
+            };
+        };
+        /** @description The route is not in the state the operation needs */
+        CompatConflict: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "detail": "Route 203.0.113.10/32 is paused, not active"
+                 *     }
+                 */
+                "application/json": components["schemas"]["CompatDetail"];
+            };
+        };
+        /** @description Invalid input (FastAPI's 422) */
+        CompatInvalid: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "detail": "create_at must include timezone information"
+                 *     }
+                 */
+                "application/json": components["schemas"]["CompatDetail"];
+            };
+        };
+        /** @description The host could not be read or did not take the change */
+        CompatBadGateway: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["CompatDetail"];
+            };
+        };
         /**
          * @description The change is recorded, but applying it failed on the host (unreachable,
          *     or the kernel refused it). The route keeps `sync.state: failed` and is
@@ -1963,6 +2202,192 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+        };
+    };
+    compatListRoutes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Stored routes and the kernel's */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CompatRouteList"];
+                };
+            };
+            401: components["responses"]["CompatUnauthorized"];
+            403: components["responses"]["CompatForbidden"];
+            404: components["responses"]["CompatNotFound"];
+            502: components["responses"]["CompatBadGateway"];
+        };
+    };
+    compatAddRoute: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "to": "203.0.113.10",
+                 *       "via": "198.51.100.2"
+                 *     }
+                 */
+                "application/json": components["schemas"]["CompatRouteBody"];
+            };
+        };
+        responses: {
+            200: components["responses"]["CompatMessage"];
+            201: components["responses"]["CompatMessage"];
+            401: components["responses"]["CompatUnauthorized"];
+            403: components["responses"]["CompatForbidden"];
+            404: components["responses"]["CompatNotFound"];
+            409: components["responses"]["CompatConflict"];
+            413: components["responses"]["CompatInvalid"];
+            422: components["responses"]["CompatInvalid"];
+            502: components["responses"]["CompatBadGateway"];
+            503: components["responses"]["CompatBadGateway"];
+        };
+    };
+    compatDeleteRoute: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "to": "203.0.113.10"
+                 *     }
+                 */
+                "application/json": components["schemas"]["CompatDestination"];
+            };
+        };
+        responses: {
+            200: components["responses"]["CompatMessage"];
+            401: components["responses"]["CompatUnauthorized"];
+            403: components["responses"]["CompatForbidden"];
+            404: components["responses"]["CompatNotFound"];
+            422: components["responses"]["CompatInvalid"];
+            502: components["responses"]["CompatBadGateway"];
+        };
+    };
+    compatUpdateRoute: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "to": "203.0.113.10/32",
+                 *       "via": "198.51.100.3"
+                 *     }
+                 */
+                "application/json": components["schemas"]["CompatRouteBody"];
+            };
+        };
+        responses: {
+            200: components["responses"]["CompatMessage"];
+            401: components["responses"]["CompatUnauthorized"];
+            403: components["responses"]["CompatForbidden"];
+            404: components["responses"]["CompatNotFound"];
+            409: components["responses"]["CompatConflict"];
+            422: components["responses"]["CompatInvalid"];
+            502: components["responses"]["CompatBadGateway"];
+        };
+    };
+    compatPauseRoute: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "to": "203.0.113.10/32"
+                 *     }
+                 */
+                "application/json": components["schemas"]["CompatDestination"];
+            };
+        };
+        responses: {
+            200: components["responses"]["CompatMessage"];
+            401: components["responses"]["CompatUnauthorized"];
+            403: components["responses"]["CompatForbidden"];
+            404: components["responses"]["CompatNotFound"];
+            409: components["responses"]["CompatConflict"];
+            422: components["responses"]["CompatInvalid"];
+            502: components["responses"]["CompatBadGateway"];
+        };
+    };
+    compatActivateRoute: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "to": "203.0.113.10/32"
+                 *     }
+                 */
+                "application/json": components["schemas"]["CompatDestination"];
+            };
+        };
+        responses: {
+            200: components["responses"]["CompatMessage"];
+            401: components["responses"]["CompatUnauthorized"];
+            403: components["responses"]["CompatForbidden"];
+            404: components["responses"]["CompatNotFound"];
+            409: components["responses"]["CompatConflict"];
+            422: components["responses"]["CompatInvalid"];
+            502: components["responses"]["CompatBadGateway"];
+        };
+    };
+    compatListDeletedRoutes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed routes, newest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CompatDeletedList"];
+                };
+            };
+            401: components["responses"]["CompatUnauthorized"];
+            403: components["responses"]["CompatForbidden"];
+            404: components["responses"]["CompatNotFound"];
         };
     };
 }

@@ -35,6 +35,8 @@ function fieldPath(path: string | undefined): string {
   return path.startsWith('.') ? '/' + path.slice(1).replace(/\./g, '/') : path;
 }
 
+const ONE_OF_NOISE = /^must match exactly one schema in oneOf$|^must be (array|object)$/;
+
 /** Turns anything thrown below (ours, the validator's, body-parser's) into an AppError. */
 export function toAppError(err: unknown): AppError {
   if (err instanceof AppError) return err;
@@ -56,10 +58,14 @@ export function toAppError(err: unknown): AppError {
       return new MalformedBodyError(message);
   }
   if (Array.isArray(e.errors) && status) {
-    const fields: FieldError[] = e.errors.map((x) => ({
+    const all: FieldError[] = e.errors.map((x) => ({
       field: fieldPath(x.path),
       message: x.message ?? 'invalid',
     }));
+    // A oneOf body (one route or an array of them) fails every branch; the branch the client
+    // meant is the one with specific errors, so the other branch's type mismatch is noise.
+    const specific = all.filter((f) => !ONE_OF_NOISE.test(f.message));
+    const fields = specific.length > 0 ? specific : all;
     const detail = fields.map((f) => `${f.field}: ${f.message}`).join('; ') || message;
     switch (status) {
       case 400:
@@ -109,13 +115,15 @@ export function problemHandler(logger: Logger): ErrorRequestHandler {
       .type('application/problem+json')
       .send(
         JSON.stringify({
+          // Extension members first: none may replace a standard member (a route's `status`
+          // in `extra` once turned the problem's status into "pending").
+          ...problem.extra,
           type: problem.type,
           title: problem.title,
           status: problem.status,
           detail: problem.message,
           instance: req.originalUrl.slice(0, 2048),
           request_id: requestContext.getStore()?.requestId,
-          ...problem.extra,
         }),
       );
   };

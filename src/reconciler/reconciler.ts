@@ -11,6 +11,8 @@ import type { HostLocks } from './host-locks.ts';
 const SYSTEM: Actor = { name: 'reconciler', role: 'admin' };
 /** How soon to try again a host whose lock another routeplane process holds. */
 const LOCKED_RETRY_MS = 250;
+/** How long an answer given before its run ended waits for that run to exist, to name it. */
+const RUN_ID_WAIT_MS = 2_000;
 
 type ReconcilerConfig = Pick<
   Config,
@@ -28,7 +30,7 @@ export interface Settlement {
 }
 
 interface Waiter {
-  ticket: Ticket;
+  ready(): boolean;
   resolve(): void;
 }
 
@@ -80,16 +82,28 @@ export class Reconciler {
     return true;
   }
 
+  /** Whether a run carrying the ticket's changes has started (and so has an id). */
+  private isCarried(ticket: Ticket): boolean {
+    for (const [h, gen] of ticket) if ((this.carrying.get(h)?.gen ?? 0) < gen) return false;
+    return true;
+  }
+
+  private async until(ready: () => boolean, ms: number): Promise<void> {
+    if (ready() || ms <= 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new Promise<void>((resolve) => this.waiters.push({ ready, resolve })),
+      new Promise<void>((r) => (timer = setTimeout(r, ms))),
+    ]);
+    clearTimeout(timer);
+  }
+
   /** Waits until runs carrying the ticket's changes have ended, at most `ms`. */
   async waitFor(ticket: Ticket, ms: number): Promise<Settlement> {
-    if (!this.isSettled(ticket) && ms > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        new Promise<void>((resolve) => this.waiters.push({ ticket, resolve })),
-        new Promise<void>((r) => (timer = setTimeout(r, ms))),
-      ]);
-      clearTimeout(timer);
-    }
+    await this.until(() => this.isSettled(ticket), ms);
+    // Answering before the run ends (wait=0 too): the answer names the run, so let a run that
+    // is about to start (pump is deferred to setImmediate) get its id first.
+    await this.until(() => this.isSettled(ticket) || this.isCarried(ticket), RUN_ID_WAIT_MS);
     const runIds = new Set<string>();
     for (const [h, gen] of ticket) {
       const c = this.carrying.get(h);
@@ -185,6 +199,7 @@ export class Reconciler {
         this.inFlight.set(h, started.run.id);
         this.carrying.set(h, { gen: gens.get(h)!, runId: started.run.id });
       }
+      this.notifyWaiters();
       run = await started.done;
       const results = syncFromRun(run, settled, (h) => new Date(Date.now() + this.nextDelay(h)));
       await this.store.recordSync(results.flatMap((r) => r.updates));
@@ -247,7 +262,7 @@ export class Reconciler {
   private notifyWaiters(): void {
     const still: Waiter[] = [];
     for (const w of this.waiters) {
-      if (this.isSettled(w.ticket)) w.resolve();
+      if (w.ready()) w.resolve();
       else still.push(w);
     }
     this.waiters = still;

@@ -286,10 +286,10 @@ export class RoutesService {
     if (changed) return changed;
     const route = await this.get(id);
     throw new ConflictError(
-      `Route ${id} is ${route.status}; only a ${from} route can be ${action}d`,
+      `Route ${id} is ${route.status}; only ${from} routes can be ${action}d`,
       {
         route_id: id,
-        status: route.status,
+        current_status: route.status,
       },
     );
   }

@@ -108,6 +108,8 @@ export interface RouteFilter {
   contains?: string;
   /** Routes whose destination lies within this prefix. */
   within?: string;
+  /** Routes to exactly this prefix. */
+  destination?: string;
   limit: number;
   offset: number;
 }
@@ -240,6 +242,7 @@ export class RoutesStore {
     if (f.sync) q.where('sync_state', f.sync);
     if (f.contains) q.whereRaw('destination >>= ?::inet', [f.contains]);
     if (f.within) q.whereRaw('destination <<= ?::cidr', [f.within]);
+    if (f.destination) q.where('destination', f.destination);
   }
 
   private async page(

@@ -26,6 +26,25 @@ function boundedTail(text: string, maxBytes: number): string {
   return '[... truncated ...]\n' + buf.subarray(buf.length - maxBytes).toString('utf8');
 }
 
+/**
+ * Why ansible stopped: from its last `ERROR!` line on (a YAML error's explanation spans many
+ * lines and ends with the offending source, not the reason), else the last lines of stderr.
+ */
+function stopReason(stderr: string): string {
+  const lines = stderr.trim().split('\n');
+  let from = Math.max(0, lines.length - 5);
+  for (let i = lines.length - 1; i >= 0; i--) {
+    if (lines[i]!.startsWith('ERROR!')) {
+      from = i;
+      break;
+    }
+  }
+  return lines
+    .slice(from, from + 20)
+    .join('\n')
+    .trim();
+}
+
 // Only what ansible needs: the server's own secrets (tokens, database URL, vault password)
 // must not reach a child's environment.
 const INHERITED_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LC_ALL', 'TZ', 'SSH_AUTH_SOCK'];
@@ -161,12 +180,17 @@ export class AnsibleRunner implements PlaybookRunner {
       }
       if (hooks.isCanceled()) return { ...base, status: 'canceled', error: 'canceled on request' };
       if (!doc) {
-        const why = stderr.trim().split('\n').slice(-5).join('\n');
+        const why = stopReason(stderr);
+        // No exit code and no signal: the process never ran (e.g. ENOENT, EACCES).
+        const notStarted = rc === null && !result.signal;
         return {
           ...base,
           status: 'error',
           error:
-            why || `ansible-playbook exited with ${rc ?? result.signal} and printed no results`,
+            why ||
+            (notStarted
+              ? `ansible-playbook could not be started: ${result.originalMessage ?? result.message}`
+              : `ansible-playbook exited with ${rc ?? result.signal} and printed no results`),
         };
       }
       return { ...base, status: rc === 0 ? 'succeeded' : 'failed', error: null };

@@ -1,0 +1,230 @@
+import type { components, operations } from '../http/api-types.ts';
+
+type Schemas = components['schemas'];
+export type Route = Schemas['Route'];
+export type RouteCreate = Schemas['RouteCreate'];
+export type RouteList = Schemas['RouteList'];
+export type RouteBatchResult = Schemas['RouteBatchResult'];
+export type Problem = Schemas['Problem'];
+export type FieldError = NonNullable<Problem['errors']>[number];
+export type HostList = Schemas['HostList'];
+export type HostDetail = Schemas['HostDetail'];
+export type Run = Schemas['Run'];
+export type RunList = Schemas['RunList'];
+
+type QueryOf<Op extends keyof operations> = NonNullable<operations[Op]['parameters']['query']>;
+export type ListRoutesQuery = QueryOf<'listRoutes'>;
+export type RouteHistoryQuery = QueryOf<'listRouteHistory'>;
+export type ListRunsQuery = QueryOf<'listRuns'>;
+
+export function isBatch(value: Route | RouteBatchResult): value is RouteBatchResult {
+  return 'items' in value;
+}
+
+export const DEFAULT_API_URL = 'http://127.0.0.1:8080';
+
+/** The API answered with an error: its status, the problem's detail and, for a 400, each field. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly detail: string,
+    readonly problem: Problem | null,
+  ) {
+    super(detail);
+  }
+  get fields(): FieldError[] {
+    return this.problem?.errors ?? [];
+  }
+}
+
+/** No HTTP answer at all: nothing listening, unknown host, a timeout. */
+export class ApiUnreachableError extends Error {
+  constructor(
+    readonly url: string,
+    reason: string,
+  ) {
+    super(`cannot reach the routeplane API at ${url}: ${reason}`);
+  }
+}
+
+/** A write's answer: 202 means the apply run carrying it was still going when `wait` ran out. */
+export interface Written<T> {
+  status: number;
+  body: T;
+  location: string | null;
+}
+
+export interface ApiClientOptions {
+  baseUrl: string;
+  token?: string;
+  /** For tests; the global fetch otherwise. */
+  fetch?: typeof fetch;
+}
+
+type QueryValue = string | number | boolean | undefined;
+
+const NETWORK_REASONS: Record<string, string> = {
+  ECONNREFUSED: 'connection refused (is the server running? set --api or ROUTEPLANE_API)',
+  ENOTFOUND: 'host not found',
+  EAI_AGAIN: 'host name lookup failed',
+  ECONNRESET: 'the connection was reset',
+  EHOSTUNREACH: 'host unreachable',
+  ETIMEDOUT: 'connection timed out',
+  // undici gives up on a response whose headers take over 300 s (a long --wait)
+  UND_ERR_HEADERS_TIMEOUT: 'no answer within 300 s',
+};
+
+function networkReason(err: unknown): string {
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  const code = cause?.code;
+  if (code && NETWORK_REASONS[code]) return NETWORK_REASONS[code];
+  return cause?.message ?? (err instanceof Error ? err.message : String(err));
+}
+
+function isProblem(value: unknown): value is Problem {
+  return (
+    typeof value === 'object' && value !== null && typeof (value as Problem).status === 'number'
+  );
+}
+
+/** Kong and other proxies answer errors with `{ message }` rather than a problem. */
+function errorDetail(status: number, statusText: string, text: string, body: unknown): string {
+  if (isProblem(body)) return body.detail ?? body.title;
+  const message = (body as { message?: unknown } | null)?.message;
+  if (typeof message === 'string') return message;
+  const firstLine = text.trim().split('\n')[0]?.slice(0, 200);
+  return firstLine ? `HTTP ${status}: ${firstLine}` : `HTTP ${status} ${statusText}`.trim();
+}
+
+/** A thin, typed client of the /v1 operations the CLI uses; every error becomes an ApiError. */
+export class ApiClient {
+  readonly baseUrl: string;
+  private readonly token: string | undefined;
+  private readonly fetch: typeof fetch;
+
+  constructor(opts: ApiClientOptions) {
+    let url: URL;
+    try {
+      url = new URL(opts.baseUrl);
+    } catch {
+      throw new Error(`--api: not a URL: ${opts.baseUrl}`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      throw new Error(`--api: needs an http or https URL, got ${opts.baseUrl}`);
+    }
+    // A base path (behind a gateway) is kept; only the trailing slash goes.
+    this.baseUrl = url.href.replace(/\/+$/, '');
+    this.token = opts.token || undefined;
+    this.fetch = opts.fetch ?? fetch;
+  }
+
+  private async request<T>(
+    method: string,
+    path: string,
+    opts: { query?: Record<string, QueryValue>; body?: unknown } = {},
+  ): Promise<Written<T>> {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(opts.query ?? {})) {
+      if (v !== undefined) params.set(k, String(v));
+    }
+    const qs = params.toString() ? `?${params}` : '';
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    if (opts.body !== undefined) headers['content-type'] = 'application/json';
+
+    let res: Response;
+    try {
+      res = await this.fetch(`${this.baseUrl}${path}${qs}`, {
+        method,
+        headers,
+        body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+      });
+    } catch (err) {
+      throw new ApiUnreachableError(this.baseUrl, networkReason(err));
+    }
+    const text = await res.text();
+    let body: unknown = null;
+    try {
+      body = text ? JSON.parse(text) : null;
+    } catch {
+      body = null;
+    }
+    if (!res.ok) {
+      let detail = errorDetail(res.status, res.statusText, text, body);
+      if (res.status === 401 && !this.token) detail += ' (set --token or ROUTEPLANE_TOKEN)';
+      throw new ApiError(res.status, detail, isProblem(body) ? body : null);
+    }
+    if (body === null) {
+      throw new ApiError(res.status, `HTTP ${res.status}: the answer is not JSON`, null);
+    }
+    return { status: res.status, body: body as T, location: res.headers.get('location') };
+  }
+
+  private async get<T>(path: string, query?: Record<string, QueryValue>): Promise<T> {
+    return (await this.request<T>('GET', path, { query })).body;
+  }
+
+  /**
+   * One route, or one per member when `host` names a group (then a batch result). The answer
+   * is 201 (created), 200 (an identical route already existed, or with `replace` one that
+   * now has the new forwarding) or 202 (recorded, still applying). `replace` is PUT: a route
+   * with the same identity and a different gateway or device moves instead of being a 409.
+   */
+  createRoute(
+    body: RouteCreate,
+    opts: { wait?: number; replace?: boolean } = {},
+  ): Promise<Written<Route | RouteBatchResult>> {
+    return this.request<Route | RouteBatchResult>(opts.replace ? 'PUT' : 'POST', '/v1/routes', {
+      query: { wait: opts.wait },
+      body,
+    });
+  }
+
+  getRoute(id: string): Promise<Route> {
+    return this.get<Route>(`/v1/routes/${encodeURIComponent(id)}`);
+  }
+
+  deleteRoute(id: string, wait?: number): Promise<Written<Route>> {
+    return this.request<Route>('DELETE', `/v1/routes/${encodeURIComponent(id)}`, {
+      query: { wait },
+    });
+  }
+
+  pauseRoute(id: string, wait?: number): Promise<Written<Route>> {
+    return this.request<Route>('POST', `/v1/routes/${encodeURIComponent(id)}/pause`, {
+      query: { wait },
+    });
+  }
+
+  resumeRoute(id: string, wait?: number): Promise<Written<Route>> {
+    return this.request<Route>('POST', `/v1/routes/${encodeURIComponent(id)}/resume`, {
+      query: { wait },
+    });
+  }
+
+  listRoutes(query: ListRoutesQuery = {}): Promise<RouteList> {
+    return this.get<RouteList>('/v1/routes', query);
+  }
+
+  listRouteHistory(query: RouteHistoryQuery = {}): Promise<RouteList> {
+    return this.get<RouteList>('/v1/routes/history', query);
+  }
+
+  listHosts(): Promise<HostList> {
+    return this.get<HostList>('/v1/hosts');
+  }
+
+  getHost(name: string, refresh = false): Promise<HostDetail> {
+    return this.get<HostDetail>(`/v1/hosts/${encodeURIComponent(name)}`, {
+      refresh: refresh || undefined,
+    });
+  }
+
+  listRuns(query: ListRunsQuery = {}): Promise<RunList> {
+    return this.get<RunList>('/v1/runs', query);
+  }
+
+  getRun(id: string): Promise<Run> {
+    return this.get<Run>(`/v1/runs/${encodeURIComponent(id)}`);
+  }
+}

@@ -1,0 +1,154 @@
+import type { Route } from './api-client.ts';
+
+/** Longest cell a table shows; `show` prints a value whole. */
+const MAX_CELL = 60;
+
+/**
+ * Server strings include whatever users typed (comments, host errors): control characters
+ * would move the cursor or recolour the terminal, so they never reach it raw.
+ */
+function clean(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\t\n\r]/g, ' ').replace(/[\u0000-\u001f\u007f-\u009f]/g, '\ufffd');
+}
+
+/** A value as one cell: `-` for nothing, timestamps without milliseconds. */
+export function cell(value: unknown): string {
+  if (value === null || value === undefined || value === '') return '-';
+  if (Array.isArray(value)) return value.length ? value.map(cell).join(',') : '-';
+  if (typeof value === 'boolean') return value ? 'yes' : 'no';
+  if (typeof value === 'object') return clean(JSON.stringify(value));
+  const text = clean(String(value));
+  return /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z$/.test(text) ? text.replace(/\.\d+Z$/, 'Z') : text;
+}
+
+function clip(text: string): string {
+  return text.length > MAX_CELL ? `${text.slice(0, MAX_CELL - 3)}...` : text;
+}
+
+/** Columns aligned on the widest cell, two spaces apart, no trailing blanks. */
+export function formatTable(header: string[], rows: unknown[][]): string {
+  const cells = rows.map((row) => row.map((v) => clip(cell(v))));
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((r) => r[i]?.length ?? 0)));
+  return [header, ...cells]
+    .map((row) =>
+      row
+        .map((c, i) => c.padEnd(widths[i] ?? 0))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n')
+    .concat('\n');
+}
+
+/** `key:  value` lines with the values aligned. */
+export function formatFields(fields: [string, unknown][]): string {
+  const width = Math.max(...fields.map(([k]) => k.length)) + 1;
+  return fields.map(([k, v]) => `${`${k}:`.padEnd(width)}  ${cell(v)}\n`).join('');
+}
+
+export function formatJson(value: unknown): string {
+  return `${JSON.stringify(value, null, 2)}\n`;
+}
+
+/** What stops a route from being in the kernel, or null when nothing does. */
+export function syncProblem(route: Route): string | null {
+  const { sync } = route;
+  if (sync.state === 'failed') {
+    const retry = sync.retry_at ? `; retried at ${cell(sync.retry_at)}` : '';
+    return `apply failed on ${route.host}: ${cell(sync.error)}${retry}`;
+  }
+  if (sync.state === 'conflict') {
+    const c = sync.conflict;
+    if (c?.reason === 'lockout') {
+      return `refused: it would capture ${route.host}'s management address ${cell(c.management_address)} (add --force to apply it anyway)`;
+    }
+    return `conflict: ${route.host} already has a route to ${route.to} that routeplane does not own`;
+  }
+  return null;
+}
+
+export const ROUTE_COLUMNS = [
+  'ID',
+  'HOST',
+  'TO',
+  'VIA',
+  'DEV',
+  'METRIC',
+  'TABLE',
+  'STATUS',
+  'SYNC',
+  'DELETE_AT',
+];
+
+export function routeRow(r: Route): unknown[] {
+  return [r.id, r.host, r.to, r.via, r.dev, r.metric, r.table, r.status, r.sync.state, r.delete_at];
+}
+
+export const REMOVED_ROUTE_COLUMNS = [
+  'ID',
+  'HOST',
+  'TO',
+  'VIA',
+  'DEV',
+  'METRIC',
+  'TABLE',
+  'STATUS',
+  'REMOVED_AT',
+  'REMOVED_BY',
+];
+
+export function removedRouteRow(r: Route): unknown[] {
+  return [
+    r.id,
+    r.host,
+    r.to,
+    r.via,
+    r.dev,
+    r.metric,
+    r.table,
+    r.status,
+    r.removed_at,
+    r.removed_by,
+  ];
+}
+
+export function formatRoute(r: Route): string {
+  const fields: [string, unknown][] = [
+    ['id', r.id],
+    ['host', r.host],
+    ['to', r.to],
+    ['via', r.via],
+    ['dev', r.dev],
+    ['metric', r.metric],
+    ['table', r.table],
+  ];
+  if (r.scope) fields.push(['scope', r.scope]);
+  if (r.src) fields.push(['src', r.src]);
+  if (r.onlink) fields.push(['onlink', r.onlink]);
+  if (r.force) fields.push(['force', r.force]);
+  fields.push(
+    ['status', r.status],
+    ['sync', r.sync.state],
+    ['synced_at', r.sync.synced_at],
+    ['run', r.sync.run_id],
+  );
+  const problem = syncProblem(r);
+  if (problem) fields.push(['sync_problem', problem]);
+  fields.push(
+    ['create_at', r.create_at],
+    ['delete_at', r.delete_at],
+    ['comment', r.comment],
+    ['created_by', r.created_by],
+    ['created_at', r.created_at],
+    ['updated_at', r.updated_at],
+  );
+  if (r.removed_at) {
+    fields.push(
+      ['removed_at', r.removed_at],
+      ['removed_reason', r.removed_reason],
+      ['removed_by', r.removed_by],
+    );
+  }
+  return formatFields(fields);
+}

@@ -1,0 +1,272 @@
+import { Option, type Command } from 'commander';
+import {
+  ApiError,
+  isBatch,
+  type Route,
+  type RouteBatchResult,
+  type RouteCreate,
+  type Written,
+} from './api-client.ts';
+import { addApiOptions, intOption, runApi, show, type ApiContext } from './api-command.ts';
+import {
+  formatJson,
+  formatRoute,
+  formatTable,
+  REMOVED_ROUTE_COLUMNS,
+  removedRouteRow,
+  ROUTE_COLUMNS,
+  routeRow,
+  syncProblem,
+} from './output.ts';
+
+const U32 = 4294967295;
+const LIVE_STATUSES = ['pending', 'active', 'paused'] as const;
+const REMOVED_STATUSES = ['expired', 'deleted'] as const;
+const SYNC_STATES = ['in_sync', 'applying', 'failed', 'conflict'] as const;
+
+interface AddOptions {
+  via?: string;
+  dev?: string;
+  metric?: number;
+  table?: number;
+  scope?: RouteCreate['scope'];
+  src?: string;
+  onlink?: boolean;
+  force?: boolean;
+  createAt?: string;
+  deleteAt?: string;
+  comment?: string;
+  wait?: number;
+  replace?: boolean;
+}
+
+interface ListOptions {
+  host?: string;
+  status?: (typeof LIVE_STATUSES)[number] | (typeof REMOVED_STATUSES)[number];
+  sync?: (typeof SYNC_STATES)[number];
+  contains?: string;
+  within?: string;
+  limit?: number;
+  offset?: number;
+}
+
+const waitOption = () =>
+  new Option('--wait <seconds>', 'wait this long for the apply run (server default: 30)').argParser(
+    intOption(0, 600),
+  );
+
+/** The body of `add`: only what was given, so the server's defaults apply to the rest. */
+function createBody(host: string, to: string, o: AddOptions): RouteCreate {
+  // onlink and force have defaults in the contract, which makes them required in its types.
+  const body: RouteCreate = { host, to, onlink: o.onlink === true, force: o.force === true };
+  if (o.via !== undefined) body.via = o.via;
+  if (o.dev !== undefined) body.dev = o.dev;
+  if (o.metric !== undefined) body.metric = o.metric;
+  if (o.table !== undefined) body.table = o.table;
+  if (o.scope !== undefined) body.scope = o.scope;
+  if (o.src !== undefined) body.src = o.src;
+  if (o.createAt !== undefined) body.create_at = o.createAt;
+  if (o.deleteAt !== undefined) body.delete_at = o.deleteAt;
+  if (o.comment !== undefined) body.comment = o.comment;
+  return body;
+}
+
+function stillApplying(ctx: ApiContext<unknown>, route: Route, runId: string | null): void {
+  ctx.note(
+    `route ${route.id} is recorded; the run applying it${runId ? ` (${runId})` : ''} is still ` +
+      `going: see 'routeplane routes show ${route.id}'`,
+  );
+}
+
+/** A write that left the route out of the kernel is a failure for whoever scripts it. */
+function failOnSyncProblem(ctx: ApiContext<unknown>, route: Route): void {
+  const problem = syncProblem(route);
+  if (problem) ctx.fail(`route ${route.id}: ${problem}`);
+}
+
+function reportAdd(ctx: ApiContext<AddOptions>, res: Written<Route | RouteBatchResult>): void {
+  const answer = res.body;
+  if (isBatch(answer)) {
+    show(ctx, answer, (b) =>
+      formatTable(
+        ['OUTCOME', ...ROUTE_COLUMNS],
+        b.items.map((i) => [i.outcome, ...routeRow(i.route)]),
+      ),
+    );
+    if (res.status === 202) ctx.note('the run applying these routes is still going');
+    for (const { route } of answer.items) failOnSyncProblem(ctx, route);
+    return;
+  }
+  if (res.status === 200) {
+    ctx.note(
+      ctx.opts.replace
+        ? `route ${answer.id} already existed; it now has this forwarding`
+        : `route ${answer.id} already exists; nothing changed`,
+    );
+  }
+  if (res.status === 202) stillApplying(ctx, answer, answer.sync.run_id);
+  show(ctx, answer, formatRoute);
+  failOnSyncProblem(ctx, answer);
+}
+
+/** `del`, `pause` and `resume`: one line saying what happened, or the route as JSON. */
+function reportChange(ctx: ApiContext<unknown>, verb: string, res: Written<Route>): void {
+  const r = res.body;
+  show(
+    ctx,
+    r,
+    () => `${verb} route ${r.id} (${r.to} on ${r.host}): ${r.status}, ${r.sync.state}\n`,
+  );
+  if (res.status === 202) stillApplying(ctx, r, r.sync.run_id);
+  else if (r.status === 'active') failOnSyncProblem(ctx, r);
+}
+
+export function registerRoutesCommand(program: Command): void {
+  const routes = program
+    .command('routes')
+    .description('network routes declared per host, applied to the kernels by routeplane');
+
+  addApiOptions(
+    routes
+      .command('add')
+      .description('declare a route; adding an identical route again prints the existing one')
+      .argument('<host>', 'inventory host, or a group (one route per member)')
+      .argument('<to>', 'destination prefix; a bare address means /32 or /128')
+      .option('--via <gateway>', 'gateway, in the family of <to>')
+      .option('--dev <ifname>', 'output device (at least one of --via and --dev)')
+      .option('--metric <n>', 'metric (default 0 for IPv4, 1024 for IPv6)', intOption(0, U32))
+      .option('--table <n>', 'routing table id (default 254, main)', intOption(1, U32))
+      .addOption(
+        new Option('--scope <scope>', 'route scope').choices(['global', 'site', 'link', 'host']),
+      )
+      .option('--src <address>', 'preferred source address')
+      .option('--onlink', 'pretend the gateway is directly attached')
+      .option('--force', "apply even if it captures the host's management address")
+      .option('--create-at <iso>', 'activate at this time (ISO 8601, e.g. 2026-11-24T09:00:00Z)')
+      .option('--delete-at <iso>', 'expire at this time (ISO 8601)')
+      .option('--comment <text>', 'free text shown with the route')
+      .option('--replace', 'move an existing route with the same identity to this gateway/device')
+      .addOption(waitOption()),
+  ).action(function (this: Command, host: string, to: string) {
+    return runApi<AddOptions>(
+      this,
+      async (ctx) => {
+        const { wait, replace } = ctx.opts;
+        const res = await ctx.client.createRoute(createBody(host, to, ctx.opts), { wait, replace });
+        reportAdd(ctx, res);
+      },
+      {
+        positionals: ['host', 'to'],
+        hint: (err) =>
+          err instanceof ApiError && err.status === 409 && err.problem?.route_id
+            ? 'add --replace to move it to the new gateway or device'
+            : null,
+      },
+    );
+  });
+
+  addApiOptions(
+    routes
+      .command('show')
+      .description('one route, live or removed; exit 1 if there is no such route')
+      .argument('<id>', 'route id'),
+  ).action(function (this: Command, id: string) {
+    return runApi(this, async (ctx) => show(ctx, await ctx.client.getRoute(id), formatRoute), {
+      positionals: ['id'],
+    });
+  });
+
+  addApiOptions(
+    routes
+      .command('del')
+      .alias('delete')
+      .description('delete a route (removed from the kernel, kept in history); exit 1 if absent')
+      .argument('<id>', 'route id')
+      .addOption(waitOption()),
+  ).action(function (this: Command, id: string) {
+    return runApi<{ wait?: number }>(
+      this,
+      async (ctx) => reportChange(ctx, 'deleted', await ctx.client.deleteRoute(id, ctx.opts.wait)),
+      { positionals: ['id'] },
+    );
+  });
+
+  addApiOptions(
+    routes
+      .command('pause')
+      .description('take an active route out of the kernel, keeping it declared')
+      .argument('<id>', 'route id')
+      .addOption(waitOption()),
+  ).action(function (this: Command, id: string) {
+    return runApi<{ wait?: number }>(
+      this,
+      async (ctx) => reportChange(ctx, 'paused', await ctx.client.pauseRoute(id, ctx.opts.wait)),
+      { positionals: ['id'] },
+    );
+  });
+
+  addApiOptions(
+    routes
+      .command('resume')
+      .description('put a paused route back into the kernel')
+      .argument('<id>', 'route id')
+      .addOption(waitOption()),
+  ).action(function (this: Command, id: string) {
+    return runApi<{ wait?: number }>(
+      this,
+      async (ctx) => reportChange(ctx, 'resumed', await ctx.client.resumeRoute(id, ctx.opts.wait)),
+      { positionals: ['id'] },
+    );
+  });
+
+  addApiOptions(
+    routes
+      .command('list')
+      .alias('ls')
+      .description('live routes; --status expired or deleted lists the history instead')
+      .option('--host <host>', 'only routes of this host')
+      .addOption(
+        new Option('--status <status>', 'only routes in this state').choices([
+          ...LIVE_STATUSES,
+          ...REMOVED_STATUSES,
+        ]),
+      )
+      .addOption(
+        new Option('--sync <state>', 'only live routes in this sync state').choices(SYNC_STATES),
+      )
+      .option('--contains <address>', 'only routes whose destination contains this address')
+      .option('--within <prefix>', 'only routes whose destination lies within this prefix')
+      .option('--limit <n>', 'page size (server default 100)', intOption(1, 1000))
+      .option('--offset <n>', 'skip this many routes', intOption(0, 10_000_000)),
+  ).action(function (this: Command) {
+    return runApi<ListOptions>(this, async (ctx) => {
+      const { status, sync, ...rest } = ctx.opts;
+      const removed = status === 'expired' || status === 'deleted';
+      if (removed && sync) {
+        ctx.fail('--sync applies to live routes; expired and deleted ones are in no kernel');
+        return;
+      }
+      const query = {
+        host: rest.host,
+        contains: rest.contains,
+        within: rest.within,
+        limit: rest.limit,
+        offset: rest.offset,
+      };
+      const page = removed
+        ? await ctx.client.listRouteHistory({ ...query, status })
+        : await ctx.client.listRoutes({ ...query, status, sync });
+      if (ctx.json) return ctx.out(formatJson(page));
+      if (page.items.length === 0) return ctx.note('no routes');
+      ctx.out(
+        removed
+          ? formatTable(REMOVED_ROUTE_COLUMNS, page.items.map(removedRouteRow))
+          : formatTable(ROUTE_COLUMNS, page.items.map(routeRow)),
+      );
+      const shown = page.offset + page.items.length;
+      if (shown < page.total) {
+        ctx.note(`showing ${page.offset + 1}-${shown} of ${page.total}; use --offset ${shown}`);
+      }
+    });
+  });
+}

@@ -1,0 +1,168 @@
+import type { Actor } from '../auth/roles.ts';
+import type { HostsService } from '../hosts/hosts-service.ts';
+import type { KernelRoute } from '../hosts/host-state.ts';
+import { ConflictError, NotFoundError } from '../http/errors.ts';
+import type { RoutesService } from '../routes/routes-service.ts';
+import { checkSchedule } from '../routes/route-input.ts';
+import type { Route } from '../routes/types.ts';
+import {
+  CompatValidationError,
+  compatDestination,
+  compatDevice,
+  compatGateway,
+  compatTime,
+  type CompatBody,
+} from './compat-input.ts';
+
+/** What a route-manager write answers: its message, and 200 or 201. */
+export interface CompatReply {
+  status: number;
+  message: string;
+}
+
+export interface CompatState {
+  routes: Route[];
+  systemRoutes: KernelRoute[];
+}
+
+/**
+ * route-manager's operations for one host, on top of routeplane's routes service: the same
+ * rows, lifecycle, scheduler and reconciler as /v1/routes. Only route-manager's rules live
+ * here: a route is found by its destination alone, `via` and `dev` replace each other, and a
+ * destination the kernel already has (ours or not) is "already exists".
+ */
+export class CompatService {
+  constructor(
+    readonly host: string,
+    private readonly routes: RoutesService,
+    private readonly hosts: HostsService,
+    private readonly waitMs: number,
+  ) {}
+
+  private async byDestination(to: string): Promise<Route | null> {
+    const { items } = await this.routes.list({
+      host: this.host,
+      destination: to,
+      limit: 1,
+      offset: 0,
+    });
+    return items[0] ?? null;
+  }
+
+  private async require(body: CompatBody, notFound: (to: string) => string): Promise<Route> {
+    const { to } = compatDestination(body);
+    const route = await this.byDestination(to);
+    if (!route) throw new NotFoundError(notFound(to));
+    return route;
+  }
+
+  /** Waits for the kernel like /v1/routes does; a failed apply is reported, not hidden. */
+  private async settle(route: Route): Promise<Route> {
+    const { value } = await this.routes.applied([route], this.waitMs);
+    return value[0] ?? route;
+  }
+
+  async state(actor: Actor): Promise<CompatState> {
+    const [{ items }, view] = await Promise.all([
+      this.routes.list({ host: this.host, limit: 10_000, offset: 0 }),
+      this.hosts.get(this.host, true, actor),
+    ]);
+    return { routes: items, systemRoutes: view.state.routes.filter((r) => r.table === 'main') };
+  }
+
+  async deleted(): Promise<Route[]> {
+    const { items } = await this.routes.history({ host: this.host, limit: 10_000, offset: 0 });
+    return items;
+  }
+
+  async put(body: CompatBody, actor: Actor): Promise<CompatReply> {
+    const { to, family } = compatDestination(body);
+    const via = compatGateway(body, family);
+    const dev = compatDevice(body);
+    if (!via && !dev) throw new CompatValidationError('at least one of via or dev is required');
+    const createAt = compatTime(body, 'create_at');
+    const deleteAt = compatTime(body, 'delete_at');
+    checkSchedule({ createAt, deleteAt }, new Date(), '/body');
+    const exists = { status: 200, message: `A route to ${to} already exists in the system` };
+    if (await this.byDestination(to)) return exists;
+    const { state } = await this.hosts.get(this.host, true, actor);
+    if (dev && !state.links.some((l) => l.ifname === dev)) {
+      throw new CompatValidationError(`dev: ${dev} is not an interface of ${this.host}`);
+    }
+    if (state.routes.some((r) => r.table === 'main' && r.dst === to)) return exists;
+    const [item] = await this.routes.create(
+      [
+        {
+          input: {
+            host: this.host,
+            to,
+            via,
+            dev,
+            create_at: createAt?.toISOString() ?? null,
+            delete_at: deleteAt?.toISOString() ?? null,
+          },
+          base: '/body',
+        },
+      ],
+      actor,
+      false,
+    );
+    if (item!.outcome === 'existing') return exists;
+    await this.settle(item!.route);
+    return { status: 201, message: 'Route succesfully added or scheduled' };
+  }
+
+  async patch(body: CompatBody, actor: Actor): Promise<CompatReply> {
+    const route = await this.require(body, (to) => `Route ${to} not found in the database.`);
+    const via = compatGateway(body, route.family);
+    const dev = compatDevice(body);
+    const createAt = compatTime(body, 'create_at');
+    const deleteAt = compatTime(body, 'delete_at');
+    // route-manager: a new gateway replaces the device and a new device replaces the gateway.
+    const changed = await this.routes.patch(
+      route.id,
+      {
+        ...(via ? { via, dev: dev ?? null } : {}),
+        ...(dev && !via ? { dev, via: null } : {}),
+        ...(createAt ? { create_at: createAt.toISOString() } : {}),
+        ...(deleteAt ? { delete_at: deleteAt.toISOString() } : {}),
+      },
+      actor,
+    );
+    await this.settle(changed);
+    return { status: 200, message: `Route ${route.to} successfully updated` };
+  }
+
+  async delete(body: CompatBody, actor: Actor): Promise<CompatReply> {
+    const route = await this.require(body, (to) => `Route to ${to} not found in the database.`);
+    await this.settle(await this.routes.delete(route.id, actor));
+    return { status: 200, message: 'Route succesfully deleted' };
+  }
+
+  async pause(body: CompatBody, actor: Actor): Promise<CompatReply> {
+    const route = await this.require(body, (to) => `Route ${to} not found in the database.`);
+    await this.settle(
+      await this.lifecycle(() => this.routes.pause(route.id, actor), route, 'active'),
+    );
+    return { status: 200, message: `Route ${route.to} successfully paused` };
+  }
+
+  async activate(body: CompatBody, actor: Actor): Promise<CompatReply> {
+    const route = await this.require(body, (to) => `Route ${to} not found in the database.`);
+    await this.settle(
+      await this.lifecycle(() => this.routes.resume(route.id, actor), route, 'paused'),
+    );
+    return { status: 200, message: `Route ${route.to} successfully re-activated` };
+  }
+
+  private async lifecycle(fn: () => Promise<Route>, route: Route, need: string): Promise<Route> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof ConflictError) {
+        throw new ConflictError(`Route ${route.to} is ${route.status}, not ${need}`);
+      }
+      throw err;
+    }
+  }
+}
