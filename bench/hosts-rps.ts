@@ -13,6 +13,7 @@ import {
   VIEWER_TOKEN,
   benchLab,
   benchServer,
+  databaseLabel,
   envInt,
   isMain,
   log,
@@ -124,7 +125,7 @@ export async function hostsRps(): Promise<BenchResult> {
   const s = settings();
   log(
     `== ${NAME}: GET /v1/hosts/${HOST}, ${s.connections} connections, ` +
-      `${s.rounds} rounds of ${s.durationS}s per server ==`,
+      `${s.rounds} rounds of ${s.durationS}s per server, ${databaseLabel()} ==`,
   );
   return withCleanup(NAME, DEADLINE_MS, async (cleanup) => {
     const lab = await benchLab(cleanup, 1);
@@ -195,7 +196,10 @@ export async function hostsRps(): Promise<BenchResult> {
     );
     const vsExpress = m.api.rps / m.express.rps;
     log('');
-    log(`routeplane / bare Express = ${ratio(vsExpress)} (goal >= 0.50x)`);
+    const perRound = samples.api.map((x, i) => ratio(x.rps / samples.express[i]!.rps));
+    log(
+      `routeplane / bare Express = ${ratio(vsExpress)} (goal >= 0.50x); per round ${perRound.join(' ')}`,
+    );
     log(`routeplane / bare node:http = ${ratio(m.api.rps / m.node.rps)}`);
     log(`bare Express / bare node:http = ${ratio(m.express.rps / m.node.rps)}`);
     return {

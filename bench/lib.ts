@@ -114,6 +114,7 @@ export async function withCleanup<T>(
   body: (cleanup: Cleanup) => Promise<T>,
 ): Promise<T> {
   const cleanup = new Cleanup();
+  log(`machine: ${os.cpus().length} cpus, load average ${loadavg()} (at start)`);
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(
@@ -126,7 +127,16 @@ export async function withCleanup<T>(
   } finally {
     clearTimeout(timer);
     await cleanup.run();
+    log(`machine: load average ${loadavg()} (at end)`);
   }
+}
+
+/** 1, 5 and 15 minute load averages: anything near or above the cpu count means noise. */
+export function loadavg(): string {
+  return os
+    .loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
 }
 
 export async function tempDir(cleanup: Cleanup, prefix: string): Promise<string> {
@@ -150,7 +160,9 @@ export const VIEWER_TOKEN = 'bench-viewer-token-0123456789abcdef';
  * file descriptor) but into /dev/null, so the benchmark's own output stays readable.
  */
 export function productionLikeLogger(): Logger {
-  return createLogger('info', pino.destination({ dest: '/dev/null', sync: true }));
+  // SonicBoom, pino's own fd writer, is what pino uses for stdout; createLogger takes any stream.
+  const devNull = pino.destination({ dest: '/dev/null', sync: true });
+  return createLogger('info', devNull as unknown as NodeJS.WritableStream);
 }
 
 async function onPostgres(url: string, sql: string): Promise<void> {
@@ -216,7 +228,9 @@ export async function benchServer(
 
 /** True when `importMetaUrl` is the module node was started with (`tsx bench/x.ts`). */
 export function isMain(importMetaUrl: string): boolean {
-  return Boolean(process.argv[1]) && fileURLToPath(importMetaUrl) === path.resolve(process.argv[1]!);
+  return (
+    Boolean(process.argv[1]) && fileURLToPath(importMetaUrl) === path.resolve(process.argv[1]!)
+  );
 }
 
 /** Runs a benchmark as a script: prints its result, exit code 1 only if it could not run. */

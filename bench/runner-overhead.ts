@@ -17,6 +17,7 @@ import {
   PLAYBOOKS_DIR,
   benchLab,
   benchServer,
+  databaseLabel,
   envInt,
   isMain,
   log,
@@ -160,7 +161,8 @@ async function bareRun(
 ): Promise<BareSample> {
   const dir = await mkdtemp(path.join(scratch, `${variant}-`));
   try {
-    const dirs = variant === 'warm' ? warmDirs : { cp: path.join(dir, 'cp'), tmp: path.join(dir, 'tmp') };
+    const dirs =
+      variant === 'warm' ? warmDirs : { cp: path.join(dir, 'cp'), tmp: path.join(dir, 'tmp') };
     await mkdir(dirs.cp, { recursive: true, mode: 0o700 });
     await mkdir(dirs.tmp, { recursive: true, mode: 0o700 });
     const extravars = path.join(dir, 'extravars.json');
@@ -232,7 +234,10 @@ async function procScanCost(reps: number): Promise<{ ms: number; processes: numb
 
 export async function runnerOverhead(): Promise<BenchResult> {
   const s = settings();
-  log(`== ${NAME}: '${s.playbook}' on ${s.hosts} lab hosts, median of ${s.reps} runs each ==`);
+  log(
+    `== ${NAME}: '${s.playbook}' on ${s.hosts} lab hosts, median of ${s.reps} runs each, ` +
+      `${databaseLabel()} ==`,
+  );
   return withCleanup(NAME, DEADLINE_MS, async (cleanup) => {
     const t0 = performance.now();
     const lab = await benchLab(cleanup, s.hosts);
@@ -287,8 +292,14 @@ export async function runnerOverhead(): Promise<BenchResult> {
       ]),
     );
     log('');
-    log(`overhead: API / bare = ${ratio(overhead)} (goal <= 1.10x), +${ms(apiMs - bareMs)}`);
-    log(`naive:    API / naive ansible (default callback, no pipelining) = ${ratio(apiMs / naiveMs)}`);
+    const perRound = api.map((x, i) => ratio(x.totalMs / bare[i]!.ms));
+    log(
+      `overhead: API / bare = ${ratio(overhead)} (goal <= 1.10x), +${ms(apiMs - bareMs)}; ` +
+        `per round ${perRound.join(' ')}`,
+    );
+    log(
+      `naive:    API / naive ansible (default callback, no pipelining) = ${ratio(apiMs / naiveMs)}`,
+    );
     log(`warm:     bare with fresh SSH / bare with warm masters = ${ratio(bareMs / warmMs)}`);
 
     // Where the API's time goes, from the run's own timestamps (ms resolution) and from

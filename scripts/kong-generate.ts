@@ -123,12 +123,16 @@ export function groupsFor(role: Role): Role[] {
 
 const escapeRegex = (s: string) => s.replace(/[.*+?^$()|[\]\\]/g, '\\$&');
 
-/** `/v1/runs/{id}/cancel` → `~/v1/runs/[^/]+/cancel$`: Kong regex paths, anchored at both ends. */
+/**
+ * `/v1/runs/{id}/cancel` → `~/v1/runs/[^/]+/cancel/?$`: Kong regex paths, anchored at both
+ * ends. A trailing slash is optional, as it is for Express's (non-strict) routing behind.
+ */
 export function pathRegex(p: string): string {
   const parts = p
+    .replace(/\/+$/, '')
     .split(/(\{[^}/]+\})/)
     .map((part) => (part.startsWith('{') ? '[^/]+' : escapeRegex(part)));
-  return `~${parts.join('')}$`;
+  return `~${parts.join('')}/?$`;
 }
 
 /** Concrete paths win over templated ones (`/v1/routes/history` over `/v1/routes/{id}`). */
@@ -229,7 +233,9 @@ export function buildKongConfig(doc: OpenApiDocument, consumers: ConsumerSpec[])
           [`role-${op.role}`],
         ),
   );
-  const preflightRoutes = [...new Set(ops.map((o) => o.path))].map((p) =>
+  // One per distinct regex: `/routes/` and `/routes` are the same path to Kong.
+  const preflightPaths = [...new Map(ops.map((o) => [pathRegex(o.path), o.path])).values()];
+  const preflightRoutes = preflightPaths.map((p) =>
     route(
       `preflight-${slug(p)}`,
       p,

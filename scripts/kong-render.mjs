@@ -73,6 +73,7 @@ export function resolvePlaceholders(config, env) {
       continue;
     }
     if (value === '' && !optional) problems.push(`${name}: is not set`);
+    else if (value.startsWith('change-me')) problems.push(`${name}: still has the example value`);
     else if (value !== '' && !rule.valid.test(value))
       problems.push(`${name}: must be ${rule.what}`);
     values.set(name, value);

@@ -21,7 +21,8 @@ apt_install() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
-# ensure_tools <need-lab>: ansible is always needed; sshd/nft/ip only for the test fleet.
+# ensure_tools <need-lab>: ansible is always needed; sshd/nft/ip (the test fleet) and
+# docker-compose (static checks) only for tests.
 ensure_tools() {
   local missing=()
   command -v ansible-playbook >/dev/null 2>&1 || missing+=(ansible)
@@ -29,6 +30,8 @@ ensure_tools() {
     [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
     command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
     command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || missing+=(iproute2)
+    # Validates docker-compose.yml in the static tests; needs no Docker engine.
+    command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
   fi
   if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }

@@ -32,13 +32,26 @@ function fromRow(r: SnapshotRow): HostRecord {
   };
 }
 
+/**
+ * How long a read snapshot is served from memory. Writes from this process invalidate at once;
+ * a gather by another replica shows up within this bound. Reading host state is the hot path
+ * of dashboards, and the database read was most of its cost.
+ */
+const CACHE_TTL_MS = 1000;
+
 /** The last gathered state and reachability of each host. */
 export class HostStateStore {
+  private readonly cache = new Map<string, { record: HostRecord | null; at: number }>();
+
   constructor(private readonly knex: Knex) {}
 
   async get(host: string): Promise<HostRecord | null> {
+    const hit = this.cache.get(host);
+    if (hit && Date.now() - hit.at < CACHE_TTL_MS) return hit.record;
     const row = await this.knex<SnapshotRow>('host_snapshots').where({ host }).first();
-    return row ? fromRow(row) : null;
+    const record = row ? fromRow(row) : null;
+    this.cache.set(host, { record, at: Date.now() });
+    return record;
   }
 
   async all(): Promise<Map<string, HostRecord>> {
@@ -54,6 +67,7 @@ export class HostStateStore {
   }
 
   async saveState(host: string, state: HostState): Promise<void> {
+    this.cache.delete(host);
     const { collectedAt, runId, ...body } = state;
     await this.knex('host_snapshots')
       .insert({
@@ -75,6 +89,7 @@ export class HostStateStore {
     error: string | null,
     at: Date,
   ): Promise<void> {
+    this.cache.delete(host);
     const row = {
       host,
       reachable,

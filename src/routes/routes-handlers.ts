@@ -2,7 +2,7 @@ import { Router, type Request, type Response } from 'express';
 import { ApplyFailedError } from '../http/errors.ts';
 import type { Schemas } from '../http/api.ts';
 import { actorOf } from '../http/security.ts';
-import type { RouteInput } from './route-input.ts';
+import { parsePrefix, type RouteInput } from './route-input.ts';
 import type { RouteFilter } from './routes-store.ts';
 import { presentRoute } from './routes-presenter.ts';
 import type { Applied, CreateItem, RoutePatch, RoutesService } from './routes-service.ts';
@@ -14,8 +14,9 @@ function filterOf(req: Request): RouteFilter {
     host: q.host,
     status: q.status as RouteStatus | undefined,
     sync: q.sync as SyncState | undefined,
-    contains: q.contains,
-    within: q.within,
+    // Parsed here so a bad value is a 400 naming the parameter, never a database cast error.
+    contains: q.contains === undefined ? undefined : parsePrefix(q.contains, '/query/contains').to,
+    within: q.within === undefined ? undefined : parsePrefix(q.within, '/query/within').to,
     limit: Number(q.limit ?? 100),
     offset: Number(q.offset ?? 0),
   };

@@ -3,22 +3,25 @@ import { execa } from 'execa';
 
 /** Pids of live processes whose command line mentions `needle` (e.g. a run's temp dir). */
 export async function pidsMentioning(needle: string): Promise<number[]> {
-  const pids: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const pid = Number(entry);
-    if (pid === process.pid) continue;
-    try {
-      const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8');
-      const stat = await readFile(`/proc/${entry}/stat`, 'utf8');
-      // Zombies have already exited; only their parent can reap them.
-      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue;
-      if (cmdline.includes(needle)) pids.push(pid);
-    } catch {
-      // gone while we looked
-    }
-  }
-  return pids;
+  const entries = (await readdir('/proc')).filter(
+    (e) => /^\d+$/.test(e) && Number(e) !== process.pid,
+  );
+  // Read in parallel: the scan sits on every run's path to "finished".
+  const found = await Promise.all(
+    entries.map(async (entry) => {
+      try {
+        const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8');
+        if (!cmdline.includes(needle)) return null;
+        const stat = await readFile(`/proc/${entry}/stat`, 'utf8');
+        // Zombies have already exited; only their parent can reap them.
+        if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) return null;
+        return Number(entry);
+      } catch {
+        return null; // gone while we looked
+      }
+    }),
+  );
+  return found.filter((p): p is number => p !== null);
 }
 
 export function signalGroup(pgid: number, signal: NodeJS.Signals): void {

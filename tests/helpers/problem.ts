@@ -1,8 +1,9 @@
 import { expect } from 'vitest';
 import type { TestResponse } from './server.ts';
 
-/** Lines of a JavaScript stack, or paths of the code: what an error body must never carry. */
-const STACK_LIKE = /\n\s+at\s|\bat .+:\d+:\d+|node_modules|\/src\/[\w/-]+\.ts|Error:\s/;
+/** A JavaScript stack frame, a JS error name, or a path of the code: never in an error body. */
+const STACK_LIKE =
+  /\n\s+at\s|\bat\s+(?:\S+\s+\()?(?:\/|file:|node:)\S*:\d+:\d+|node_modules|\/src\/[\w/-]+\.ts|\b(?:Type|Reference|Syntax|Range)Error\b/;
 
 export function expectNoStack(text: string): void {
   const hit = STACK_LIKE.exec(text);

@@ -1,11 +1,6 @@
 import { existsSync } from 'node:fs';
 import { readdir, readFile, readlink } from 'node:fs/promises';
-import type {
-  PlaybookRunner,
-  RunHandle,
-  RunOutcome,
-  RunSpec,
-} from '../../src/runs/types.ts';
+import type { PlaybookRunner, RunHandle, RunOutcome, RunSpec } from '../../src/runs/types.ts';
 import type { TestServer } from './server.ts';
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -74,6 +69,12 @@ export async function liveProcesses(): Promise<ProcInfo[]> {
   const pids = (await readdir('/proc')).filter((p) => /^\d+$/.test(p));
   const all = await Promise.all(pids.map(procInfo));
   return all.filter((p): p is ProcInfo => p !== undefined && p.state !== 'Z');
+}
+
+/** Alive and not a zombie (a killed process whose parent has not reaped it yet). */
+export async function isRunning(pid: number): Promise<boolean> {
+  const info = await procInfo(String(pid));
+  return info !== undefined && info.state !== 'Z';
 }
 
 const describe = (p: ProcInfo) => `${p.pid}: ${p.cmdline.replaceAll('\0', ' ').trim()}`;

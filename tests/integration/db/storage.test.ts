@@ -76,63 +76,64 @@ const newRun = (overrides: Partial<NewRun> = {}): NewRun => ({
 });
 
 describe.each(backends)('storage on $name', (backend) => {
-  describe.skipIf(backend.name === 'postgres' && template === null)('migrations', () => {
-    const opened: TestDatabase[] = [];
-    const empty = async () => {
-      const t = await backend.empty();
-      opened.push(t);
-      return t.db;
-    };
-    afterAll(async () => {
-      await Promise.all(opened.map((t) => t.drop()));
-    });
+  describe.skipIf(backend.name === 'postgres' && template === null)(
+    'migrations, given one database taken through its history',
+    () => {
+      let t: TestDatabase;
+      let db: Database;
+      let run: Awaited<ReturnType<RunsStore['insert']>>;
+      beforeAll(async () => {
+        t = await backend.empty();
+        db = t.db;
+      });
+      afterAll(async () => {
+        await t?.drop();
+      });
+      const completed = async () => names(((await db.knex.migrate.list()) as unknown[][])[0]!);
 
-    it('when migrating an empty database, then every known migration is applied once, in order', async () => {
-      const db = await empty();
-      await migrateToLatest(db);
-      const [completed, pending] = (await db.knex.migrate.list()) as [unknown[], unknown[]];
-      expect(names(completed)).toEqual(ALL_MIGRATIONS);
-      expect(pending).toEqual([]);
-      expect(await db.knex.schema.hasTable('runs')).toBe(true);
-      expect(await db.knex.schema.hasTable('host_snapshots')).toBe(true);
-    });
+      it('when an empty database is migrated one step, then only the first migration is applied', async () => {
+        await db.knex.migrate.up();
+        expect(await completed()).toEqual(ALL_MIGRATIONS.slice(0, 1));
+        expect(await db.knex.schema.hasTable('runs')).toBe(true);
+        expect(await db.knex.schema.hasTable('host_snapshots')).toBe(false);
+      });
 
-    it('when migrating a database already at the latest, then nothing is applied again', async () => {
-      const db = await empty();
-      await migrateToLatest(db);
-      const before = await migrationRows(db);
-      await migrateToLatest(db);
-      expect(await migrationRows(db)).toEqual(before);
-      expect(new Set(before.map((r) => r.batch))).toEqual(new Set([1]));
-    });
+      it('when that database holds a run and is migrated to latest, then it rolls forward and keeps the run', async () => {
+        run = await new RunsStore(db.knex).insert(newRun());
+        await migrateToLatest(db);
+        expect(await completed()).toEqual(ALL_MIGRATIONS);
+        expect(await db.knex.schema.hasTable('host_snapshots')).toBe(true);
+        expect(await new RunsStore(db.knex).get(run.id)).toEqual(run);
+        expect((await migrationRows(db)).map((r) => r.batch)).toEqual([
+          1,
+          ...ALL_MIGRATIONS.slice(1).map(() => 2),
+        ]);
+      });
 
-    it('when a database at the first migration holds data, then migrating rolls it forward and keeps the data', async () => {
-      const db = await empty();
-      await db.knex.migrate.up();
-      expect(names((await db.knex.migrate.list())[0] as unknown[])).toEqual(ALL_MIGRATIONS.slice(0, 1));
-      expect(await db.knex.schema.hasTable('host_snapshots')).toBe(false);
-      const run = await new RunsStore(db.knex).insert(newRun());
+      it('when it is migrated again at the latest, then nothing is applied again', async () => {
+        const before = await migrationRows(db);
+        await migrateToLatest(db);
+        expect(await migrationRows(db)).toEqual(before);
+      });
 
-      await migrateToLatest(db);
-      expect(names((await db.knex.migrate.list())[0] as unknown[])).toEqual(ALL_MIGRATIONS);
-      expect(await db.knex.schema.hasTable('host_snapshots')).toBe(true);
-      expect(await new RunsStore(db.knex).get(run.id)).toEqual(run);
-      expect((await migrationRows(db)).map((r) => r.batch)).toEqual([
-        1,
-        ...ALL_MIGRATIONS.slice(1).map(() => 2),
-      ]);
-    });
+      it('when every migration is rolled back, then none of the tables remains', async () => {
+        await db.knex.migrate.rollback(undefined, true);
+        expect(await completed()).toEqual([]);
+        expect(await db.knex.schema.hasTable('runs')).toBe(false);
+        expect(await db.knex.schema.hasTable('host_snapshots')).toBe(false);
+      });
 
-    it('when every migration is rolled back and applied again, then the schema is rebuilt', async () => {
-      const db = await empty();
-      await migrateToLatest(db);
-      await db.knex.migrate.rollback(undefined, true);
-      expect(await db.knex.schema.hasTable('runs')).toBe(false);
-      expect(await db.knex.schema.hasTable('host_snapshots')).toBe(false);
-      await migrateToLatest(db);
-      expect(names((await db.knex.migrate.list())[0] as unknown[])).toEqual(ALL_MIGRATIONS);
-    });
-  });
+      it('when the empty database is migrated to latest, then every migration is applied once, in order, as one batch', async () => {
+        await migrateToLatest(db);
+        const [, pending] = (await db.knex.migrate.list()) as [unknown[], unknown[]];
+        expect(await completed()).toEqual(ALL_MIGRATIONS);
+        expect(pending).toEqual([]);
+        expect((await migrationRows(db)).map((r) => r.batch)).toEqual(ALL_MIGRATIONS.map(() => 1));
+        expect(await db.knex.schema.hasTable('runs')).toBe(true);
+        expect(await db.knex.schema.hasTable('host_snapshots')).toBe(true);
+      });
+    },
+  );
 
   describe.skipIf(backend.name === 'postgres' && template === null)('stores', () => {
     let t: TestDatabase;
@@ -180,8 +181,24 @@ describe.each(backends)('storage on $name', (backend) => {
         status: 'failed',
         rc: 2,
         summary: {
-          h1: { status: 'changed', ok: 2, changed: 1, failures: 0, unreachable: 0, skipped: 0, msg: null },
-          h2: { status: 'failed', ok: 0, changed: 0, failures: 1, unreachable: 0, skipped: 0, msg: 'boom ✗' },
+          h1: {
+            status: 'changed',
+            ok: 2,
+            changed: 1,
+            failures: 0,
+            unreachable: 0,
+            skipped: 0,
+            msg: null,
+          },
+          h2: {
+            status: 'failed',
+            ok: 0,
+            changed: 0,
+            failures: 1,
+            unreachable: 0,
+            skipped: 0,
+            msg: 'boom ✗',
+          },
         },
         results: [
           {
@@ -190,7 +207,11 @@ describe.each(backends)('storage on $name', (backend) => {
             status: 'changed',
             changed: true,
             msg: null,
-            data: { added: ['203.0.113.0/24'], nested: { n: 1, ok: true, none: null }, text: 'äöü 😀' },
+            data: {
+              added: ['203.0.113.0/24'],
+              nested: { n: 1, ok: true, none: null },
+              text: 'äöü 😀',
+            },
           },
         ],
         error: null,
@@ -204,7 +225,14 @@ describe.each(backends)('storage on $name', (backend) => {
 
     it('when a finished run is finished again, then the first outcome stands', async () => {
       const { id } = await runs.insert(newRun());
-      const ok: RunOutcome = { status: 'succeeded', rc: 0, summary: {}, results: [], error: null, log: '' };
+      const ok: RunOutcome = {
+        status: 'succeeded',
+        rc: 0,
+        summary: {},
+        results: [],
+        error: null,
+        log: '',
+      };
       await runs.finish(id, ok);
       expect(await runs.finish(id, { ...ok, status: 'error', error: 'late' })).toBeNull();
       expect(await runs.get(id)).toMatchObject({ status: 'succeeded', error: null });
@@ -214,7 +242,9 @@ describe.each(backends)('storage on $name', (backend) => {
       const host = `list-${randomUUID().slice(0, 8)}`;
       const first = await runs.insert(newRun({ hosts: [host, 'h1'] }));
       await runs.insert(newRun({ hosts: ['h9'] }));
-      const second = await runs.insert(newRun({ hosts: [host], kind: 'gather', playbook: 'gather_state' }));
+      const second = await runs.insert(
+        newRun({ hosts: [host], kind: 'gather', playbook: 'gather_state' }),
+      );
       await runs.finish(second.id, {
         status: 'succeeded',
         rc: 0,
@@ -227,7 +257,13 @@ describe.each(backends)('storage on $name', (backend) => {
       expect(page.total).toBe(2);
       expect(page.items.map((r) => r.id)).toEqual([second.id, first.id]);
       expect(page.items[0]).toMatchObject({ results: [], log: '' });
-      const gathers = await runs.list({ host, kind: 'gather', status: 'succeeded', limit: 10, offset: 0 });
+      const gathers = await runs.list({
+        host,
+        kind: 'gather',
+        status: 'succeeded',
+        limit: 10,
+        offset: 0,
+      });
       expect(gathers.items.map((r) => r.id)).toEqual([second.id]);
     });
 
@@ -239,7 +275,10 @@ describe.each(backends)('storage on $name', (backend) => {
       expect(await runs.ownersOfUnfinished('someone-else')).toContain(owner);
       const interrupted = await runs.markInterrupted([owner]);
       expect(interrupted.map((r) => r.id).sort()).toEqual([a.id, b.id].sort());
-      expect(await runs.get(a.id)).toMatchObject({ status: 'interrupted', error: expect.any(String) });
+      expect(await runs.get(a.id)).toMatchObject({
+        status: 'interrupted',
+        error: expect.any(String),
+      });
       expect(await runs.ownersOfUnfinished('someone-else')).not.toContain(owner);
     });
 
@@ -247,12 +286,30 @@ describe.each(backends)('storage on $name', (backend) => {
       collectedAt: at,
       runId: randomUUID(),
       links: [
-        { ifname: 'lo', lladdr: '00:00:00:00:00:00', mtu: 65536, state: 'UNKNOWN', flags: ['LOOPBACK', 'UP'] },
+        {
+          ifname: 'lo',
+          lladdr: '00:00:00:00:00:00',
+          mtu: 65536,
+          state: 'UNKNOWN',
+          flags: ['LOOPBACK', 'UP'],
+        },
         { ifname: 'eth0', lladdr: '62:1f:0a:3c:44:01', mtu: 1500, state: 'UP', flags: ['UP'] },
       ],
       addresses: [
-        { ifname: 'eth0', family: 'inet', address: '198.51.100.18', prefixlen: 28, scope: 'global' },
-        { ifname: 'eth0', family: 'inet6', address: '2001:db8:100::2', prefixlen: 64, scope: 'global' },
+        {
+          ifname: 'eth0',
+          family: 'inet',
+          address: '198.51.100.18',
+          prefixlen: 28,
+          scope: 'global',
+        },
+        {
+          ifname: 'eth0',
+          family: 'inet6',
+          address: '2001:db8:100::2',
+          prefixlen: 64,
+          scope: 'global',
+        },
       ],
       routes: [
         {
@@ -291,7 +348,12 @@ describe.each(backends)('storage on $name', (backend) => {
       const at = new Date('2026-01-02T03:04:05.678Z');
       const s = state(at);
       await hosts.saveState('h2', s);
-      await hosts.recordReachability('h2', false, 'ssh: connection refused', new Date(at.getTime() + 60_000));
+      await hosts.recordReachability(
+        'h2',
+        false,
+        'ssh: connection refused',
+        new Date(at.getTime() + 60_000),
+      );
       expect(await hosts.get('h2')).toEqual({
         host: 'h2',
         state: s,
@@ -332,7 +394,11 @@ describe.each(backends)('storage on $name', (backend) => {
     it('when all host records are read, then each comes with reachability but without its state', async () => {
       const all = await hosts.all();
       expect([...all.keys()]).toEqual(expect.arrayContaining(['h1', 'h2', 'h3', 'h4']));
-      expect(all.get('h2')).toMatchObject({ reachable: false, lastError: 'ssh: connection refused', state: null });
+      expect(all.get('h2')).toMatchObject({
+        reachable: false,
+        lastError: 'ssh: connection refused',
+        state: null,
+      });
       expect(all.get('h1')).toMatchObject({ reachable: true, state: null });
     });
   });

@@ -32,7 +32,10 @@ describe('HTTP errors, given a running server with BODY_LIMIT=1kb', () => {
   });
 
   it('when the JSON body is malformed, then 400 malformed-body problem and no run', async () => {
-    const res = await server.request('POST', '/v1/runs', { rawBody: '{"playbook": ', headers: json });
+    const res = await server.request('POST', '/v1/runs', {
+      rawBody: '{"playbook": ',
+      headers: json,
+    });
     expectProblem(res, 400, 'malformed-body', { detail: /not valid JSON/ });
     expect(await runCount()).toBe(0);
   });
@@ -83,7 +86,9 @@ describe('HTTP errors, given a running server with BODY_LIMIT=1kb', () => {
     });
     expectProblem(res, 400, 'validation');
     const fields = (res.body.errors as { field: string }[]).map((e) => e.field);
-    expect(fields).toEqual(expect.arrayContaining(['/body/playbook', '/body/limit', '/body/other']));
+    expect(fields).toEqual(
+      expect.arrayContaining(['/body/playbook', '/body/limit', '/body/other']),
+    );
   });
 
   it('when a query parameter is unknown, then 400 naming it', async () => {
@@ -121,7 +126,9 @@ describe('HTTP errors, given a running server with BODY_LIMIT=1kb', () => {
   });
 
   it('when a request carries a sane X-Request-Id, then the problem and the log line carry it', async () => {
-    const res = await server.request('GET', '/v1/nope', { headers: { 'x-request-id': 'req-abc.1' } });
+    const res = await server.request('GET', '/v1/nope', {
+      headers: { 'x-request-id': 'req-abc.1' },
+    });
     expect(res.body.request_id).toBe('req-abc.1');
     expect(server.logs.some((l) => l.includes('"request_id":"req-abc.1"'))).toBe(true);
   });

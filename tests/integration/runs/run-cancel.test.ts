@@ -17,9 +17,9 @@ import { FIXTURE_CATALOG, startTestServer, type TestServer } from '../../helpers
 
 // pause.yml pings (so an SSH master exists), then pauses for this long on the controller:
 // far longer than any test waits, so only cancel or the timeout can end it.
-const PAUSE_S = Number(/seconds:\s*(\d+)/.exec(
-  readFileSync(path.join(FIXTURE_CATALOG, 'pause.yml'), 'utf8'),
-)![1]);
+const PAUSE_S = Number(
+  /seconds:\s*(\d+)/.exec(readFileSync(path.join(FIXTURE_CATALOG, 'pause.yml'), 'utf8'))![1],
+);
 const T = 60_000;
 const NOTHING_LEFT = { group: [], mentioning: [], workspaceExists: false };
 
@@ -181,7 +181,11 @@ describe('canceling and timing out runs, on a lab of 1 host', { timeout: T }, ()
         token: 'operator',
       });
       expect(res.body.status).toBe('canceled');
-      const ran = await runWhen(server, waiting, (r) => r.status !== 'queued' && r.status !== 'running');
+      const ran = await runWhen(
+        server,
+        waiting,
+        (r) => r.status !== 'queued' && r.status !== 'running',
+      );
       expect(ran).toMatchObject({ status: 'succeeded', rc: 0 });
       expect(await expectNothingLeft(holder.spawned)).toEqual(NOTHING_LEFT);
     });

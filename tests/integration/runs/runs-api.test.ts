@@ -249,7 +249,11 @@ describe('the runs API against a lab of 3 hosts', { timeout: T }, () => {
     expect(res.headers.get('location')).toBe(`/v1/runs/${res.body.id}`);
     expect(['queued', 'running']).toContain(res.body.status);
     expect(res.body.finished_at).toBeNull();
-    const ended = await runWhen(server, res.body.id, (r) => r.status !== 'queued' && r.status !== 'running');
+    const ended = await runWhen(
+      server,
+      res.body.id,
+      (r) => r.status !== 'queued' && r.status !== 'running',
+    );
     expect(ended).toMatchObject({ status: 'succeeded', rc: 0 });
   });
 

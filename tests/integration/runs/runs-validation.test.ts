@@ -138,11 +138,7 @@ describe('POST /v1/runs validation, with a counting runner', () => {
     });
 
     it('names the local host, then 409 and nothing runs', async () => {
-      const problem = await expectRejected(
-        { playbook: 'ping', limit: ['controller'] },
-        '',
-        409,
-      );
+      const problem = await expectRejected({ playbook: 'ping', limit: ['controller'] }, '', 409);
       expect(problem.detail).toMatch(/ALLOW_LOCAL_WRITES/);
     });
   });
@@ -154,12 +150,21 @@ describe('POST /v1/runs validation, with a counting runner', () => {
       ['have an upper-case, dashed key', { 'Bad-Key': 1 }, 'Bad-Key'],
       ['have a key starting with a digit', { '1x': 1 }, '1x'],
       ['have a key with a space', { 'a b': 1 }, 'a b'],
-    ])('%s, then 400 names /body/extravars/<key> and nothing runs', async (_why, extravars, key) => {
-      await expectRejected({ playbook: 'ping', limit: ['h1'], extravars }, `/body/extravars/${key}`);
-    });
+    ])(
+      '%s, then 400 names /body/extravars/<key> and nothing runs',
+      async (_why, extravars, key) => {
+        await expectRejected(
+          { playbook: 'ping', limit: ['h1'], extravars },
+          `/body/extravars/${key}`,
+        );
+      },
+    );
 
     it('are not an object, then 400 names /body/extravars and nothing runs', async () => {
-      await expectRejected({ playbook: 'ping', limit: ['h1'], extravars: ['x'] }, '/body/extravars');
+      await expectRejected(
+        { playbook: 'ping', limit: ['h1'], extravars: ['x'] },
+        '/body/extravars',
+      );
     });
   });
 

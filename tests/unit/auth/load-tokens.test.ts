@@ -44,7 +44,10 @@ describe('loadTokens', () => {
   });
 
   it('when no tokens are configured, then an admin token is generated into DATA_DIR/admin.token with mode 0600', async () => {
-    const registry = loadTokens({ apiTokens: undefined, apiTokensFile: undefined, dataDir }, logger);
+    const registry = loadTokens(
+      { apiTokens: undefined, apiTokensFile: undefined, dataDir },
+      logger,
+    );
     const st = await stat(adminTokenFile());
     expect(st.mode & 0o777).toBe(0o600);
     const token = (await readFile(adminTokenFile(), 'utf8')).trim();
@@ -56,7 +59,10 @@ describe('loadTokens', () => {
   it('when the generated token exists already, then it is reused, not replaced', async () => {
     loadTokens({ apiTokens: undefined, apiTokensFile: undefined, dataDir }, logger);
     const first = await readFile(adminTokenFile(), 'utf8');
-    const registry = loadTokens({ apiTokens: undefined, apiTokensFile: undefined, dataDir }, logger);
+    const registry = loadTokens(
+      { apiTokens: undefined, apiTokensFile: undefined, dataDir },
+      logger,
+    );
     expect(await readFile(adminTokenFile(), 'utf8')).toBe(first);
     expect(registry.verify(first.trim())).toEqual({ name: 'admin', role: 'admin' });
   });

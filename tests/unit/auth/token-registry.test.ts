@@ -22,7 +22,9 @@ const hex = (token: string) => sha256(token).toString('hex');
 describe('sha256', () => {
   it('when hashing a token, then it is the standard SHA-256 digest of its UTF-8 bytes', () => {
     expect(hex('abc')).toBe('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
-    expect(sha256('é')).toEqual(crypto.createHash('sha256').update(Buffer.from('c3a9', 'hex')).digest());
+    expect(sha256('é')).toEqual(
+      crypto.createHash('sha256').update(Buffer.from('c3a9', 'hex')).digest(),
+    );
   });
 });
 
@@ -103,18 +105,23 @@ describe('TokenRegistry.fromDigestFile (API_TOKENS_FILE)', () => {
     ['a plain token instead of a digest', 'ci:operator:ci-token-123'],
     ['an unknown role', `ci:root:${hex('x')}`],
     ['no digest', 'ci:operator'],
-  ])('when a line has %s, then the file is rejected naming API_TOKENS_FILE and the line', async (_c, line) => {
-    const f = await file('bad', `# tokens\n${line}\n`);
-    expect(() => TokenRegistry.fromDigestFile(f)).toThrow(TokenConfigError);
-    expect(() => TokenRegistry.fromDigestFile(f)).toThrow(
-      new RegExp(`^API_TOKENS_FILE ${f}: line 2 `),
-    );
-  });
+  ])(
+    'when a line has %s, then the file is rejected naming API_TOKENS_FILE and the line',
+    async (_c, line) => {
+      const f = await file('bad', `# tokens\n${line}\n`);
+      expect(() => TokenRegistry.fromDigestFile(f)).toThrow(TokenConfigError);
+      expect(() => TokenRegistry.fromDigestFile(f)).toThrow(
+        new RegExp(`^API_TOKENS_FILE ${f}: line 2 `),
+      );
+    },
+  );
 });
 
 describe('TokenRegistry.verify', () => {
   const registry = TokenRegistry.of(
-    TokenRegistry.fromPlain('a:viewer:token-aaaaaaaa,b:operator:token-bbbbbbbb,c:admin:token-cccccccc'),
+    TokenRegistry.fromPlain(
+      'a:viewer:token-aaaaaaaa,b:operator:token-bbbbbbbb,c:admin:token-cccccccc',
+    ),
   );
   const compare = vi.mocked(crypto.timingSafeEqual);
   beforeEach(() => {

@@ -34,7 +34,7 @@ describe('loadConfig', () => {
       shutdownGraceMs: 30_000,
       allowLocalWrites: false,
       ansiblePlaybook: 'ansible-playbook',
-      bodyLimit: '100kb',
+      bodyLimit: '1mb',
       validateResponses: false,
     });
   });

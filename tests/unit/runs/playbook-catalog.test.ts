@@ -77,10 +77,13 @@ describe('PlaybookCatalog', () => {
     '..',
     'net/../ping',
     'h\u00e9',
-  ])('when the name is %j, then it is refused by its shape before the disk is read', async (name) => {
-    const err = await rejection(name);
-    expect(err.message).toMatch(/must be a catalog name/);
-  });
+  ])(
+    'when the name is %j, then it is refused by its shape before the disk is read',
+    async (name) => {
+      const err = await rejection(name);
+      expect(err.message).toMatch(/must be a catalog name/);
+    },
+  );
 
   it('when a name is a symlink to a file outside the catalog, then it is refused', async () => {
     expect((await rejection('escape')).message).toMatch(/resolves outside the playbook catalog/);

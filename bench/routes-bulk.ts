@@ -1,0 +1,263 @@
+// Bulk: R routes on each of H lab hosts (default 1,000 x 20) created through the API as batch
+// POSTs, timed until every kernel has them. Against the same apply module run by bare
+// ansible-playbook with the same extravars (goal: at most 1.3x), against `ip -batch` straight in
+// each namespace (the physical limit), and against one Ansible task per route (the naive way,
+// measured with a few routes per host and extrapolated). Kernels are cleared between phases.
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { dump } from 'js-yaml';
+import {
+  benchServer,
+  databaseLabel,
+  envInt,
+  isMain,
+  log,
+  ms,
+  ratio,
+  runAsScript,
+  table,
+  tempDir,
+  withCleanup,
+  type BenchResult,
+} from './lib.ts';
+import {
+  PROTO,
+  api,
+  applyRunCount,
+  assertKernelCounts,
+  bareAnsible,
+  benchFleet,
+  destinations,
+  extravarsFromServer,
+  flushAll,
+  ipBatchAll,
+  kernelsReach,
+  type ApiRoute,
+  type FleetHost,
+} from './routes-lib.ts';
+
+const NAME = 'routes-bulk';
+const DEADLINE_MS = 295_000;
+
+interface Settings {
+  hosts: number;
+  routes: number;
+  /** How many of each host's routes are IPv4 /32s (203.0.113.0/24); the rest are IPv6 /64s. */
+  ipv4: number;
+  /** Routes per host in the naive playbook (one task each). */
+  naiveRoutes: number;
+  /** Routes per POST: 0 means one POST per host. */
+  chunk: number;
+}
+
+function settings(): Settings {
+  const routes = envInt('BENCH_ROUTES', 1000, 1, 20_000);
+  return {
+    hosts: envInt('BENCH_HOSTS', 20, 1, 60),
+    routes,
+    ipv4: Math.min(routes, envInt('BENCH_IPV4_ROUTES', 200, 0, 256)),
+    naiveRoutes: envInt('BENCH_NAIVE_ROUTES', 20, 2, 200),
+    chunk: envInt('BENCH_CHUNK', 0, 0, 20_000),
+  };
+}
+
+interface ModuleRoute {
+  to: string;
+  dev?: string;
+  via?: string;
+  table: number;
+  metric: number;
+}
+
+/** The line the apply module writes to `ip -batch` for a route it adds. */
+function addLine(r: ModuleRoute): string {
+  const forwarding = [r.via ? `via ${r.via}` : '', r.dev ? `dev ${r.dev}` : ''].filter(Boolean);
+  return `route add ${r.to} ${forwarding.join(' ')} table ${r.table} metric ${r.metric} proto ${PROTO}`;
+}
+
+/** The naive playbook: one ansible.builtin.command task per route. */
+function naivePlaybook(routes: ModuleRoute[]): string {
+  return dump(
+    [
+      {
+        name: 'Routes, one task each',
+        hosts: 'all',
+        gather_facts: false,
+        tasks: routes.map((r, i) => ({
+          name: `route ${i + 1}`,
+          'ansible.builtin.command': `ip ${addLine(r).replace('route add', 'route replace')}`,
+        })),
+      },
+    ],
+    { lineWidth: -1 },
+  );
+}
+
+export async function routesBulk(): Promise<BenchResult> {
+  const s = settings();
+  const total = s.hosts * s.routes;
+  log(
+    `== ${NAME}: ${s.routes} routes on each of ${s.hosts} lab hosts (${total} in all; ` +
+      `${s.ipv4} IPv4 /32 + ${s.routes - s.ipv4} IPv6 /64 each), ${databaseLabel()} ==`,
+  );
+  return withCleanup(NAME, DEADLINE_MS, async (cleanup) => {
+    const tLab = performance.now();
+    const fleet = await benchFleet(cleanup, s.hosts);
+    const hosts = fleet.hosts;
+    const names = hosts.map((h) => h.name);
+    log(`fleet of ${hosts.length} hosts up in ${ms(performance.now() - tLab)}`);
+    const server = await benchServer(cleanup, {
+      INVENTORY: fleet.inventoryPath,
+      BODY_LIMIT: '64mb',
+      ROUTE_WAIT_S: '240',
+    });
+    const scratch = await tempDir(cleanup, 'bulk');
+    const dests = destinations(s.routes, s.ipv4);
+
+    // Untimed: ansible's first start (bytecode caches) and every host's first SSH connection.
+    await bareAnsible({
+      scratch,
+      inventoryPath: fleet.inventoryPath,
+      hosts: names,
+      extravars: { routeplane_route_proto: PROTO, routeplane_desired_routes: {} },
+    });
+
+    // 1. The API: batch POSTs (one per host unless BENCH_CHUNK says otherwise), all at once.
+    const items = hosts.flatMap((h) => dests.map((to) => ({ host: h.name, to, dev: 'eth0' })));
+    const chunk = s.chunk || s.routes;
+    const bodies: (typeof items)[] = [];
+    for (let i = 0; i < items.length; i += chunk) bodies.push(items.slice(i, i + chunk));
+    const runsBefore = await applyRunCount(server);
+    const t0 = performance.now();
+    const kernelDone = kernelsReach(hosts, s.routes, { timeoutMs: 240_000 });
+    const answers = await Promise.all(
+      bodies.map(async (body) => {
+        const r = await api<{ items: { route: ApiRoute }[]; counts: Record<string, number> }>(
+          server,
+          'POST',
+          '/v1/routes',
+          body,
+        );
+        return { ...r, at: performance.now() };
+      }),
+    );
+    const apiKernelMs = (await kernelDone) - t0;
+    const apiAnswerMs = Math.max(...answers.map((a) => a.at)) - t0;
+    for (const a of answers) {
+      if (a.status !== 201 || a.body.counts.in_sync !== a.body.items.length) {
+        throw new Error(`POST /v1/routes: ${a.status} ${JSON.stringify(a.body).slice(0, 800)}`);
+      }
+    }
+    await assertKernelCounts(hosts, s.routes);
+    const apiRuns = (await applyRunCount(server)) - runsBefore;
+    log(
+      `API: ${bodies.length} POSTs of ${chunk} routes; all in the kernels after ${ms(apiKernelMs)}, ` +
+        `last answer after ${ms(apiAnswerMs)} (fastest ${ms(Math.min(...answers.map((a) => a.ms)))}); ` +
+        `${apiRuns} apply runs`,
+    );
+
+    // 2. Bare ansible-playbook with the reconciler's extravars for the same routes.
+    const extravars = await extravarsFromServer(server, names);
+    const desired = extravars.routeplane_desired_routes as Record<string, ModuleRoute[]>;
+    await flushAll(hosts);
+    const t1 = performance.now();
+    const bareKernel = kernelsReach(hosts, s.routes, { timeoutMs: 240_000 });
+    const bare = await bareAnsible({
+      scratch,
+      inventoryPath: fleet.inventoryPath,
+      hosts: names,
+      extravars,
+    });
+    const bareKernelMs = (await bareKernel) - t1;
+    const added = Object.values(bare.hosts).map((h) => (h.added as unknown[] | undefined)?.length);
+    if (added.some((n) => n !== s.routes)) throw new Error(`bare run added ${added.join(',')}`);
+    await assertKernelCounts(hosts, s.routes);
+    log(`bare ansible-playbook: exited after ${ms(bare.ms)}, all in the kernels after ${ms(bareKernelMs)}`);
+
+    // 3. ip -batch straight in each namespace, the same lines the module writes.
+    await flushAll(hosts);
+    const batchMs = await ipBatchAll(hosts, (h: FleetHost) => desired[h.name]!.map(addLine));
+    await assertKernelCounts(hosts, s.routes);
+    log(`ip -batch in ${hosts.length} namespaces at once: ${ms(batchMs)}`);
+
+    // 4. Naive: a playbook with a task per route, measured at 1 and at N routes per host; the
+    // difference is the cost of a route (on every host), extrapolated to the full count.
+    const naive = async (n: number) => {
+      await flushAll(hosts);
+      const file = path.join(scratch, `naive-${n}.yml`);
+      await writeFile(file, naivePlaybook(desired[names[0]!]!.slice(0, n)));
+      const r = await bareAnsible({
+        scratch,
+        inventoryPath: fleet.inventoryPath,
+        hosts: names,
+        extravars: {},
+        playbook: file,
+      });
+      await assertKernelCounts(hosts, n);
+      return r.ms;
+    };
+    const naiveOne = await naive(1);
+    const naiveN = await naive(s.naiveRoutes);
+    const perRoute = (naiveN - naiveOne) / (s.naiveRoutes - 1);
+    const naiveExtrapolated = naiveOne + perRoute * (s.routes - 1);
+    log(
+      `naive: 1 task ${ms(naiveOne)}, ${s.naiveRoutes} tasks ${ms(naiveN)} on ${hosts.length} hosts ` +
+        `=> ${ms(perRoute)} per route, ${(naiveExtrapolated / 1000).toFixed(1)} s extrapolated to ${s.routes}`,
+    );
+    await flushAll(hosts);
+
+    const vsBare = apiKernelMs / bare.ms;
+    const vsBatch = apiKernelMs / batchMs;
+    const naiveVsApi = naiveExtrapolated / apiKernelMs;
+    const perRouteApi = apiKernelMs / s.routes;
+    log('');
+    log(
+      table([
+        ['way', `${total} routes in the kernels`, 'per route (all hosts)', 'API / this'],
+        ['routeplane API (batch POSTs)', ms(apiKernelMs), `${perRouteApi.toFixed(2)} ms`, '1.00x'],
+        ['  (all answers received)', ms(apiAnswerMs), '', ''],
+        ['bare ansible-playbook, same module', ms(bare.ms), `${(bare.ms / s.routes).toFixed(2)} ms`, ratio(vsBare)],
+        ['  (bare: kernels complete, polled)', ms(bareKernelMs), '', ratio(apiKernelMs / bareKernelMs)],
+        ['ip -batch per namespace', ms(batchMs), `${(batchMs / s.routes).toFixed(3)} ms`, ratio(vsBatch)],
+        [
+          `naive: a task per route (extrapolated from ${s.naiveRoutes})`,
+          ms(naiveExtrapolated),
+          `${perRoute.toFixed(0)} ms`,
+          ratio(apiKernelMs / naiveExtrapolated),
+        ],
+      ]),
+    );
+    log('');
+    log(`API / bare ansible-playbook = ${ratio(vsBare)} (goal <= 1.30x); ${apiRuns} apply runs`);
+    log(`API / ip -batch (physical limit) = ${ratio(vsBatch)}`);
+    log(`naive task-per-route / API = ${ratio(naiveVsApi)}`);
+    return {
+      name: NAME,
+      rows: [
+        {
+          what: `${s.routes} routes x ${s.hosts} hosts via API vs bare ansible-playbook`,
+          subject: ms(apiKernelMs),
+          baseline: ms(bare.ms),
+          ratio: vsBare,
+          goal: '<= 1.30x',
+          met: vsBare <= 1.3,
+        },
+        {
+          what: 'API vs ip -batch in each namespace (physical limit)',
+          subject: ms(apiKernelMs),
+          baseline: ms(batchMs),
+          ratio: vsBatch,
+        },
+        {
+          what: 'naive task per route (extrapolated) vs API',
+          subject: ms(naiveExtrapolated),
+          baseline: ms(apiKernelMs),
+          ratio: naiveVsApi,
+        },
+      ],
+    };
+  });
+}
+
+if (isMain(import.meta.url)) runAsScript(routesBulk);

@@ -1,0 +1,343 @@
+// Plumbing shared by the routes benchmarks (routes-bulk, routes-burst, routes-latency,
+// schedule-precision): a fleet of lab hosts behind one inventory, the kernel's view of
+// routeplane's routes, the API, and ansible-playbook run bare the way AnsibleRunner runs it.
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { execa, type ResultPromise } from 'execa';
+import { dump, load } from 'js-yaml';
+import { MAX_HOSTS, type Lab } from '../src/lab/index.ts';
+import { moduleRoute } from '../src/reconciler/apply-results.ts';
+import { parseCallbackJson } from '../src/runs/json-extractor.ts';
+import { closeSshMasters } from '../src/runs/process-reaper.ts';
+import type { RunningServer } from '../src/server.ts';
+import { ADMIN_TOKEN, PLAYBOOKS_DIR, benchLab, tempDir, type Cleanup } from './lib.ts';
+
+/** routeplane's default ROUTE_PROTO: the marker on every route it (and the baselines) install. */
+export const PROTO = 147;
+export const APPLY_PLAYBOOK = path.join(PLAYBOOKS_DIR, 'apply_routes.yml');
+
+/** The machine's load when a measurement starts: these benchmarks share the CPUs with ansible. */
+export function loadLabel(): string {
+  return `load ${os.loadavg()[0]!.toFixed(1)} on ${os.cpus().length} CPUs`;
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export interface FleetHost {
+  /** Inventory name, h1..hN across all labs of the fleet. */
+  name: string;
+  netns: string;
+  ipv4: string;
+}
+
+export interface Fleet {
+  hosts: FleetHost[];
+  /** One inventory (group `lab`) naming every host of every lab. */
+  inventoryPath: string;
+}
+
+/**
+ * `count` lab hosts. A lab holds at most MAX_HOSTS, so larger fleets are several labs whose
+ * inventories are merged into one (hosts renumbered h1..hN); every lab is taken down by cleanup.
+ */
+export async function benchFleet(cleanup: Cleanup, count: number): Promise<Fleet> {
+  const sizes: number[] = [];
+  for (let left = count; left > 0; left -= MAX_HOSTS) sizes.push(Math.min(MAX_HOSTS, left));
+  // allSettled: a lab that comes up after another failed must still be registered for cleanup.
+  const settled = await Promise.allSettled(sizes.map((n) => benchLab(cleanup, n)));
+  const failed = settled.find((s) => s.status === 'rejected');
+  if (failed) throw (failed as PromiseRejectedResult).reason;
+  const labs = settled.map((s) => (s as PromiseFulfilledResult<Lab>).value);
+  if (labs.length === 1) {
+    const lab = labs[0]!;
+    return {
+      hosts: lab.hosts.map((h) => ({ name: h.name, netns: h.netns, ipv4: h.ipv4 })),
+      inventoryPath: lab.inventoryPath,
+    };
+  }
+  const hosts: FleetHost[] = [];
+  const vars: Record<string, unknown> = {};
+  for (const lab of labs) {
+    const doc = load(await readFile(lab.inventoryPath, 'utf8')) as {
+      lab: { hosts: Record<string, Record<string, unknown>> };
+    };
+    for (const h of lab.hosts) {
+      const name = `h${hosts.length + 1}`;
+      hosts.push({ name, netns: h.netns, ipv4: h.ipv4 });
+      vars[name] = { ...doc.lab.hosts[h.name], lab_id: lab.id };
+    }
+  }
+  const dir = await tempDir(cleanup, 'fleet');
+  const inventoryPath = path.join(dir, 'inventory.yml');
+  await writeFile(
+    inventoryPath,
+    `# routeplane bench fleet: labs ${labs.map((l) => l.id).join(', ')}\n` +
+      dump({ lab: { hosts: vars } }, { lineWidth: -1 }),
+  );
+  return { hosts, inventoryPath };
+}
+
+/** How many routes carrying routeplane's marker the host's kernel has (both families). */
+export async function kernelCount(netns: string): Promise<number> {
+  const { stdout } = await execa('ip', [
+    '-n',
+    netns,
+    '-N',
+    '-j',
+    'route',
+    'show',
+    'proto',
+    String(PROTO),
+    'table',
+    'all',
+  ]);
+  return (JSON.parse(stdout || '[]') as unknown[]).length;
+}
+
+/** Removes every route carrying routeplane's marker from the host's kernel. */
+export async function flushOwned(netns: string): Promise<void> {
+  for (const family of ['-4', '-6']) {
+    await execa('ip', ['-n', netns, family, 'route', 'flush', 'proto', String(PROTO), 'table', 'all']);
+  }
+}
+
+export async function flushAll(hosts: FleetHost[]): Promise<void> {
+  await Promise.all(hosts.map((h) => flushOwned(h.netns)));
+  for (const h of hosts) {
+    const n = await kernelCount(h.netns);
+    if (n !== 0) throw new Error(`${h.name}: ${n} routes left after flush`);
+  }
+}
+
+/**
+ * Polls the kernels until each host has `expected` marked routes; resolves with the time
+ * (performance.now()) at which the last host got there. Only hosts not yet complete are polled.
+ */
+export async function kernelsReach(
+  hosts: FleetHost[],
+  expected: number,
+  opts: { pollMs?: number; timeoutMs?: number } = {},
+): Promise<number> {
+  const pollMs = opts.pollMs ?? 100;
+  const deadline = performance.now() + (opts.timeoutMs ?? 120_000);
+  let waiting = [...hosts];
+  let last = performance.now();
+  while (waiting.length > 0) {
+    const counts = await Promise.all(waiting.map((h) => kernelCount(h.netns)));
+    const now = performance.now();
+    const still = waiting.filter((_, i) => counts[i]! < expected);
+    if (still.length < waiting.length) last = now;
+    waiting = still;
+    if (waiting.length === 0) break;
+    if (now > deadline) {
+      throw new Error(
+        `kernels did not reach ${expected} routes: ${waiting.map((h) => h.name).join(', ')}`,
+      );
+    }
+    await sleep(pollMs);
+  }
+  return last;
+}
+
+export async function assertKernelCounts(hosts: FleetHost[], expected: number): Promise<void> {
+  for (const h of hosts) {
+    const n = await kernelCount(h.netns);
+    if (n !== expected) throw new Error(`${h.name}: ${n} routes in the kernel, expected ${expected}`);
+  }
+}
+
+/** N distinct destinations: IPv4 /32s from 203.0.113.0/24 first, then IPv6 /64s. */
+export function destinations(n: number, ipv4 = 0, offset = 0): string[] {
+  const v4 = Math.min(ipv4, 256);
+  return Array.from({ length: n }, (_, k) => {
+    const i = k + offset;
+    if (i < v4) return `203.0.113.${i}/32`;
+    // 2001:db8:f000:N::/64 stays inside 2001:db8:f000::/36 for N < 0x10000; canonical text
+    // (as the API and `ip` print it), so N = 0 is 2001:db8:f000::/64.
+    const n = i - v4;
+    return n === 0 ? '2001:db8:f000::/64' : `2001:db8:f000:${n.toString(16)}::/64`;
+  });
+}
+
+export interface ApiAnswer<T = unknown> {
+  status: number;
+  body: T;
+  ms: number;
+}
+
+/** One request to routeplane as the admin; the body parsed as JSON. */
+export async function api<T = unknown>(
+  server: RunningServer,
+  method: string,
+  url: string,
+  body?: unknown,
+): Promise<ApiAnswer<T>> {
+  const t0 = performance.now();
+  const res = await fetch(server.url + url, {
+    method,
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: (text ? JSON.parse(text) : null) as T, ms: performance.now() - t0 };
+}
+
+export interface ApiRoute {
+  id: string;
+  host: string;
+  to: string;
+  status: string;
+  sync: { state: string; error: string | null; run_id: string | null };
+}
+
+/** Apply runs recorded so far (GET /v1/runs?kind=apply). */
+export async function applyRunCount(server: RunningServer): Promise<number> {
+  const r = await api<{ total: number }>(server, 'GET', '/v1/runs?kind=apply&limit=1');
+  if (r.status !== 200) throw new Error(`GET /v1/runs: ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body.total;
+}
+
+export interface ApiRun {
+  id: string;
+  status: string;
+  hosts: string[];
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+/** The newest `count` apply runs, oldest first, with their queue and run durations. */
+export async function recentApplyRuns(
+  server: RunningServer,
+  count: number,
+): Promise<(ApiRun & { queueMs: number; runMs: number })[]> {
+  if (count <= 0) return [];
+  const r = await api<{ items: ApiRun[] }>(server, 'GET', `/v1/runs?kind=apply&limit=${count}`);
+  return r.body.items
+    .map((run) => ({
+      ...run,
+      queueMs: Date.parse(run.started_at ?? run.created_at) - Date.parse(run.created_at),
+      runMs: Date.parse(run.finished_at ?? run.created_at) - Date.parse(run.started_at ?? run.created_at),
+    }))
+    .sort((a, b) => Date.parse(a.created_at) - Date.parse(b.created_at));
+}
+
+/**
+ * The extravars the reconciler gives apply_routes.yml for these hosts, built from the server's
+ * active routes with the reconciler's own mapping: the bare baseline gets the very same file.
+ */
+export async function extravarsFromServer(
+  server: RunningServer,
+  hosts: string[],
+): Promise<Record<string, unknown>> {
+  const desired: Record<string, Record<string, unknown>[]> = {};
+  for (const host of hosts) {
+    const { items } = await server.services.routes.list({
+      host,
+      status: 'active',
+      limit: 100_000,
+      offset: 0,
+    });
+    desired[host] = items.map(moduleRoute);
+  }
+  return { routeplane_route_proto: PROTO, routeplane_desired_routes: desired };
+}
+
+// The environment AnsibleRunner gives ansible-playbook (src/runs/ansible-runner.ts).
+const INHERITED_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LC_ALL', 'TZ', 'SSH_AUTH_SOCK'];
+
+export function ansibleEnv(dirs: { cp: string; tmp: string }): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const k of INHERITED_ENV) {
+    const v = process.env[k];
+    if (v !== undefined) env[k] = v;
+  }
+  return {
+    ...env,
+    ANSIBLE_STDOUT_CALLBACK: 'ansible.posix.json',
+    ANSIBLE_LOAD_CALLBACK_PLUGINS: 'True',
+    ANSIBLE_PIPELINING: 'True',
+    ANSIBLE_HOST_KEY_CHECKING: 'True',
+    ANSIBLE_RETRY_FILES_ENABLED: 'False',
+    ANSIBLE_NOCOLOR: 'True',
+    ANSIBLE_FORCE_COLOR: 'False',
+    ANSIBLE_SSH_CONTROL_PATH_DIR: dirs.cp,
+    ANSIBLE_LOCAL_TEMP: dirs.tmp,
+    ANSIBLE_LIBRARY: path.join(PLAYBOOKS_DIR, 'library'),
+    ANSIBLE_PYTHON_INTERPRETER: 'auto_silent',
+    ANSIBLE_DEPRECATION_WARNINGS: 'False',
+    ANSIBLE_SYSTEM_WARNINGS: 'False',
+    PYTHONUNBUFFERED: '1',
+  };
+}
+
+export interface BareRun {
+  /** ansible-playbook start to exit. */
+  ms: number;
+  /** Per host, the module's result (added/removed/unchanged/...) or the failure. */
+  hosts: Record<string, Record<string, unknown>>;
+}
+
+/**
+ * ansible-playbook by hand: the given playbook (default apply_routes.yml) with extravars from
+ * a JSON file, the runner's environment, a fresh SSH control dir; fails unless every host ran
+ * every task without failure. SSH masters are closed afterwards, outside the timing.
+ */
+export async function bareAnsible(opts: {
+  scratch: string;
+  inventoryPath: string;
+  hosts: string[];
+  extravars: Record<string, unknown>;
+  playbook?: string;
+  onSpawn?: (child: ResultPromise) => void;
+}): Promise<BareRun> {
+  const dir = await mkdtemp(path.join(opts.scratch, 'bare-'));
+  try {
+    const dirs = { cp: path.join(dir, 'cp'), tmp: path.join(dir, 'tmp') };
+    await mkdir(dirs.cp, { mode: 0o700 });
+    await mkdir(dirs.tmp, { mode: 0o700 });
+    const extravarsPath = path.join(dir, 'extravars.json');
+    await writeFile(extravarsPath, JSON.stringify(opts.extravars), { mode: 0o600 });
+    const args = ['-i', opts.inventoryPath, '-e', `@${extravarsPath}`, '--limit'];
+    args.push(opts.hosts.join(','), opts.playbook ?? APPLY_PLAYBOOK);
+    const t0 = performance.now();
+    const r = await execa('ansible-playbook', args, {
+      cwd: dir,
+      env: ansibleEnv(dirs),
+      extendEnv: false,
+      reject: false,
+      stdin: 'ignore',
+      maxBuffer: { stdout: 512 * 1024 * 1024 },
+    });
+    const elapsed = performance.now() - t0;
+    await closeSshMasters(dirs.cp, dir);
+    const doc = parseCallbackJson(String(r.stdout));
+    const stats = doc?.stats ?? {};
+    const bad = opts.hosts.filter((h) => !stats[h] || stats[h].failures || stats[h].unreachable);
+    if (r.exitCode !== 0 || bad.length > 0) {
+      throw new Error(
+        `bare ansible-playbook failed (rc ${r.exitCode}, hosts ${bad.join(',')}): ` +
+          `${String(r.stderr).slice(-1500)} ${String(r.stdout).slice(-1500)}`,
+      );
+    }
+    const hosts: Record<string, Record<string, unknown>> = {};
+    const tasks = doc?.plays?.[0]?.tasks ?? [];
+    for (const h of opts.hosts) hosts[h] = tasks.at(-1)?.hosts?.[h] ?? {};
+    return { ms: elapsed, hosts };
+  } finally {
+    await rm(dir, { recursive: true, force: true, maxRetries: 3 });
+  }
+}
+
+/** `ip -batch` of `lines` in each host's namespace at once; resolves when all have exited. */
+export async function ipBatchAll(hosts: FleetHost[], lines: (h: FleetHost) => string[]): Promise<number> {
+  const t0 = performance.now();
+  await Promise.all(
+    hosts.map((h) =>
+      execa('ip', ['-n', h.netns, '-batch', '-'], { input: `${lines(h).join('\n')}\n` }),
+    ),
+  );
+  return performance.now() - t0;
+}

@@ -1,0 +1,88 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startSshd, stopSshd } from '../../../src/lab/index.ts';
+import { useLab } from '../../helpers/lab.ts';
+import { kernelHas, poll } from '../../helpers/routes.ts';
+import { startTestServer, type TestServer } from '../../helpers/server.ts';
+
+// A host that cannot be reached: the route is recorded as failed, then converges on its own.
+const T = 120_000;
+
+describe('a route for a host whose sshd is down, on a lab of 1 host', { timeout: T }, () => {
+  const fleet = useLab(1);
+  let server: TestServer;
+
+  beforeAll(async () => {
+    server = await startTestServer({
+      INVENTORY: fleet.lab.inventoryPath,
+      RECONCILE_RETRY_BASE_S: '0.5',
+      RECONCILE_RETRY_MAX_S: '2',
+    });
+  }, T);
+
+  afterAll(async () => {
+    await startSshd(fleet.lab, 'h1');
+    await server?.close();
+  }, T);
+
+  it('when sshd is stopped, then the create is a 502 naming the route, the host and the error; when sshd is back, then it converges unasked', async () => {
+    const key = { to: '203.0.113.80/28' };
+    await stopSshd(fleet.lab, 'h1');
+
+    const res = await server.request('POST', '/v1/routes', {
+      body: { host: 'h1', to: key.to, dev: 'eth0' },
+    });
+    expect(res.status, res.text).toBe(502);
+    expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+    expect(res.body).toMatchObject({
+      type: 'https://routeplane.dev/problems/apply-failed',
+      status: 502,
+      host: 'h1',
+      route_id: expect.stringMatching(/^[0-9a-f-]{36}$/),
+      run_id: expect.stringMatching(/^[0-9a-f-]{36}$/),
+    });
+    expect(res.body.detail).toMatch(/\S/);
+    const id = res.body.route_id as string;
+
+    // Recorded, not lost: active, failed with the host's error and a retry time.
+    const [row] = await server.database.db.knex('routes').where({ id });
+    expect(row).toMatchObject({ status: 'active', sync_state: 'failed', host: 'h1' });
+    expect(row.sync_error).toBe(res.body.detail);
+    expect(row.sync_retry_at).toBeInstanceOf(Date);
+    const got = await server.request('GET', `/v1/routes/${id}`, { token: 'viewer' });
+    expect(got.body.sync).toMatchObject({ state: 'failed', error: res.body.detail });
+    expect(got.body.sync.retry_at).not.toBeNull();
+
+    // A batch in which every item failed is a 502 too.
+    const batch = await server.request('POST', '/v1/routes', {
+      body: [
+        { host: 'h1', to: '203.0.113.96/28', dev: 'eth0' },
+        { host: 'h1', to: '2001:db8:f00f::/48', dev: 'eth0' },
+      ],
+    });
+    expect(batch.status, batch.text).toBe(502);
+    expect(batch.body).toMatchObject({ host: 'h1', detail: expect.stringMatching(/every item/) });
+    const [{ n }] = await server.database.db.knex('routes').count({ n: '*' });
+    expect(Number(n)).toBe(3);
+
+    await startSshd(fleet.lab, 'h1');
+    await kernelHas(fleet.lab, 'h1', key, 60_000);
+    await kernelHas(fleet.lab, 'h1', { to: '2001:db8:f00f::/48', metric: 1024 }, 60_000);
+    const converged = await poll(
+      'every route in sync',
+      async () => {
+        const list = await server.request('GET', '/v1/routes?host=h1', { token: 'viewer' });
+        const items = list.body.items as { sync: { state: string } }[];
+        return items.length === 3 && items.every((r) => r.sync.state === 'in_sync')
+          ? items
+          : undefined;
+      },
+      60_000,
+    );
+    expect(converged.map((r) => r.sync)).toEqual(
+      Array(3).fill(expect.objectContaining({ error: null, retry_at: null })),
+    );
+    // Converging is the reconciler's doing: no request asked again.
+    const events = await server.database.db.knex('route_events').where({ route_id: id });
+    expect(events.map((e) => e.action)).toEqual(['create']);
+  });
+});

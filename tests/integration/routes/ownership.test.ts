@@ -1,0 +1,156 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { nsExec } from '../../../src/lab/index.ts';
+import { useLab } from '../../helpers/lab.ts';
+import { findRoute, kernelRoutes, ownedRoutes, ROUTE_PROTO } from '../../helpers/routes.ts';
+import { startTestServer, type TestServer } from '../../helpers/server.ts';
+
+// routeplane touches only routes with its marker, and never cuts itself off from a host.
+const T = 90_000;
+
+describe('route ownership, on a lab of 2 hosts', { timeout: T }, () => {
+  const fleet = useLab(2);
+  let server: TestServer;
+
+  // Routes other parties put on h1: a hand-made one (no proto, i.e. boot), and other protos.
+  const foreign = [
+    { add: ['203.0.113.64/26', 'dev', 'eth0'], key: { to: '203.0.113.64/26' }, protocol: '' },
+    {
+      add: ['203.0.113.192/27', 'dev', 'eth0', 'proto', 'static'],
+      key: { to: '203.0.113.192/27' },
+      protocol: '4',
+    },
+    {
+      add: ['203.0.113.224/27', 'dev', 'eth0', 'proto', '99', 'table', '100'],
+      key: { to: '203.0.113.224/27', table: 100 },
+      protocol: '99',
+    },
+    {
+      add: ['2001:db8:f0a0::/48', 'dev', 'eth0', 'proto', '42'],
+      key: { to: '2001:db8:f0a0::/48' },
+      protocol: '42',
+    },
+  ];
+
+  beforeAll(async () => {
+    for (const f of foreign) await nsExec(fleet.lab, 'h1', ['ip', 'route', 'add', ...f.add]);
+    server = await startTestServer({ INVENTORY: fleet.lab.inventoryPath });
+  }, T);
+
+  afterAll(async () => {
+    await server?.close();
+  }, T);
+
+  const h2v4 = () => fleet.lab.hosts[1]!.ipv4;
+
+  async function expectForeignIntact() {
+    const kernel = await kernelRoutes(fleet.lab, 'h1');
+    for (const f of foreign) {
+      expect(findRoute(kernel, f.key), `${f.key.to} should survive`).toMatchObject({
+        protocol: f.protocol,
+        dev: 'eth0',
+        gateway: null,
+      });
+    }
+  }
+
+  it('when a hand-made route has the destination, then it stays and the managed one is a conflict, reason unowned', async () => {
+    const res = await server.request('POST', '/v1/routes', {
+      body: { host: 'h1', to: '203.0.113.64/26', via: h2v4() },
+    });
+    expect(res.status, res.text).toBe(201);
+    expect(res.body.sync).toMatchObject({
+      state: 'conflict',
+      conflict: { reason: 'unowned', existing: { dst: '203.0.113.64/26', dev: 'eth0' } },
+    });
+    expect(res.body.sync.error).toMatch(/does not own/);
+    const [row] = await server.database.db.knex('routes').where({ id: res.body.id });
+    expect(row).toMatchObject({ sync_state: 'conflict', status: 'active' });
+    expect(row.sync_conflict).toMatchObject({ reason: 'unowned' });
+
+    const listed = await server.request('GET', '/v1/routes?sync=conflict', { token: 'viewer' });
+    expect(listed.body.items.map((r: { id: string }) => r.id)).toContain(res.body.id);
+    expect(
+      findRoute(await ownedRoutes(fleet.lab, 'h1'), { to: '203.0.113.64/26' }),
+    ).toBeUndefined();
+    await expectForeignIntact();
+
+    // Deleting the managed route removes nothing from the kernel: the hand-made one stays.
+    const del = await server.request('DELETE', `/v1/routes/${res.body.id}`);
+    expect(del.status, del.text).toBe(200);
+    await expectForeignIntact();
+  });
+
+  it('when a route would capture the management address, then it is a conflict, reason lockout, and not applied', async () => {
+    const mgmt = fleet.lab.gatewayV4;
+    const res = await server.request('POST', '/v1/routes', {
+      body: [
+        { host: 'h1', to: `${mgmt}/32`, via: h2v4() },
+        // A covering prefix captures it too.
+        { host: 'h1', to: fleet.lab.prefixV4, via: h2v4(), metric: 5 },
+      ],
+    });
+    expect(res.status, res.text).toBe(201);
+    expect(res.body.counts).toEqual({ conflict: 2 });
+    for (const item of res.body.items as { route: { sync: { error: string } } }[]) {
+      expect(item.route.sync).toMatchObject({
+        state: 'conflict',
+        conflict: { reason: 'lockout', management_address: mgmt },
+      });
+      expect(item.route.sync.error).toContain(mgmt);
+    }
+    const kernel = await kernelRoutes(fleet.lab, 'h1');
+    expect(findRoute(kernel, { to: `${mgmt}/32` })).toBeUndefined();
+    expect(findRoute(kernel, { to: fleet.lab.prefixV4, metric: 5 })).toBeUndefined();
+    await expectForeignIntact();
+  });
+
+  it('when the lockout route says force: true, then it is applied', async () => {
+    // In table 100, which no rule consults: the host stays reachable while the route exists.
+    const mgmt = fleet.lab.gatewayV4;
+    const res = await server.request('POST', '/v1/routes', {
+      body: [
+        { host: 'h1', to: `${mgmt}/32`, via: h2v4(), table: 100 },
+        { host: 'h1', to: `${mgmt}/32`, via: h2v4(), table: 100, metric: 1, force: true },
+      ],
+    });
+    expect(res.status, res.text).toBe(201);
+    const [unforced, forced] = res.body.items as { route: Record<string, unknown> }[];
+    expect(unforced!.route).toMatchObject({ force: false, sync: { state: 'conflict' } });
+    expect(forced!.route).toMatchObject({
+      force: true,
+      sync: { state: 'in_sync', conflict: null },
+    });
+    const kernel = await ownedRoutes(fleet.lab, 'h1');
+    expect(findRoute(kernel, { to: `${mgmt}/32`, table: 100, metric: 1 })).toMatchObject({
+      gateway: h2v4(),
+    });
+    expect(findRoute(kernel, { to: `${mgmt}/32`, table: 100, metric: 0 })).toBeUndefined();
+    await expectForeignIntact();
+  });
+
+  it('when routeplane applies and removes its own routes, then routes of other protocols survive', async () => {
+    const created = await server.request('POST', '/v1/routes', {
+      body: [
+        { host: 'h1', to: '203.0.113.0/26', via: h2v4() },
+        { host: 'h1', to: '2001:db8:f0b0::/48', dev: 'eth0' },
+      ],
+    });
+    expect(created.status, created.text).toBe(201);
+    expect(created.body.counts).toEqual({ in_sync: 2 });
+    const owned = await ownedRoutes(fleet.lab, 'h1');
+    expect(findRoute(owned, { to: '203.0.113.0/26' })?.protocol).toBe(ROUTE_PROTO);
+    await expectForeignIntact();
+
+    // Both deletes at once: they share a run (or two, one after the other).
+    const deletes = await Promise.all(
+      (created.body.items as { route: { id: string } }[]).map((item) =>
+        server.request('DELETE', `/v1/routes/${item.route.id}?wait=60`),
+      ),
+    );
+    expect(deletes.map((d) => d.status)).toEqual([200, 200]);
+    const after = await ownedRoutes(fleet.lab, 'h1');
+    expect(findRoute(after, { to: '203.0.113.0/26' })).toBeUndefined();
+    expect(findRoute(after, { to: '2001:db8:f0b0::/48', metric: 1024 })).toBeUndefined();
+    await expectForeignIntact();
+  });
+});
