@@ -1,3 +1,4 @@
+import type { Knex } from 'knex';
 import { nsExec, type Lab } from '../../src/lab/index.ts';
 import { sleep } from './runs.ts';
 
@@ -156,3 +157,13 @@ export async function kernelLacks(lab: Lab, host: string, key: RouteKey, ms?: nu
 
 /** ISO timestamp `ms` from now. */
 export const inMs = (ms: number) => new Date(Date.now() + ms).toISOString();
+
+/** Rows of `table` matching `where`. */
+export async function countRows(
+  knex: Knex,
+  table: string,
+  where: Record<string, unknown> = {},
+): Promise<number> {
+  const rows = (await knex(table).where(where).count({ n: '*' })) as { n: number | string }[];
+  return Number(rows[0]!.n);
+}

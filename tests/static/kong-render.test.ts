@@ -70,9 +70,9 @@ describe('scripts/kong-render.mjs on the committed kong/kong.yml', () => {
   it('when variables are missing or weak, then it fails naming each, never echoing a value', () => {
     const env = deployEnv();
     const weak = 'short-key';
-    const { GATEWAY_SECRET: _dropped, ...rest } = env;
+    delete env.GATEWAY_SECRET;
     const res = render(
-      { ...rest, KONG_KEY_DASHBOARD: weak, KONG_KEY_OPS_ADMIN: 'change-me-' + secret() },
+      { ...env, KONG_KEY_DASHBOARD: weak, KONG_KEY_OPS_ADMIN: 'change-me-' + secret() },
       path.join(dir, 'never.yml'),
     );
     expect(res.status).toBe(1);

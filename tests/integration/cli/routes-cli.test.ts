@@ -254,6 +254,7 @@ describe('the routeplane CLI against a server and a lab of 1 host', { timeout: T
 
     beforeAll(async () => {
       const r = await cli(['routes', 'add', 'h1', V4_MOVED, '--via', gateway, ...WAIT]);
+      expect(r.code, r.stderr).toBe(0);
       id = fieldOf(r.stdout, 'id') ?? '';
     }, T);
 
