@@ -2,18 +2,9 @@ import { Option, type Command } from 'commander';
 import type { ListRunsQuery, Run, RunList } from './api-client.ts';
 import { addApiOptions, intOption, runApi, show } from './api-command.ts';
 import { formatFields, formatTable } from './output.ts';
+import { RUN_STATUSES, type RunKind } from '../runs/types.ts';
 
-const RUN_STATUSES = [
-  'queued',
-  'running',
-  'succeeded',
-  'failed',
-  'error',
-  'canceled',
-  'timed_out',
-  'interrupted',
-] as const;
-const RUN_KINDS = ['playbook', 'gather', 'apply'] as const;
+const RUN_KINDS: readonly RunKind[] = ['playbook', 'gather', 'apply'];
 
 function formatRuns(list: RunList): string {
   return formatTable(

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../helpers/db.ts';
 import { useLab } from '../../helpers/lab.ts';
-import { ownedRoutes, poll } from '../../helpers/routes.ts';
+import { countRows, ownedRoutes, poll } from '../../helpers/routes.ts';
 import { spawnServer, type ServerProcess } from '../../helpers/server-process.ts';
 
 // Two server processes on one Postgres database share the schedule and the hosts.
@@ -62,10 +62,8 @@ describe.skipIf(!postgres)('two server processes on one database (Postgres)', ()
       await poll(
         'all 100 routes active and in sync',
         async () => {
-          const [{ n }] = await knex('routes')
-            .where({ status: 'active', sync_state: 'in_sync' })
-            .count({ n: '*' });
-          return Number(n) === 2 * PER_HOST ? true : undefined;
+          const n = await countRows(knex, 'routes', { status: 'active', sync_state: 'in_sync' });
+          return n === 2 * PER_HOST ? true : undefined;
         },
         120_000,
         500,
@@ -78,8 +76,7 @@ describe.skipIf(!postgres)('two server processes on one database (Postgres)', ()
         .count({ n: '*' });
       expect(activations).toHaveLength(2 * PER_HOST);
       expect(activations.filter((a) => Number(a.n) !== 1)).toEqual([]);
-      const [{ n: rows }] = await knex('routes').count({ n: '*' });
-      expect(Number(rows)).toBe(2 * PER_HOST);
+      expect(await countRows(knex, 'routes')).toBe(2 * PER_HOST);
 
       const want = Array.from({ length: PER_HOST }, (_, k) => destination(k)).sort();
       for (const host of ['h1', 'h2']) {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useLab } from '../../helpers/lab.ts';
 import { expectProblem } from '../../helpers/problem.ts';
-import { findRoute, ownedRoutes } from '../../helpers/routes.ts';
+import { countRows, findRoute, ownedRoutes } from '../../helpers/routes.ts';
 import { startTestServer, type TestServer } from '../../helpers/server.ts';
 
 // Every rejection is a 400 problem naming the field, and a rejected request records nothing.
@@ -21,10 +21,7 @@ describe('route requests that cannot be applied, on a lab of 1 host', { timeout:
 
   const gw = () => fleet.lab.gatewayV4;
   const post = (body: unknown) => server.request('POST', '/v1/routes', { body });
-  const rowCount = async (table: 'routes' | 'route_events') => {
-    const [{ n }] = await server.database.db.knex(table).count({ n: '*' });
-    return Number(n);
-  };
+  const rowCount = (table: 'routes' | 'route_events') => countRows(server.database.db.knex, table);
   const hour = (h: number) => new Date(Date.now() + h * 3_600_000).toISOString();
 
   it('when the prefix has host bits set, then 400 on /body/to says so and names the network', async () => {
