@@ -68,14 +68,18 @@ export interface RouteEvent {
   detail: Record<string, unknown>;
 }
 
-/** The kernel-facing attributes that, when they differ, make a create an update instead. */
+/**
+ * The attributes that, when they differ, make a create an update instead: the kernel-facing
+ * ones, and `force`, or a route refused for lockout could never be forced afterwards.
+ */
 export function sameForwarding(a: RouteSpec, b: RouteSpec): boolean {
   return (
     a.via === b.via &&
     a.dev === b.dev &&
     a.scope === b.scope &&
     a.src === b.src &&
-    a.onlink === b.onlink
+    a.onlink === b.onlink &&
+    a.force === b.force
   );
 }
 

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nsExec } from '../../../src/lab/index.ts';
 import { useLab } from '../../helpers/lab.ts';
+import { expectProblem } from '../../helpers/problem.ts';
 import { findRoute, kernelRoutes, ownedRoutes, ROUTE_PROTO } from '../../helpers/routes.ts';
 import { startTestServer, type TestServer } from '../../helpers/server.ts';
 
@@ -104,27 +105,28 @@ describe('route ownership, on a lab of 2 hosts', { timeout: T }, () => {
     await expectForeignIntact();
   });
 
-  it('when the lockout route says force: true, then it is applied', async () => {
+  it('when the refused lockout route is sent again with force: true, then it is applied', async () => {
     // In table 100, which no rule consults: the host stays reachable while the route exists.
     const mgmt = fleet.lab.gatewayV4;
-    const res = await server.request('POST', '/v1/routes', {
-      body: [
-        { host: 'h1', to: `${mgmt}/32`, via: h2v4(), table: 100 },
-        { host: 'h1', to: `${mgmt}/32`, via: h2v4(), table: 100, metric: 1, force: true },
-      ],
-    });
-    expect(res.status, res.text).toBe(201);
-    const [unforced, forced] = res.body.items as { route: Record<string, unknown> }[];
-    expect(unforced!.route).toMatchObject({ force: false, sync: { state: 'conflict' } });
-    expect(forced!.route).toMatchObject({
+    const route = { host: 'h1', to: `${mgmt}/32`, via: h2v4(), table: 100 };
+    const key = { to: `${mgmt}/32`, table: 100 };
+    const refused = await server.request('POST', '/v1/routes', { body: route });
+    expect(refused.status, refused.text).toBe(201);
+    expect(refused.body).toMatchObject({ force: false, sync: { state: 'conflict' } });
+    expect(findRoute(await ownedRoutes(fleet.lab, 'h1'), key)).toBeUndefined();
+
+    // Not the same route any more: POST points at it, PUT changes it.
+    const posted = await server.request('POST', '/v1/routes', { body: { ...route, force: true } });
+    expectProblem(posted, 409, 'conflict');
+    expect(posted.body.route_id).toBe(refused.body.id);
+    const forced = await server.request('PUT', '/v1/routes', { body: { ...route, force: true } });
+    expect(forced.status, forced.text).toBe(200);
+    expect(forced.body).toMatchObject({
+      id: refused.body.id,
       force: true,
-      sync: { state: 'in_sync', conflict: null },
+      sync: { state: 'in_sync', conflict: null, error: null },
     });
-    const kernel = await ownedRoutes(fleet.lab, 'h1');
-    expect(findRoute(kernel, { to: `${mgmt}/32`, table: 100, metric: 1 })).toMatchObject({
-      gateway: h2v4(),
-    });
-    expect(findRoute(kernel, { to: `${mgmt}/32`, table: 100, metric: 0 })).toBeUndefined();
+    expect(findRoute(await ownedRoutes(fleet.lab, 'h1'), key)).toMatchObject({ gateway: h2v4() });
     await expectForeignIntact();
   });
 
