@@ -1,7 +1,7 @@
 import type { Actor } from '../auth/roles.ts';
 import type { HostsService } from '../hosts/hosts-service.ts';
 import type { KernelRoute } from '../hosts/host-state.ts';
-import { ConflictError, NotFoundError } from '../http/errors.ts';
+import { ApplyFailedError, ConflictError, NotFoundError } from '../http/errors.ts';
 import type { RoutesService } from '../routes/routes-service.ts';
 import { checkSchedule } from '../routes/route-input.ts';
 import type { Route } from '../routes/types.ts';
@@ -59,7 +59,22 @@ export class CompatService {
   /** Waits for the kernel like /v1/routes does; a failed apply is reported, not hidden. */
   private async settle(route: Route): Promise<Route> {
     const { value } = await this.routes.applied([route], this.waitMs);
-    return value[0] ?? route;
+    const settled = value[0] ?? route;
+    if (settled.sync.state === 'failed') {
+      throw new ApplyFailedError(settled.sync.error ?? 'the apply run failed', {
+        host: settled.host,
+        route_id: settled.id,
+        run_id: settled.sync.lastRunId,
+      });
+    }
+    return settled;
+  }
+
+  /** A device the host does not have is a 422, on PUT and PATCH alike. */
+  private checkDevice(dev: string | null, links: { ifname: string }[]): void {
+    if (dev && !links.some((l) => l.ifname === dev)) {
+      throw new CompatValidationError(`dev: ${dev} is not an interface of ${this.host}`);
+    }
   }
 
   async state(actor: Actor): Promise<CompatState> {
@@ -86,9 +101,7 @@ export class CompatService {
     const exists = { status: 200, message: `A route to ${to} already exists in the system` };
     if (await this.byDestination(to)) return exists;
     const { state } = await this.hosts.get(this.host, true, actor);
-    if (dev && !state.links.some((l) => l.ifname === dev)) {
-      throw new CompatValidationError(`dev: ${dev} is not an interface of ${this.host}`);
-    }
+    this.checkDevice(dev, state.links);
     if (state.routes.some((r) => r.table === 'main' && r.dst === to)) return exists;
     const [item] = await this.routes.create(
       [
@@ -118,6 +131,8 @@ export class CompatService {
     const dev = compatDevice(body);
     const createAt = compatTime(body, 'create_at');
     const deleteAt = compatTime(body, 'delete_at');
+    // Otherwise a mistyped device would take a working route out of the kernel.
+    if (dev) this.checkDevice(dev, (await this.hosts.get(this.host, true, actor)).state.links);
     // route-manager: a new gateway replaces the device and a new device replaces the gateway.
     const changed = await this.routes.patch(
       route.id,

@@ -136,6 +136,8 @@ export type Identity = Pick<RouteSpec, 'host' | 'table' | 'to' | 'metric'>;
 /** Statuses whose routes should be in the kernel; everything else should not be. */
 const IN_KERNEL: RouteStatus = 'active';
 const LIVE = ['pending', 'active', 'paused'];
+/** Rows per INSERT statement: 1,000 routes x 17 columns stays far below the parameter limit. */
+const WRITE_CHUNK = 1000;
 
 export class RoutesStore {
   constructor(private readonly knex: Knex) {}
@@ -167,29 +169,42 @@ export class RoutesStore {
   async insert(routes: NewRoute[]): Promise<Route[]> {
     if (routes.length === 0) return [];
     return this.knex.transaction(async (trx) => {
-      const rows = await this.routes(trx)
-        .insert(
-          routes.map((r) => ({
-            id: r.id,
-            ...specColumns(r.spec),
-            create_at: r.schedule.createAt,
-            delete_at: r.schedule.deleteAt,
-            comment: r.comment,
-            status: r.status,
-            // Only an active route has kernel work to wait for.
-            sync_state: r.status === IN_KERNEL ? 'applying' : 'in_sync',
-            created_by: r.actor,
-          })),
-        )
-        .returning('*');
-      for (const r of routes) {
-        await this.event(
-          trx,
-          [{ routeId: r.id, from: null, to: r.status, action: 'create' }],
-          r.actor,
-        );
+      const inserted: Route[] = [];
+      // In chunks: a statement carries at most 65,535 bind parameters (a batch may hold 20,000
+      // routes), and one statement per chunk, events included, not one per route.
+      for (let i = 0; i < routes.length; i += WRITE_CHUNK) {
+        const chunk = routes.slice(i, i + WRITE_CHUNK);
+        const rows = await this.routes(trx)
+          .insert(
+            chunk.map((r) => ({
+              id: r.id,
+              ...specColumns(r.spec),
+              create_at: r.schedule.createAt,
+              delete_at: r.schedule.deleteAt,
+              comment: r.comment,
+              status: r.status,
+              // Only an active route has kernel work to wait for.
+              sync_state: r.status === IN_KERNEL ? 'applying' : 'in_sync',
+              created_by: r.actor,
+            })),
+          )
+          .returning('*');
+        inserted.push(...(rows as RouteRow[]).map(fromRow));
+        const byActor = new Map<string, NewRoute[]>();
+        for (const r of chunk) {
+          const mine = byActor.get(r.actor);
+          if (mine) mine.push(r);
+          else byActor.set(r.actor, [r]);
+        }
+        for (const [actor, mine] of byActor) {
+          await this.event(
+            trx,
+            mine.map((r) => ({ routeId: r.id, from: null, to: r.status, action: 'create' })),
+            actor,
+          );
+        }
       }
-      return (rows as RouteRow[]).map(fromRow);
+      return inserted;
     });
   }
 
@@ -208,12 +223,27 @@ export class RoutesStore {
   /** Live (not expired or deleted) routes with these identities. */
   async findLive(keys: Identity[]): Promise<Route[]> {
     if (keys.length === 0) return [];
-    const rows = await this.routes()
-      .whereIn('status', LIVE)
-      .whereIn(
-        ['host', 'table_id', 'destination', 'metric'],
-        keys.map((k) => [k.host, k.table, k.to, k.metric]),
-      );
+    // A join against the keys as one JSON parameter, not `(host, table_id, destination,
+    // metric) in ((...), ...)`: PGlite takes minutes to plan that row-IN list once it holds a
+    // few hundred tuples (1,000 did not finish in 5 minutes), and a list of 20,000 would pass
+    // the 65,535 bind-parameter limit.
+    const { rows } = await this.knex.raw<{ rows: RouteRow[] }>(
+      `select r.* from routes r
+         join jsonb_to_recordset(?::jsonb) as k(host text, table_id int, destination cidr, metric bigint)
+           on r.host = k.host and r.table_id = k.table_id
+          and r.destination = k.destination and r.metric = k.metric
+        where r.status in ('pending', 'active', 'paused')`,
+      [
+        JSON.stringify(
+          keys.map((k) => ({
+            host: k.host,
+            table_id: k.table,
+            destination: k.to,
+            metric: k.metric,
+          })),
+        ),
+      ],
+    );
     return rows.map(fromRow);
   }
 
@@ -420,7 +450,11 @@ export class RoutesStore {
       .whereIn('host', hosts)
       .where((w) => w.whereNot('sync_state', 'in_sync').orWhere('status', IN_KERNEL));
     const byHost = new Map<string, string[]>();
-    for (const r of rows) byHost.set(r.host, [...(byHost.get(r.host) ?? []), r.id]);
+    for (const r of rows) {
+      const ids = byHost.get(r.host);
+      if (ids) ids.push(r.id);
+      else byHost.set(r.host, [r.id]);
+    }
     return byHost;
   }
 
