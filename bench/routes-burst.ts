@@ -23,8 +23,9 @@ import {
   assertKernelCounts,
   benchFleet,
   destinations,
+  kernelPollers,
   kernelsReach,
-  loadLabel,
+  recentApplyRuns,
   type ApiRoute,
 } from './routes-lib.ts';
 
@@ -34,10 +35,13 @@ const DEADLINE_MS = 290_000;
 export async function routesBurst(): Promise<BenchResult> {
   const n = envInt('BENCH_BURST', 200, 2, 2000);
   const singles = envInt('BENCH_REPS', 3, 1, 20);
-  log(`== ${NAME}: ${n} concurrent single-route creates on one host vs one create (median of ${singles}), ${databaseLabel()}, ${loadLabel()} ==`);
+  log(
+    `== ${NAME}: ${n} concurrent single-route creates on one host vs one create (median of ${singles}), ${databaseLabel()} ==`,
+  );
   return withCleanup(NAME, DEADLINE_MS, async (cleanup) => {
     const fleet = await benchFleet(cleanup, 1);
     const host = fleet.hosts[0]!;
+    const pollers = kernelPollers(cleanup, [host]);
     const server = await benchServer(cleanup, { INVENTORY: fleet.inventoryPath });
     const dests = destinations(n + singles + 1, 0);
     let next = 0;
@@ -65,13 +69,23 @@ export async function routesBurst(): Promise<BenchResult> {
 
     const runsBefore = await applyRunCount(server);
     const t0 = performance.now();
-    const kernel = kernelsReach([host], before + n, { pollMs: 50, timeoutMs: 240_000 });
+    const epoch0 = Date.now();
+    const kernel = kernelsReach(pollers, before + n, { pollMs: 50, timeoutMs: 240_000 });
     const answers = await Promise.all(Array.from({ length: n }, () => create()));
     const kernelMs = (await kernel) - t0;
     const answersMs = Math.max(...answers.map((a) => a.at)) - t0;
     await assertKernelCounts([host], before + n);
     const runs = (await applyRunCount(server)) - runsBefore;
-    const runIds = new Set(answers.map((a) => a.route.sync.run_id));
+    const perRun = new Map<string, number>();
+    for (const a of answers) {
+      const id = a.route.sync.run_id ?? '?';
+      perRun.set(id, (perRun.get(id) ?? 0) + 1);
+    }
+    const timeline = (await recentApplyRuns(server, runs)).map((r) => {
+      const at = (iso: string | null) => ms(Date.parse(iso!) - epoch0);
+      return `[${perRun.get(r.id) ?? 0} routes: ${at(r.started_at)} .. ${at(r.finished_at)}]`;
+    });
+    const lastInsert = Math.max(...answers.map((a) => Date.parse(a.route.created_at))) - epoch0;
     const latencies = answers.map((a) => a.ms).sort((a, b) => a - b);
 
     const vsSingle = answersMs / singleMs;
@@ -80,7 +94,11 @@ export async function routesBurst(): Promise<BenchResult> {
       table([
         ['what', 'time', 'vs single create'],
         [`single create (median of ${singles})`, ms(singleMs), '1.00x'],
-        [`${n} concurrent creates: all in the kernel (polled)`, ms(kernelMs), ratio(kernelMs / singleMs)],
+        [
+          `${n} concurrent creates: all in the kernel (polled)`,
+          ms(kernelMs),
+          ratio(kernelMs / singleMs),
+        ],
         [`${n} concurrent creates: all answered`, ms(answersMs), ratio(vsSingle)],
         ['  an answer, median', ms(median(latencies)), ''],
         ['  an answer, fastest', ms(latencies[0]!), ''],
@@ -88,9 +106,10 @@ export async function routesBurst(): Promise<BenchResult> {
     );
     log('');
     log(
-      `apply runs started by the burst: ${runs} (the answers name ${runIds.size} distinct runs); ` +
-        `a run per request would be ${n}`,
+      `apply runs started by the burst: ${runs} (a run per request would be ${n}): ` +
+        timeline.join(' '),
     );
+    log(`the last of the ${n} routes was inserted ${ms(lastInsert)} after the burst began`);
     log(`burst / single create = ${ratio(vsSingle)} (goal <= 3.00x)`);
     return {
       name: NAME,

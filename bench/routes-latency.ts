@@ -2,7 +2,6 @@
 // says it is in the kernel, against a bare single-host ansible-playbook run of apply_routes.yml
 // with that one route (same module, same extravars shape, same environment). Median of K each,
 // interleaved. Goal: at most 1.2x. Also where the API's time goes, from the run's timestamps.
-import { performance } from 'node:perf_hooks';
 import { moduleRoute } from '../src/reconciler/apply-results.ts';
 import {
   benchServer,
@@ -54,7 +53,9 @@ interface ApiSample {
 
 export async function routesLatency(): Promise<BenchResult> {
   const reps = envInt('BENCH_REPS', 5, 1, 50);
-  log(`== ${NAME}: one route, API create (wait) vs bare ansible-playbook, median of ${reps}, ${databaseLabel()} ==`);
+  log(
+    `== ${NAME}: one route, API create (wait) vs bare ansible-playbook, median of ${reps}, ${databaseLabel()} ==`,
+  );
   return withCleanup(NAME, DEADLINE_MS, async (cleanup) => {
     const fleet = await benchFleet(cleanup, 1);
     const host = fleet.hosts[0]!;
@@ -66,7 +67,11 @@ export async function routesLatency(): Promise<BenchResult> {
     const apiCreate = async (): Promise<ApiSample> => {
       const to = dests[next++]!;
       const sentAt = Date.now();
-      const r = await api<ApiRoute>(server, 'POST', '/v1/routes', { host: host.name, to, dev: 'eth0' });
+      const r = await api<ApiRoute>(server, 'POST', '/v1/routes', {
+        host: host.name,
+        to,
+        dev: 'eth0',
+      });
       const receivedAt = Date.now();
       if (r.status !== 201 || r.body.sync.state !== 'in_sync') {
         throw new Error(`POST /v1/routes: ${r.status} ${JSON.stringify(r.body)}`);
@@ -132,7 +137,9 @@ export async function routesLatency(): Promise<BenchResult> {
         bareSamples.push(await bareCreate());
         apiSamples.push(await apiCreate());
       }
-      log(`round ${i + 1}/${reps}: API ${ms(apiSamples.at(-1)!.totalMs)}, bare ${ms(bareSamples.at(-1)!)}`);
+      log(
+        `round ${i + 1}/${reps}: API ${ms(apiSamples.at(-1)!.totalMs)}, bare ${ms(bareSamples.at(-1)!)}`,
+      );
     }
     const apiMs = median(apiSamples.map((x) => x.totalMs));
     const bareMs = median(bareSamples);
@@ -141,8 +148,16 @@ export async function routesLatency(): Promise<BenchResult> {
     log(
       table([
         ['way', 'median', 'samples (ms)'],
-        ['API POST /v1/routes (wait)', ms(apiMs), apiSamples.map((x) => x.totalMs.toFixed(0)).join(' ')],
-        ['bare ansible-playbook, 1 route', ms(bareMs), bareSamples.map((x) => x.toFixed(0)).join(' ')],
+        [
+          'API POST /v1/routes (wait)',
+          ms(apiMs),
+          apiSamples.map((x) => x.totalMs.toFixed(0)).join(' '),
+        ],
+        [
+          'bare ansible-playbook, 1 route',
+          ms(bareMs),
+          bareSamples.map((x) => x.toFixed(0)).join(' '),
+        ],
       ]),
     );
     log('');

@@ -2,7 +2,6 @@
 // schedule-precision): a fleet of lab hosts behind one inventory, the kernel's view of
 // routeplane's routes, the API, and ansible-playbook run bare the way AnsibleRunner runs it.
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { execa, type ResultPromise } from 'execa';
@@ -17,11 +16,6 @@ import { ADMIN_TOKEN, PLAYBOOKS_DIR, benchLab, tempDir, type Cleanup } from './l
 /** routeplane's default ROUTE_PROTO: the marker on every route it (and the baselines) install. */
 export const PROTO = 147;
 export const APPLY_PLAYBOOK = path.join(PLAYBOOKS_DIR, 'apply_routes.yml');
-
-/** The machine's load when a measurement starts: these benchmarks share the CPUs with ansible. */
-export function loadLabel(): string {
-  return `load ${os.loadavg()[0]!.toFixed(1)} on ${os.cpus().length} CPUs`;
-}
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -99,7 +93,17 @@ export async function kernelCount(netns: string): Promise<number> {
 /** Removes every route carrying routeplane's marker from the host's kernel. */
 export async function flushOwned(netns: string): Promise<void> {
   for (const family of ['-4', '-6']) {
-    await execa('ip', ['-n', netns, family, 'route', 'flush', 'proto', String(PROTO), 'table', 'all']);
+    await execa('ip', [
+      '-n',
+      netns,
+      family,
+      'route',
+      'flush',
+      'proto',
+      String(PROTO),
+      'table',
+      'all',
+    ]);
   }
 }
 
@@ -112,20 +116,67 @@ export async function flushAll(hosts: FleetHost[]): Promise<void> {
 }
 
 /**
+ * Counts a namespace's marked routes on demand through one long-lived `ip -j -batch -` (a
+ * command per query, one JSON line per answer): polling every 100 ms costs no process spawn,
+ * which from the benchmark's process (the server's too) would stall its event loop.
+ */
+export class KernelPoller {
+  private readonly child: ResultPromise;
+  private pending: ((line: string) => void)[] = [];
+  private rest = '';
+
+  constructor(readonly host: FleetHost) {
+    this.child = execa('ip', ['-n', host.netns, '-j', '-batch', '-'], {
+      reject: false,
+      buffer: false,
+      stdin: 'pipe',
+    });
+    this.child.stdout!.setEncoding('utf8');
+    this.child.stdout!.on('data', (chunk: string) => {
+      const lines = (this.rest + chunk).split('\n');
+      this.rest = lines.pop()!;
+      for (const line of lines) this.pending.shift()?.(line);
+    });
+  }
+
+  count(): Promise<number> {
+    return new Promise((resolve) => {
+      // Each route of the JSON array has exactly one "dst" key.
+      this.pending.push((line) => resolve(line.split('"dst":').length - 1));
+      this.child.stdin!.write(`route show proto ${PROTO} table all\n`);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.child.stdin!.end();
+    await this.child;
+  }
+}
+
+/** A poller per host, closed by cleanup. */
+export function kernelPollers(cleanup: Cleanup, hosts: FleetHost[]): KernelPoller[] {
+  const pollers = hosts.map((h) => new KernelPoller(h));
+  cleanup.defer('kernel pollers', async () => {
+    await Promise.all(pollers.map((p) => p.close()));
+  });
+  return pollers;
+}
+
+/**
  * Polls the kernels until each host has `expected` marked routes; resolves with the time
  * (performance.now()) at which the last host got there. Only hosts not yet complete are polled.
  */
 export async function kernelsReach(
-  hosts: FleetHost[],
+  pollers: KernelPoller[],
   expected: number,
   opts: { pollMs?: number; timeoutMs?: number } = {},
 ): Promise<number> {
   const pollMs = opts.pollMs ?? 100;
   const deadline = performance.now() + (opts.timeoutMs ?? 120_000);
-  let waiting = [...hosts];
+  let waiting = [...pollers];
   let last = performance.now();
   while (waiting.length > 0) {
-    const counts = await Promise.all(waiting.map((h) => kernelCount(h.netns)));
+    const counts = await Promise.all(waiting.map((p) => p.count()));
     const now = performance.now();
     const still = waiting.filter((_, i) => counts[i]! < expected);
     if (still.length < waiting.length) last = now;
@@ -133,7 +184,7 @@ export async function kernelsReach(
     if (waiting.length === 0) break;
     if (now > deadline) {
       throw new Error(
-        `kernels did not reach ${expected} routes: ${waiting.map((h) => h.name).join(', ')}`,
+        `kernels did not reach ${expected} routes: ${waiting.map((p) => p.host.name).join(', ')}`,
       );
     }
     await sleep(pollMs);
@@ -144,7 +195,8 @@ export async function kernelsReach(
 export async function assertKernelCounts(hosts: FleetHost[], expected: number): Promise<void> {
   for (const h of hosts) {
     const n = await kernelCount(h.netns);
-    if (n !== expected) throw new Error(`${h.name}: ${n} routes in the kernel, expected ${expected}`);
+    if (n !== expected)
+      throw new Error(`${h.name}: ${n} routes in the kernel, expected ${expected}`);
   }
 }
 
@@ -181,7 +233,11 @@ export async function api<T = unknown>(
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await res.text();
-  return { status: res.status, body: (text ? JSON.parse(text) : null) as T, ms: performance.now() - t0 };
+  return {
+    status: res.status,
+    body: (text ? JSON.parse(text) : null) as T,
+    ms: performance.now() - t0,
+  };
 }
 
 export interface ApiRoute {
@@ -189,6 +245,7 @@ export interface ApiRoute {
   host: string;
   to: string;
   status: string;
+  created_at: string;
   sync: { state: string; error: string | null; run_id: string | null };
 }
 
@@ -219,7 +276,9 @@ export async function recentApplyRuns(
     .map((run) => ({
       ...run,
       queueMs: Date.parse(run.started_at ?? run.created_at) - Date.parse(run.created_at),
-      runMs: Date.parse(run.finished_at ?? run.created_at) - Date.parse(run.started_at ?? run.created_at),
+      runMs:
+        Date.parse(run.finished_at ?? run.created_at) -
+        Date.parse(run.started_at ?? run.created_at),
     }))
     .sort((a, b) => Date.parse(a.created_at) - Date.parse(b.created_at));
 }
@@ -332,7 +391,10 @@ export async function bareAnsible(opts: {
 }
 
 /** `ip -batch` of `lines` in each host's namespace at once; resolves when all have exited. */
-export async function ipBatchAll(hosts: FleetHost[], lines: (h: FleetHost) => string[]): Promise<number> {
+export async function ipBatchAll(
+  hosts: FleetHost[],
+  lines: (h: FleetHost) => string[],
+): Promise<number> {
   const t0 = performance.now();
   await Promise.all(
     hosts.map((h) =>

@@ -2,11 +2,19 @@
 // cleans up after itself; one that cannot run is reported and the others still run.
 import { hostsRps } from './hosts-rps.ts';
 import { loadavg, log, renderSummary, type BenchResult } from './lib.ts';
+import { routesBulk } from './routes-bulk.ts';
+import { routesBurst } from './routes-burst.ts';
+import { routesLatency } from './routes-latency.ts';
 import { runnerOverhead } from './runner-overhead.ts';
+import { schedulePrecision } from './schedule-precision.ts';
 
 const BENCHMARKS: Record<string, () => Promise<BenchResult>> = {
   'runner-overhead': runnerOverhead,
   'hosts-rps': hostsRps,
+  'routes-bulk': routesBulk,
+  'routes-burst': routesBurst,
+  'routes-latency': routesLatency,
+  'schedule-precision': schedulePrecision,
 };
 
 async function main(): Promise<void> {

@@ -24,7 +24,6 @@ import {
   assertKernelCounts,
   benchFleet,
   destinations,
-  loadLabel,
   recentApplyRuns,
   sleep,
   type ApiRoute,
@@ -72,7 +71,7 @@ export async function schedulePrecision(): Promise<BenchResult> {
   const leadMs = envInt('BENCH_LEAD_MS', 1_500, 200, 60_000);
   log(
     `== ${NAME}: ${n} routes on ${hostsWanted} host(s), create_at spread over ${spreadMs / 1000} s, ` +
-      `${databaseLabel()}, ${loadLabel()} ==`,
+      `${databaseLabel()} ==`,
   );
   return withCleanup(NAME, DEADLINE_MS, async (cleanup) => {
     const fleet = await benchFleet(cleanup, hostsWanted);
@@ -86,7 +85,8 @@ export async function schedulePrecision(): Promise<BenchResult> {
       '/v1/routes',
       hosts.map((h) => ({ host: h.name, to: '203.0.113.0/32', dev: 'eth0' })),
     );
-    if (warm.status !== 201) throw new Error(`warm-up: ${warm.status} ${JSON.stringify(warm.body)}`);
+    if (warm.status !== 201)
+      throw new Error(`warm-up: ${warm.status} ${JSON.stringify(warm.body)}`);
 
     const seen = new Map<string, number>();
     const monitors = hosts.map((h) => monitor(h, seen));
@@ -109,24 +109,38 @@ export async function schedulePrecision(): Promise<BenchResult> {
     const runsBefore = await applyRunCount(server);
     const created = await api<{ items: { route: ApiRoute }[] }>(server, 'POST', '/v1/routes', body);
     if (created.status !== 201 || created.body.items.some((x) => x.route.status !== 'pending')) {
-      throw new Error(`POST /v1/routes: ${created.status} ${JSON.stringify(created.body).slice(0, 800)}`);
+      throw new Error(
+        `POST /v1/routes: ${created.status} ${JSON.stringify(created.body).slice(0, 800)}`,
+      );
     }
     const firstDue = dueAt[0]! - Date.now();
     if (firstDue < 0) throw new Error(`the POST took ${ms(created.ms)}, past the first create_at`);
-    log(`POST of ${n} pending routes answered in ${ms(created.ms)}, ${ms(firstDue)} before the first is due`);
+    log(
+      `POST of ${n} pending routes answered in ${ms(created.ms)}, ${ms(firstDue)} before the first is due`,
+    );
 
     const deadline = performance.now() + spreadMs + leadMs + 60_000;
     const missing = () => dests.filter((d) => !seen.has(d));
     while (missing().length > 0 && performance.now() < deadline) await sleep(100);
     if (missing().length > 0) {
-      throw new Error(`${missing().length} of ${n} routes never reached the kernel: ${missing()[0]}...`);
+      throw new Error(
+        `${missing().length} of ${n} routes never reached the kernel: ${missing()[0]}...`,
+      );
     }
     for (const [i, h] of hosts.entries()) {
       // Its share of the N routes, plus the warm-up route.
-      await assertKernelCounts([h], Math.floor(n / hosts.length) + (i < n % hosts.length ? 1 : 0) + 1);
+      await assertKernelCounts(
+        [h],
+        Math.floor(n / hosts.length) + (i < n % hosts.length ? 1 : 0) + 1,
+      );
     }
     const runs = (await applyRunCount(server)) - runsBefore;
-    const runList = await recentApplyRuns(server, runs);
+    // The last run has put its routes in the kernel but may not have ended yet.
+    let runList = await recentApplyRuns(server, runs);
+    for (let i = 0; i < 300 && runList.some((r) => !r.finished_at); i++) {
+      await sleep(100);
+      runList = await recentApplyRuns(server, runs);
+    }
 
     const delays = dests.map((to, i) => seen.get(to)! - dueAt[i]!);
     const early = delays.filter((d) => d < 0).length;
@@ -145,19 +159,53 @@ export async function schedulePrecision(): Promise<BenchResult> {
       ]),
     );
     log('');
+    // Where a delay comes from: waiting for the host's current run to end, then the next run's
+    // way from its start to the kernel (ansible start-up, SSH, module), then its tail.
+    const runRows = runList.map((r) => {
+      const started = Date.parse(r.started_at!);
+      const finished = Date.parse(r.finished_at!);
+      const mine = dests.filter((d, i) => {
+        const at = seen.get(d)!;
+        return dueAt[i]! <= at && at >= started && at <= finished;
+      });
+      const times = mine.map((d) => seen.get(d)!);
+      return {
+        startAt: started - dueAt[0]!,
+        queueMs: r.queueMs,
+        runMs: r.runMs,
+        routes: mine.length,
+        toKernelMs: times.length ? Math.min(...times) - started : NaN,
+        tailMs: times.length ? finished - Math.max(...times) : NaN,
+      };
+    });
+    log('');
     log(
-      `runs (start after the first create_at / queued / ran, routes they made due): ` +
-        runList
-          .map((r) => {
-            const started = Date.parse(r.started_at!);
-            const finished = r.finished_at ? Date.parse(r.finished_at) : Infinity;
-            const carried = dests.filter((d, i) => {
-              const at = seen.get(d)!;
-              return dueAt[i]! <= started && at >= started && at <= finished;
-            }).length;
-            return `+${ms(started - dueAt[0]!)}/${ms(r.queueMs)}/${r.finished_at ? ms(r.runMs) : 'running'}/${carried}`;
-          })
-          .join(', '),
+      table([
+        [
+          'apply run',
+          'started (after 1st create_at)',
+          'queued',
+          'ran',
+          'routes',
+          'start -> kernel',
+          'kernel -> end',
+        ],
+        ...runRows.map((r, i) => [
+          String(i + 1),
+          ms(r.startAt),
+          ms(r.queueMs),
+          ms(r.runMs),
+          String(r.routes),
+          ms(r.toKernelMs),
+          ms(r.tailMs),
+        ]),
+      ]),
+    );
+    const carrying = runRows.filter((r) => r.routes > 0);
+    log(
+      `medians over the runs that carried routes: ran ${ms(median(carrying.map((r) => r.runMs)))}, ` +
+        `start -> kernel ${ms(median(carrying.map((r) => r.toKernelMs)))}, ` +
+        `kernel -> end ${ms(median(carrying.map((r) => r.tailMs)))}`,
     );
     log(
       `${runs} apply runs for ${n} routes; ${early} appeared before their create_at; ` +
