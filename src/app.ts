@@ -16,6 +16,7 @@ import { docsHandlers } from './http/docs.ts';
 import './http/express-augment.ts';
 import { healthHandlers, type ReadinessProbe } from './http/health-handlers.ts';
 import { notFoundHandler, problemHandler } from './http/problem.ts';
+import { nulGuard } from './http/nul-guard.ts';
 import { requestContextMiddleware } from './http/request-context.ts';
 import { bearerAuthHandler } from './http/security.ts';
 import type { Logger } from './logger.ts';
@@ -54,6 +55,7 @@ export function buildApp(deps: AppDependencies): Express {
       type: ['application/json', 'application/*+json'],
     }),
   );
+  app.use(nulGuard());
   app.use(
     OpenApiValidator.middleware({
       apiSpec: structuredClone(contract.document),

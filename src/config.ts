@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { TokenRegistry } from './auth/token-registry.ts';
+import { checkConfiguredPaths } from './config-paths.ts';
 
 const boolean = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -154,19 +155,27 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       throw new ConfigError(`invalid configuration: ${(err as Error).message}`);
     }
   }
+  const paths = {
+    inventoryPath: path.resolve(e.INVENTORY),
+    playbooksDir: path.resolve(e.PLAYBOOKS_DIR),
+    catalogDir: path.resolve(e.CATALOG_DIR),
+    apiTokensFile: e.API_TOKENS_FILE ? path.resolve(e.API_TOKENS_FILE) : undefined,
+    vaultPasswordFile: e.VAULT_PASSWORD_FILE ? path.resolve(e.VAULT_PASSWORD_FILE) : undefined,
+  };
+  try {
+    checkConfiguredPaths(paths);
+  } catch (err) {
+    throw new ConfigError(`invalid configuration: ${(err as Error).message}`);
+  }
   return {
+    ...paths,
     port: e.PORT,
     host: e.HOST,
     databaseUrl: e.DATABASE_URL,
     dataDir: path.resolve(e.DATA_DIR),
-    inventoryPath: path.resolve(e.INVENTORY),
-    playbooksDir: path.resolve(e.PLAYBOOKS_DIR),
-    catalogDir: path.resolve(e.CATALOG_DIR),
     apiTokens: e.API_TOKENS,
-    apiTokensFile: e.API_TOKENS_FILE,
     authMode: e.AUTH_MODE,
     gatewaySecret,
-    vaultPasswordFile: e.VAULT_PASSWORD_FILE ? path.resolve(e.VAULT_PASSWORD_FILE) : undefined,
     vaultPassword: e.VAULT_PASSWORD,
     logLevel: e.LOG_LEVEL,
     runTimeoutMs: e.RUN_TIMEOUT_S * 1000,

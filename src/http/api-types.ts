@@ -646,9 +646,13 @@ export interface components {
             limit: number;
             offset: number;
         };
+        /**
+         * @description Catalog name, without `.yml`; resolved inside `CATALOG_DIR`
+         * @example ping
+         */
+        PlaybookName: string;
         CreateRunRequest: {
-            /** @description Catalog name, without `.yml`; resolved inside `CATALOG_DIR` */
-            playbook: string;
+            playbook: components["schemas"]["PlaybookName"];
             /** @description Inventory host or group names (never a raw pattern) */
             limit?: string[];
             /** @description Keys match `^[a-z][a-z0-9_]*$` and never start with `ansible_` */
@@ -1569,7 +1573,8 @@ export interface operations {
                 kind?: components["schemas"]["RunKind"];
                 /** @description Only runs that targeted this host */
                 host?: string;
-                playbook?: string;
+                /** @description Only runs of this playbook (a catalog name, or routeplane's own `apply_routes`, `gather_state`) */
+                playbook?: components["schemas"]["PlaybookName"];
                 /** @description Page size */
                 limit?: number;
                 offset?: number;

@@ -36,4 +36,10 @@ describe('starting the server process with a bad configuration', () => {
     expect(result.stderr).not.toContain('long-enough-token');
     expect(await readdir(dataDir)).toEqual([]);
   });
+  it('when INVENTORY names no file, then the process exits 2 naming INVENTORY before it opens anything', async () => {
+    const result = await start({ INVENTORY: '/nonexistent/routeplane/hosts.yml' });
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toMatch(/^routeplane: invalid configuration: INVENTORY: cannot read/m);
+    expect(await readdir(dataDir)).toEqual([]);
+  });
 });

@@ -1,3 +1,6 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectNoStack, expectProblem } from '../../helpers/problem.ts';
 import { startTestServer, type TestServer } from '../../helpers/server.ts';
@@ -109,19 +112,47 @@ describe('HTTP errors, given a running server with BODY_LIMIT=1kb', () => {
     });
   });
 
+  it('when a free-text query parameter carries a NUL character, then 400 naming it, not a 500', async () => {
+    expectProblem(await server.request('GET', '/v1/runs?playbook=%00'), 400, 'validation', {
+      field: '/query/playbook',
+    });
+  });
+
+  it('when a body string carries a NUL character, then 400 naming the field and no run', async () => {
+    const res = await server.request('POST', '/v1/runs', {
+      body: { playbook: 'ping', extravars: { note: 'a\u0000b' } },
+    });
+    expectProblem(res, 400, 'validation', { field: '/body/extravars/note' });
+    expect(await runCount()).toBe(0);
+  });
+
+  it('when a body key carries a NUL character, then 400 naming it', async () => {
+    const res = await server.request('POST', '/v1/routes', {
+      body: { host: 'h1', to: '203.0.113.0/24', dev: 'eth0', 'x\u0000': 1 },
+    });
+    expectProblem(res, 400, 'validation', { field: '/body/x\u0000' });
+  });
+
   it('when an unexpected error is thrown below a handler, then 500 problem with a generic detail and the cause only in the log', async () => {
-    // A missing inventory file is such an error: InventoryError is no AppError.
-    const broken = await startTestServer({ INVENTORY: '/nonexistent/routeplane/hosts.yml' });
+    // An inventory file removed while the server runs is such an error: InventoryError is no
+    // AppError (a missing one at start-up stops the process instead).
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'routeplane-vanishing-'));
+    const inventory = path.join(dir, 'hosts.yml');
+    await writeFile(inventory, 'all:\n  hosts:\n    h1: {}\n');
+    const broken = await startTestServer({ INVENTORY: inventory });
     try {
+      await rm(dir, { recursive: true });
+      await new Promise((r) => setTimeout(r, 300)); // past the inventory's re-check interval
       const res = await broken.request('GET', '/v1/hosts');
       expectProblem(res, 500, 'internal');
-      expect(res.text).not.toContain('/nonexistent/routeplane');
+      expect(res.text).not.toContain(dir);
       const logged = broken.logs.map((l) => JSON.parse(l) as Record<string, unknown>);
       const error = logged.find((l) => l.event === 'http.error');
       expect(error).toMatchObject({ level: 50, request_id: res.headers.get('x-request-id') });
-      expect(JSON.stringify(error)).toContain('/nonexistent/routeplane');
+      expect(JSON.stringify(error)).toContain(dir);
     } finally {
       await broken.close();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 

@@ -1,5 +1,7 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../../src/config.ts';
 
 function configError(env: Record<string, string>): ConfigError {
@@ -95,5 +97,83 @@ describe('loadConfig', () => {
     const err = configError({ PORT: 'abc', LOG_LEVEL: 'loud' });
     expect(err.message).toMatch(/\bPORT\b/);
     expect(err.message).toMatch(/\bLOG_LEVEL\b/);
+  });
+});
+
+describe('loadConfig, for the files its settings name', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'routeplane-config-'));
+  });
+  afterEach(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const file = (name: string, text: string) => {
+    const p = path.join(dir, name);
+    writeFileSync(p, text);
+    return p;
+  };
+
+  it.each([
+    [
+      'INVENTORY',
+      '/nonexistent/hosts.yml',
+      /INVENTORY: cannot read \/nonexistent\/hosts.yml \(ENOENT\)/,
+    ],
+    ['CATALOG_DIR', '/nonexistent/catalog', /CATALOG_DIR: cannot read .*ENOENT/],
+    ['PLAYBOOKS_DIR', '/nonexistent/playbooks', /PLAYBOOKS_DIR: cannot read .*ENOENT/],
+    ['API_TOKENS_FILE', '/nonexistent/tokens', /API_TOKENS_FILE: cannot read .*ENOENT/],
+    ['VAULT_PASSWORD_FILE', '/nonexistent/vault', /VAULT_PASSWORD_FILE: cannot read .*ENOENT/],
+  ])(
+    'when %s names a path that does not exist, then loading throws naming it',
+    (name, value, why) => {
+      expect(configError({ [name]: value }).message).toMatch(why);
+    },
+  );
+
+  it('when INVENTORY is not a valid inventory, then loading throws naming INVENTORY and why', () => {
+    const inventory = file('hosts.yml', 'all:\n  hosts: [a, b]\n');
+    expect(configError({ INVENTORY: inventory }).message).toMatch(
+      /INVENTORY: .*hosts\.yml is not a valid inventory: .*must be a mapping/,
+    );
+  });
+
+  it('when CATALOG_DIR is PLAYBOOKS_DIR itself, then loading refuses it: apply_routes would be runnable by name', () => {
+    expect(configError({ CATALOG_DIR: 'playbooks' }).message).toMatch(
+      /CATALOG_DIR: .* holds routeplane's own playbooks/,
+    );
+  });
+
+  it('when CATALOG_DIR is above PLAYBOOKS_DIR, then loading refuses it too', () => {
+    expect(configError({ CATALOG_DIR: '.' }).message).toMatch(/CATALOG_DIR: /);
+  });
+
+  it('when PLAYBOOKS_DIR lacks routeplane own playbooks, then loading throws naming the missing one', () => {
+    mkdirSync(path.join(dir, 'catalog'));
+    const err = configError({ PLAYBOOKS_DIR: dir, CATALOG_DIR: path.join(dir, 'catalog') });
+    expect(err.message).toMatch(/PLAYBOOKS_DIR: cannot read .*apply_routes\.yml/);
+  });
+
+  it('when API_TOKENS_FILE has a malformed line, then loading throws naming API_TOKENS_FILE and the line', () => {
+    const tokens = file('tokens', 'alice:admin:not-hex\n');
+    expect(configError({ API_TOKENS_FILE: tokens }).message).toMatch(
+      /API_TOKENS_FILE .*tokens: line 1 /,
+    );
+  });
+
+  it('when VAULT_PASSWORD_FILE is empty, then loading throws naming it', () => {
+    const vault = file('vault', '\n');
+    expect(configError({ VAULT_PASSWORD_FILE: vault }).message).toMatch(
+      /VAULT_PASSWORD_FILE: .* is empty/,
+    );
+  });
+
+  it('when every named file is in order, then their absolute paths are the config', () => {
+    const tokens = file('tokens', `alice:admin:${'ab'.repeat(32)}\n`);
+    const vault = file('vault', 'hunter2\n');
+    expect(loadConfig({ API_TOKENS_FILE: tokens, VAULT_PASSWORD_FILE: vault })).toMatchObject({
+      apiTokensFile: tokens,
+      vaultPasswordFile: vault,
+    });
   });
 });
