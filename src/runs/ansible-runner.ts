@@ -83,6 +83,10 @@ export class AnsibleRunner implements PlaybookRunner {
       ANSIBLE_NOCOLOR: 'True',
       ANSIBLE_FORCE_COLOR: 'False',
       ANSIBLE_SSH_CONTROL_PATH_DIR: ws.controlPathDir,
+      // Explicit, so a control_path in ~/.ansible.cfg or /etc/ansible cannot move the sockets
+      // out of the run's directory (where they are found and closed) or share them between
+      // runs. `%%C` is ssh's own hash of the connection, escaped for Ansible's % formatting.
+      ANSIBLE_SSH_CONTROL_PATH: '%(directory)s/%%C',
       ANSIBLE_LOCAL_TEMP: ws.localTempDir,
       ANSIBLE_LIBRARY: ws.libraryDir,
       ANSIBLE_PYTHON_INTERPRETER: 'auto_silent',
@@ -198,9 +202,13 @@ export class AnsibleRunner implements PlaybookRunner {
       clearTimeout(timer);
       clearTimeout(killTimer);
       if (pgid !== undefined) signalGroup(pgid, 'SIGKILL');
-      await closeSshMasters(ws.controlPathDir, ws.dir);
-      await removeWorkspace(ws);
-      log.debug({ event: 'run.cleaned' }, 'run workspace removed');
+      try {
+        await closeSshMasters(ws.controlPathDir, ws.dir);
+      } finally {
+        // The secrets in the workspace (vault password, extravars) go whatever happened above.
+        await removeWorkspace(ws);
+        log.debug({ event: 'run.cleaned' }, 'run workspace removed');
+      }
     }
   }
 
