@@ -68,20 +68,7 @@ export async function startServer(
         const closed = new Promise<void>((r) => server.close(() => r()));
         await live.scheduler.stop();
         live.reconciler.stop();
-        if (config.removeRoutesOnShutdown) {
-          const run = await live.reconciler.removeAllFromHosts().catch((err: Error) => {
-            logger.error(
-              { event: 'routes.remove_on_shutdown_failed', err },
-              'could not remove routes',
-            );
-            return null;
-          });
-          if (run)
-            logger.info(
-              { event: 'routes.removed_on_shutdown', run_id: run.id, status: run.status },
-              'routes removed from hosts',
-            );
-        }
+        if (config.removeRoutesOnShutdown) await removeRoutesOnShutdown(live, config, logger);
         await live.runs.shutdown(config.shutdownGraceMs);
         await live.reconciler.drained();
         server.closeAllConnections();
@@ -102,6 +89,49 @@ export async function startServer(
     await services?.db.close().catch(() => undefined);
     await unlock();
     throw err;
+  }
+}
+
+/**
+ * REMOVE_ROUTES_ON_SHUTDOWN: the routes leave the kernels when the service stops, which is
+ * when its last process stops; a replica going away while others run changes nothing. The
+ * apply in flight ends first (within the shutdown grace) so it cannot put routes back.
+ */
+async function removeRoutesOnShutdown(
+  live: Services,
+  config: Pick<Config, 'shutdownGraceMs'>,
+  logger: Logger,
+): Promise<void> {
+  try {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      live.reconciler.drained(),
+      new Promise((r) => (timer = setTimeout(r, config.shutdownGraceMs))),
+    ]);
+    clearTimeout(timer);
+    const others = await live.presence.othersAlive();
+    if (others > 0) {
+      logger.info(
+        { event: 'routes.kept_on_shutdown', other_instances: others },
+        'other routeplane processes still run: routes stay on the hosts',
+      );
+      return;
+    }
+    const { run, skipped } = await live.reconciler.removeAllFromHosts();
+    if (skipped.length > 0) {
+      logger.warn(
+        { event: 'routes.remove_on_shutdown_skipped', hosts: skipped },
+        'hosts still being applied keep their routes',
+      );
+    }
+    if (run) {
+      logger.info(
+        { event: 'routes.removed_on_shutdown', run_id: run.id, status: run.status },
+        'routes removed from hosts',
+      );
+    }
+  } catch (err) {
+    logger.error({ event: 'routes.remove_on_shutdown_failed', err }, 'could not remove routes');
   }
 }
 

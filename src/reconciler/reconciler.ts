@@ -301,25 +301,34 @@ export class Reconciler {
 
   /**
    * Removes routeplane's routes from every host that has some, without touching the database:
-   * the next start-up puts them back.
+   * the next start-up puts them back. Hosts whose lock is held (an apply still going, here or
+   * in another process) are left alone, so no apply can put routes back behind the removal.
    */
-  async removeAllFromHosts(): Promise<Run | null> {
-    const hosts = await this.store.hostsWithActiveRoutes();
-    if (hosts.length === 0) return null;
-    const { done } = await this.runs.start({
-      kind: 'apply',
-      playbookName: 'apply_routes',
-      playbookRoot: this.config.playbooksDir,
-      playbookFile: 'apply_routes.yml',
-      hosts,
-      limit: hosts,
-      extravars: {
-        routeplane_route_proto: this.config.routeProto,
-        routeplane_desired_routes: Object.fromEntries(hosts.map((h) => [h, []])),
-      },
-      actor: SYSTEM,
-    });
-    return done;
+  async removeAllFromHosts(): Promise<{ run: Run | null; skipped: string[] }> {
+    const wanted = await this.store.hostsWithActiveRoutes();
+    if (wanted.length === 0) return { run: null, skipped: [] };
+    const lease = await this.locks.acquire(wanted);
+    const skipped = wanted.filter((h) => !lease.hosts.includes(h));
+    try {
+      if (lease.hosts.length === 0) return { run: null, skipped };
+      const hosts = lease.hosts;
+      const { done } = await this.runs.start({
+        kind: 'apply',
+        playbookName: 'apply_routes',
+        playbookRoot: this.config.playbooksDir,
+        playbookFile: 'apply_routes.yml',
+        hosts,
+        limit: hosts,
+        extravars: {
+          routeplane_route_proto: this.config.routeProto,
+          routeplane_desired_routes: Object.fromEntries(hosts.map((h) => [h, []])),
+        },
+        actor: SYSTEM,
+      });
+      return { run: await done, skipped };
+    } finally {
+      await lease.release();
+    }
   }
 
   /** Stops starting runs; the current ones go on (the runs service bounds them). */

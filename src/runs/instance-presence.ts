@@ -48,6 +48,20 @@ export class InstancePresence {
     return dead;
   }
 
+  /** How many other routeplane processes share this database now. */
+  async othersAlive(): Promise<number> {
+    if (this.db.backend !== 'postgres' || !this.client) return 0;
+    // Two-key advisory locks show in pg_locks as classid/objid with objsubid 2.
+    const { rows } = await this.client.query<{ n: number }>(
+      `select count(*)::int as n from pg_locks
+        where locktype = 'advisory' and granted and objsubid = 2 and classid = $1::int::oid
+          and database = (select oid from pg_database where datname = current_database())
+          and pid <> pg_backend_pid()`,
+      [PRESENCE_CLASS],
+    );
+    return rows[0]?.n ?? 0;
+  }
+
   async withdraw(): Promise<void> {
     const c = this.client;
     this.client = null;

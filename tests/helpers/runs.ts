@@ -103,7 +103,10 @@ export interface SpawnedRun {
 }
 
 /** The server logs `run.spawned` with the pid; the pid's cwd is the run's temp dir. */
-export async function spawnedRun(server: TestServer, runId: string): Promise<SpawnedRun> {
+export async function spawnedRun(
+  server: Pick<TestServer, 'logs'>,
+  runId: string,
+): Promise<SpawnedRun> {
   const pgid = await eventually(`run.spawned for ${runId}`, async () => {
     for (const line of server.logs) {
       const entry = JSON.parse(line) as { event?: string; run_id?: string; pid?: number };
@@ -145,7 +148,7 @@ export async function expectNothingLeft(run: SpawnedRun, ms = 5_000) {
 
 /** Polls GET /v1/runs/{id} until `accept` holds for the body. */
 export async function runWhen(
-  server: TestServer,
+  server: Pick<TestServer, 'request'>,
   id: string,
   accept: (run: { status: string }) => boolean,
   ms = 30_000,

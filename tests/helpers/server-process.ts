@@ -30,6 +30,8 @@ export interface ServerProcess {
   kill(): Promise<void>;
   /** SIGTERM (graceful shutdown), waiting at most `ms` before kill -9. */
   stop(ms?: number): Promise<void>;
+  /** The exit code once the process has exited (null: still running, or killed by a signal). */
+  exitCode(): number | null;
   /** Removes the data dir (unless the caller passed DATA_DIR). */
   cleanup(): void;
 }
@@ -129,6 +131,7 @@ export async function spawnServer(env: Record<string, string>): Promise<ServerPr
       return { status: res.status, headers: res.headers, text, body: parsed };
     },
     kill,
+    exitCode: () => child.exitCode,
     async stop(ms = 30_000) {
       if (exited) return;
       child.kill('SIGTERM');

@@ -73,4 +73,47 @@ describe.skipIf(!postgres)('REMOVE_ROUTES_ON_SHUTDOWN=true, on a lab of 1 host (
       expect(await ownedRoutes(fleet.lab, 'h1')).toHaveLength(2);
     },
   );
+
+  it(
+    'when one of two processes on the database stops, then the routes stay: the service still runs',
+    { timeout: T },
+    async () => {
+      const key = { to: '203.0.113.176/28' };
+      await server?.close();
+      server = await startTestServer(env(), { database: reopen() });
+      const other = await startTestServer(env(), { database: reopen() });
+      try {
+        const res = await server.request('POST', '/v1/routes', {
+          body: { host: 'h1', to: key.to, dev: 'eth0' },
+        });
+        expect(res.status, res.text).toBe(201);
+        await other.close();
+        expect(other.logs.some((l) => l.includes('"event":"routes.kept_on_shutdown"'))).toBe(true);
+        expect(findRoute(await ownedRoutes(fleet.lab, 'h1'), key)).toBeDefined();
+      } finally {
+        await other.close();
+      }
+      await server.close();
+      server = undefined;
+      expect(await ownedRoutes(fleet.lab, 'h1')).toEqual([]);
+    },
+  );
+});
+
+describe('REMOVE_ROUTES_ON_SHUTDOWN off (the default), on a lab of 1 host', () => {
+  const fleet = useLab(1);
+
+  it('when the server stops, then its routes stay in the kernel', { timeout: T }, async () => {
+    const key = { to: '203.0.113.192/28' };
+    const server = await startTestServer({ INVENTORY: fleet.lab.inventoryPath });
+    try {
+      const res = await server.request('POST', '/v1/routes', {
+        body: { host: 'h1', to: key.to, dev: 'eth0' },
+      });
+      expect(res.status, res.text).toBe(201);
+    } finally {
+      await server.close();
+    }
+    expect(findRoute(await ownedRoutes(fleet.lab, 'h1'), key)).toBeDefined();
+  });
 });
