@@ -21,16 +21,23 @@ apt_install() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
-# ensure_tools <need-lab>: ansible is always needed; sshd/nft/ip (the test fleet) and
-# docker-compose (static checks) only for tests.
+has_posix_json_callback() {
+  # Debian's `ansible` ships the ansible.posix collection (its json callback); ansible-core alone does not.
+  ansible-galaxy collection list ansible.posix 2>/dev/null | grep -q '^ansible\.posix '
+}
+
+# ensure_tools <for-tests>: ansible with ansible.posix, sshd, nftables and iproute2 always
+# (the controller gathers and applies with them, and the lab is built from them);
+# docker-compose (the static checks of docker-compose.yml, no engine needed) for tests only.
 ensure_tools() {
   local missing=()
-  command -v ansible-playbook >/dev/null 2>&1 || missing+=(ansible)
+  if ! command -v ansible-playbook >/dev/null 2>&1 || ! has_posix_json_callback; then
+    missing+=(ansible)
+  fi
+  [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+  command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
+  command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || missing+=(iproute2)
   if [ "${1:-0}" = 1 ]; then
-    [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
-    command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
-    command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || missing+=(iproute2)
-    # Validates docker-compose.yml in the static tests; needs no Docker engine.
     command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
   fi
   if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
