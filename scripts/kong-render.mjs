@@ -109,7 +109,14 @@ export function renderKongConfig(text, env) {
     }
   }
   const out = dump(config, { noRefs: true, lineWidth: -1 });
-  if (out.includes('${')) throw new RenderError('a placeholder survived rendering');
+  // Anything else that looks like a placeholder (`${lower}`, `${NAME:-default}`) is not one
+  // this step fills, and Kong would take it literally.
+  const survivors = [...new Set(out.match(/\$\{[^}\s]*\}?/g) ?? [])];
+  if (survivors.length > 0) {
+    throw new RenderError(
+      `${survivors.join(', ')}: not a placeholder (\${NAME} or \${NAME:-}), left unfilled`,
+    );
+  }
   return `# Rendered by scripts/kong-render.mjs from kong/kong.yml. Holds secrets: never commit.\n${out}`;
 }
 

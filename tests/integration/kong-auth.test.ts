@@ -125,6 +125,27 @@ describe('AUTH_MODE=kong, given the API behind Kong with a gateway secret', () =
     expect(log?.actor).toBe('ops-admin');
   });
 
+  it('when an operator consumer creates a route, then 201 and the consumer is its creator', async () => {
+    // Scheduled for later: recorded at once, with no apply run to wait for.
+    const res = await viaKong('POST', '/v1/routes', {
+      consumer: 'deployer-ui',
+      groups: 'operator',
+      body: {
+        host: 'localhost',
+        to: '203.0.113.64/28',
+        dev: 'lo',
+        create_at: new Date(Date.now() + 3_600_000).toISOString(),
+      },
+    });
+    expect(res.status, res.text).toBe(201);
+    expect(res.body).toMatchObject({ status: 'pending', created_by: 'deployer-ui' });
+    const events = (await server.database.db
+      .knex('route_events')
+      .where({ route_id: res.body.id })
+      .select('actor', 'action')) as { actor: string; action: string }[];
+    expect(events).toEqual([{ actor: 'deployer-ui', action: 'create' }]);
+  });
+
   it('when a public operation is called, then no secret is needed', async () => {
     const res = await server.request('GET', '/healthz', { token: null });
     expect(res.status).toBe(200);

@@ -14,10 +14,12 @@ type Service = {
   environment?: Record<string, string>;
   depends_on?: Record<string, { condition: string }>;
   volumes?: string[];
-  ports?: { published: number | string; target: number | string }[];
+  /** Long syntax, except where docker-compose 1.29 keeps a host address: `127.0.0.1:80:8000`. */
+  ports?: ({ published: number | string; target: number | string } | string)[];
   expose?: string[];
   healthcheck?: unknown;
   restart?: string;
+  profiles?: string[];
 };
 type ComposeConfig = { services: Record<string, Service>; volumes?: Record<string, unknown> };
 
@@ -74,6 +76,18 @@ export function kongPlaceholders(root: string): Set<string> {
 }
 
 const listenPort = (listen: string | undefined) => /:(\d+)\b/.exec(listen ?? '')?.[1];
+
+/** `off`, or only loopback addresses (`127.0.0.1:8001 reuseport, [::1]:8444 ssl`). */
+function isLoopbackOnly(listen: string): boolean {
+  if (listen.trim() === 'off') return true;
+  return listen
+    .split(',')
+    .every((entry) => /^(127\.0\.0\.1|\[::1\]):\d+(\s+\S+)*$/.test(entry.trim()));
+}
+
+/** The try-it-yourself hosts and their set-up: named lab-* or built from the lab-host stage. */
+const isLabService = (name: string, svc: Service) =>
+  /^lab(-|$)/.test(name) || svc.build?.target === 'lab-host';
 
 export function composeProblems(root: string): string[] {
   const res = composeConfig(root);
@@ -149,6 +163,11 @@ export function composeProblems(root: string): string[] {
     }
     if (svc.ports?.length && name !== 'kong')
       problems.push(`${where}: publishes a port; only kong may`);
+    const profiles = svc.profiles ?? [];
+    if (isLabService(name, svc) && (profiles.length !== 1 || profiles[0] !== 'lab'))
+      problems.push(`${where}: a lab service must be in profile lab alone, not [${profiles}]`);
+    else if (!isLabService(name, svc) && profiles.length > 0)
+      problems.push(`${where}: only lab services have a profile; it has [${profiles}]`);
     if (svc.build?.target === finalStage) {
       for (const arg of (svc.command ?? []).filter((a) => /^[\w.-]+\/[\w./-]+$/.test(a))) {
         if (!existsSync(path.join(root, arg)))
@@ -182,9 +201,18 @@ export function composeProblems(root: string): string[] {
     );
   }
   const proxyPort = listenPort(kong.environment?.KONG_PROXY_LISTEN);
+  // Kong's admin API rewrites its whole configuration, without authentication.
+  const adminListen = kong.environment?.KONG_ADMIN_LISTEN;
+  if (adminListen === undefined || !isLoopbackOnly(adminListen))
+    problems.push(
+      `kong: KONG_ADMIN_LISTEN must be off or on 127.0.0.1 only (is ${adminListen ?? 'unset'})`,
+    );
+  const adminPorts = (adminListen ?? '').split(',').map(listenPort).filter(Boolean);
   for (const p of kong.ports ?? []) {
-    if (String(p.target) !== proxyPort)
-      problems.push(`kong: publishes ${p.target}, but the proxy listens on ${proxyPort}`);
+    const target = typeof p === 'string' ? /(\d+)(\/\w+)?$/.exec(p)?.[1] : String(p.target);
+    if (adminPorts.includes(target)) problems.push(`kong: publishes the admin API port ${target}`);
+    else if (target !== proxyPort)
+      problems.push(`kong: publishes ${target}, but the proxy listens on ${proxyPort}`);
   }
   const output = render.command?.at(-1) ?? '';
   const declarative = kong.environment?.KONG_DECLARATIVE_CONFIG ?? '';

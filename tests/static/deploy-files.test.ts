@@ -1,5 +1,6 @@
 import {
   cpSync,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
@@ -26,8 +27,9 @@ const COPIED = [
   'openapi.yaml',
   'kong',
   'scripts/kong-render.mjs',
+  'README.md',
 ];
-const LINKED = ['src', 'playbooks', 'inventory'];
+const LINKED = ['src', 'playbooks', 'inventory', 'docs'];
 
 let copies: string[] = [];
 afterEach(() => {
@@ -117,6 +119,30 @@ describe('docker-compose.yml, given Debian’s docker-compose and .env.example',
       'target: lab-hots',
       /lab-hots is no Dockerfile stage/,
     ],
+    [
+      'Kong’s admin API on every interface',
+      'KONG_ADMIN_LISTEN: 127.0.0.1:8001',
+      'KONG_ADMIN_LISTEN: 0.0.0.0:8001',
+      /KONG_ADMIN_LISTEN must be off or on 127\.0\.0\.1 only \(is 0\.0\.0\.0:8001\)/,
+    ],
+    [
+      'Kong’s admin API published on the host',
+      '      - ${KONG_PROXY_PORT:-8000}:8000\n',
+      '      - ${KONG_PROXY_PORT:-8000}:8000\n      - 127.0.0.1:8001:8001\n',
+      /kong: publishes the admin API port 8001/,
+    ],
+    [
+      'the lab hosts outside the lab profile',
+      '  profiles: [lab]\n  image: routeplane-lab-host',
+      '  image: routeplane-lab-host',
+      /service lab-1: a lab service must be in profile lab alone/,
+    ],
+    [
+      'a core service in the lab profile',
+      '  kong:\n    image: kong',
+      '  kong:\n    profiles: [lab]\n    image: kong',
+      /service kong: only lab services have a profile/,
+    ],
   ])('when a copy has %s, then the checks catch it', (_, from, to, expected) => {
     const dir = brokenCopy('docker-compose.yml', from, to);
     expect(composeProblems(dir).join('\n')).toMatch(expected);
@@ -129,7 +155,7 @@ describe('docker-compose.yml, given Debian’s docker-compose and .env.example',
 });
 
 describe('Dockerfile', () => {
-  it('when checked, then bases are pinned, it runs as non-root and every COPY source exists', () => {
+  it('when checked, then bases are pinned, it runs as its fixed non-root user, every COPY source exists and dev dependencies are pruned', () => {
     expect(dockerfileProblems(REPO)).toEqual([]);
   });
 
@@ -159,6 +185,42 @@ describe('Dockerfile', () => {
     ],
     ['Dockerfile', 'no tini', '"/usr/bin/tini", "--"', '"/usr/bin/env"', /under tini/],
     [
+      'Dockerfile',
+      'the data directory made with mode 0755',
+      '-m 0700 /data',
+      '-m 0755 /data',
+      /DATA_DIR \/data must be created with mode 0700/,
+    ],
+    [
+      'Dockerfile',
+      'a Node 22 runtime base',
+      /NODE_IMAGE=node:20\.[\d.]+-bookworm-slim/,
+      'NODE_IMAGE=node:22.11.0-bookworm-slim',
+      /runtime base node:22\.11\.0-bookworm-slim@sha256:\w+ is not Node 20 on Debian bookworm/,
+    ],
+    [
+      'Dockerfile',
+      'a Debian bullseye runtime base',
+      /NODE_IMAGE=node:20\.[\d.]+-bookworm-slim/,
+      'NODE_IMAGE=node:20.19.5-bullseye-slim',
+      /is not Node 20 on Debian bookworm/,
+    ],
+    ['Dockerfile', 'no APP_GID build arg', /^ARG APP_GID=.*\n/m, '', /needs ARG APP_GID/],
+    [
+      'Dockerfile',
+      'a user whose UID ignores APP_UID',
+      '--uid "${APP_UID}"',
+      '--uid 10001',
+      /USER routeplane must be \$\{APP_UID\}:\$\{APP_GID\} or made by useradd/,
+    ],
+    [
+      'Dockerfile',
+      'dev dependencies left in the build stage',
+      ' && npm prune --omit=dev --no-audit --no-fund',
+      '',
+      /stage build must prune dev dependencies/,
+    ],
+    [
       '.dockerignore',
       'the playbooks left out of the context',
       'tests\n',
@@ -168,5 +230,55 @@ describe('Dockerfile', () => {
   ])('when %s has %s, then the checks catch it', (file, _, from, to, expected) => {
     const dir = brokenCopy(file, from, to);
     expect(dockerfileProblems(dir).join('\n')).toMatch(expected);
+  });
+});
+
+const REFERRING = [
+  '.env.example',
+  'kong/consumers.yml',
+  'kong/kong.yml',
+  'docker-compose.yml',
+  'Dockerfile',
+];
+
+/** Where a deployment file sends its reader: `docs/*.md` files and README sections. */
+function missingReferences(root: string): string[] {
+  const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+  const headings = new Set([...readme.matchAll(/^#+ (.+)$/gm)].map((m) => m[1]!.trim()));
+  const missing: string[] = [];
+  for (const file of REFERRING) {
+    const text = readFileSync(path.join(root, file), 'utf8');
+    for (const [doc] of text.matchAll(/\bdocs\/[\w./-]+\.md\b/g)) {
+      if (!existsSync(path.join(root, doc))) missing.push(`${file}: ${doc} does not exist`);
+    }
+    for (const [, section] of text.matchAll(/README\.md, section "([^"]+)"/g)) {
+      if (!headings.has(section!)) missing.push(`${file}: README.md has no section "${section}"`);
+    }
+  }
+  return missing;
+}
+describe('the deployment files’ pointers to documentation', () => {
+  it('when they name a document or a README section, then it exists', () => {
+    expect(missingReferences(REPO)).toEqual([]);
+  });
+
+  it('when a copy points at a missing document, then the check catches it', () => {
+    const dir = brokenCopy(
+      'kong/consumers.yml',
+      /README\.md, section "[^"]+"/,
+      'docs/production.md',
+    );
+    expect(missingReferences(dir)).toEqual([
+      'kong/consumers.yml: docs/production.md does not exist',
+    ]);
+  });
+
+  it('when a copy names a README section that is not there, then the check catches it', () => {
+    const dir = brokenCopy(
+      '.env.example',
+      'section "Production: Kong and Docker"',
+      'section "Production"',
+    );
+    expect(missingReferences(dir)).toEqual(['.env.example: README.md has no section "Production"']);
   });
 });

@@ -105,6 +105,100 @@ function copySources(args: string): { from: string | null; sources: string[] } {
 
 export const RUNTIME_PACKAGES = ['ansible', 'openssh-client', 'iproute2', 'nftables', 'tini'];
 
+/** The runtime base: Node 20 on Debian 12, the Debian whose `ansible` package the image uses. */
+const NODE_BOOKWORM = /^node:20(\.\d+)*-bookworm(-slim)?@/;
+
+/** Each shell command of a stage's RUN instructions, in order (`a && b; c` is three). */
+const commandsOf = (stage: Stage) =>
+  stage.instructions
+    .filter((i) => i.keyword === 'RUN')
+    .flatMap((i) => i.args.split(/&&|\|\||;/).map((c) => c.trim()));
+
+/** `ENV A=1 B=2` (and the legacy `ENV A 1`) as a map, later values winning. */
+function envOf(stage: Stage): Map<string, string> {
+  const env = new Map<string, string>();
+  for (const ins of stage.instructions.filter((i) => i.keyword === 'ENV')) {
+    const legacy = /^(\w+)\s+([^=\s].*)$/.exec(ins.args);
+    if (legacy) env.set(legacy[1]!, legacy[2]!.trim());
+    else {
+      for (const m of ins.args.matchAll(/(\w+)=("[^"]*"|\S*)/g))
+        env.set(m[1]!, m[2]!.replace(/^"|"$/g, ''));
+    }
+  }
+  return env;
+}
+
+/** `$NAME`, `${NAME}`, quoted or not: how a RUN or USER refers to an ARG or ENV value. */
+const argUse = (name: string) => new RegExp(`^"?\\$\\{?${name}\\}?"?$`);
+const optionValue = (words: string[], names: string[]) => {
+  const i = words.findIndex((w) => names.includes(w.split('=')[0]!));
+  if (i < 0) return undefined;
+  return words[i]!.includes('=') ? words[i]!.split('=').slice(1).join('=') : words[i + 1];
+};
+
+/** The fixed UID/GID come from build args, and the final USER is the user made with them. */
+function userProblems(final: Stage): string[] {
+  const problems: string[] = [];
+  const args = final.instructions
+    .filter((i) => i.keyword === 'ARG')
+    .map((i) => i.args.split('=')[0]!.trim());
+  for (const arg of ['APP_UID', 'APP_GID']) {
+    if (!args.includes(arg)) problems.push(`Dockerfile: the final stage needs ARG ${arg}`);
+  }
+  const user = final.instructions.filter((i) => i.keyword === 'USER').at(-1)?.args ?? '';
+  const [name = '', group] = user.split(':');
+  if (argUse('APP_UID').test(name) && group !== undefined && argUse('APP_GID').test(group))
+    return problems;
+  const useradd = commandsOf(final)
+    .map((c) => c.split(/\s+/))
+    .find((words) => words[0] === 'useradd' && words.at(-1) === name);
+  const uid = useradd && optionValue(useradd, ['--uid', '-u']);
+  const gid = useradd && optionValue(useradd, ['--gid', '-g']);
+  if (!uid || !argUse('APP_UID').test(uid) || !gid || !argUse('APP_GID').test(gid)) {
+    problems.push(
+      `Dockerfile: USER ${user} must be \${APP_UID}:\${APP_GID} or made by useradd --uid "\${APP_UID}" --gid "\${APP_GID}"`,
+    );
+  }
+  return problems;
+}
+
+/** DATA_DIR holds the database and run logs: the image creates it for its user alone. */
+function dataDirProblems(final: Stage): string[] {
+  const dir = envOf(final).get('DATA_DIR');
+  if (!dir) return ['Dockerfile: the final stage must set ENV DATA_DIR'];
+  const made0700 = commandsOf(final).some((command) => {
+    const words = command.split(/\s+/);
+    const operands = words.slice(1).filter((w) => !w.startsWith('-'));
+    if (!operands.some((o) => o === dir || argUse('DATA_DIR').test(o))) return false;
+    if (words[0] === 'chmod') return /^0?700$/.test(words[1] ?? '');
+    if (words[0] !== 'install' && words[0] !== 'mkdir') return false;
+    return /^0?700$/.test(optionValue(words, ['-m', '--mode']) ?? '');
+  });
+  return made0700 ? [] : [`Dockerfile: DATA_DIR ${dir} must be created with mode 0700`];
+}
+
+/**
+ * The node_modules the final stage copies come from a stage that pruned its dev dependencies
+ * after installing them (or never installed them).
+ */
+function pruneProblems(stages: Stage[], final: Stage): string[] {
+  const copy = final.instructions.find(
+    (i) => i.keyword === 'COPY' && /--from=\S+/.test(i.args) && /node_modules/.test(i.args),
+  );
+  const from = copy && /--from=(\S+)/.exec(copy.args)![1];
+  const stage = from ? stages.find((s) => s.name === from) : final;
+  if (!stage) return [];
+  const npm = commandsOf(stage).filter((c) => /^npm\s+(ci|install|i|prune)\b/.test(c));
+  const withoutDev = (c: string) => /--omit[= ]dev\b|--production\b/.test(c);
+  const lastIndex = (test: (c: string) => boolean) =>
+    npm.reduce((last, c, i) => (test(c) ? i : last), -1);
+  const lastFull = lastIndex((c) => /^npm\s+(ci|install|i)\b/.test(c) && !withoutDev(c));
+  if (lastFull < 0 || lastIndex(withoutDev) > lastFull) return [];
+  return [
+    `Dockerfile: stage ${stage.name ?? '(final)'} must prune dev dependencies (npm prune --omit=dev) after installing them`,
+  ];
+}
+
 export function dockerfileProblems(root: string): string[] {
   const problems: string[] = [];
   const file = path.join(root, 'Dockerfile');
@@ -140,9 +234,13 @@ export function dockerfileProblems(root: string): string[] {
     }
     if (stage.name) names.add(stage.name);
   }
+  if (!NODE_BOOKWORM.test(final.image))
+    problems.push(`Dockerfile: the runtime base ${final.image} is not Node 20 on Debian bookworm`);
   const user = final.instructions.filter((i) => i.keyword === 'USER').at(-1)?.args;
   if (!user || /^(root|0)(:|$)/.test(user))
     problems.push('Dockerfile: the final stage must run as a non-root USER');
+  else problems.push(...userProblems(final));
+  problems.push(...dataDirProblems(final), ...pruneProblems(stages, final));
   const health = final.instructions.find((i) => i.keyword === 'HEALTHCHECK');
   if (!health?.args.includes('/healthz'))
     problems.push('Dockerfile: the final stage needs a HEALTHCHECK on /healthz');

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { load } from 'js-yaml';
 import { describe, expect, it } from 'vitest';
 import { ROLES, roleSatisfies } from '../../src/auth/roles.ts';
+import { loadConfig } from '../../src/config.ts';
 import { generateFromRepo, KONG_YML } from '../../scripts/kong-generate.ts';
 import { REPO, sampleOperations } from './contract.ts';
 
@@ -22,6 +23,7 @@ type KongConfig = {
     retries: number;
     read_timeout: number;
     write_timeout: number;
+    plugins?: Plugin[];
     routes: Route[];
   }[];
   consumers: { username: string; acls: { group: string }[] }[];
@@ -31,6 +33,16 @@ const committed = readFileSync(KONG_YML, 'utf8');
 const kong = load(committed) as KongConfig;
 const service = kong.services[0]!;
 const plugin = (route: Route, name: string) => route.plugins?.find((p) => p.name === name);
+/** The plugin Kong runs on a route: the route's own instance wins over the service's. */
+const effective = (route: Route, name: string) =>
+  plugin(route, name) ?? service.plugins?.find((p) => p.name === name);
+
+/** BODY_LIMIT (`100kb`, `1mb`) in megabytes. */
+function megabytes(limit: string): number {
+  const [, n, unit] = /^(\d+)(b|kb|mb)$/i.exec(limit) ?? [];
+  const per = { b: 1024 ** 2, kb: 1024, mb: 1 }[unit?.toLowerCase() as 'b' | 'kb' | 'mb'];
+  return Number(n) / per;
+}
 
 /** The route Kong picks for a request: among matching regex routes, the highest priority. */
 function routeFor(method: string, urlPath: string): Route[] {
@@ -112,6 +124,30 @@ describe('kong/kong.yml, given openapi.yaml and kong/consumers.yml', () => {
     expect(service.read_timeout).toBeGreaterThanOrEqual(600_000);
     expect(service.write_timeout).toBeGreaterThanOrEqual(600_000);
     expect(kong._format_version).toBe('3.0');
+  });
+
+  it('when a browser calls from another origin, then CORS allows only the UI_ORIGIN placeholder', () => {
+    for (const route of service.routes) {
+      expect(effective(route, 'cors')?.config.origins, route.name).toEqual(['${UI_ORIGIN}']);
+    }
+  });
+
+  it('when a consumer calls often, then its requests are rate-limited per consumer', () => {
+    for (const route of service.routes) {
+      const limit = effective(route, 'rate-limiting')?.config;
+      expect(limit?.limit_by, route.name).toBe('consumer');
+      expect(limit?.minute, route.name).toBeGreaterThan(0);
+    }
+  });
+
+  it('when a body is larger than the API accepts, then Kong limits request sizes on every route', () => {
+    const apiLimitMb = megabytes(loadConfig({}).bodyLimit);
+    for (const route of service.routes) {
+      const size = effective(route, 'request-size-limiting')?.config;
+      expect(size?.size_unit, route.name).toBe('megabytes');
+      // Above the API's own limit, so the API answers an oversize body with its problem+json.
+      expect(size?.allowed_payload_size, route.name).toBeGreaterThan(apiLimitMb);
+    }
   });
 
   it('when it names consumers, then each is in one role group and has only a placeholder key', () => {

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { load } from 'js-yaml';
@@ -24,8 +24,12 @@ function deployEnv(): Record<string, string> {
   return env;
 }
 
-function render(env: Record<string, string>, out = path.join(dir, 'kong.yml')) {
-  const res = spawnSync('node', ['scripts/kong-render.mjs', 'kong/kong.yml', out], {
+function render(
+  env: Record<string, string>,
+  out = path.join(dir, 'kong.yml'),
+  template = 'kong/kong.yml',
+) {
+  const res = spawnSync('node', ['scripts/kong-render.mjs', template, out], {
     cwd: REPO,
     encoding: 'utf8',
     env: { PATH: process.env.PATH, ...env },
@@ -89,4 +93,32 @@ describe('scripts/kong-render.mjs on the committed kong/kong.yml', () => {
     expect(res.status).toBe(1);
     expect(res.stderr).toMatch(/share a key/);
   });
+
+  it.each([
+    [
+      'a lower-case name',
+      'url: ${ROUTEPLANE_UPSTREAM_URL}',
+      'url: ${upstream_url}',
+      '${upstream_url}',
+    ],
+    [
+      'a shell-style default',
+      "origins: ['${UI_ORIGIN}']",
+      "origins: ['${UI_ORIGIN:-https://ui.example.org}']",
+      '${UI_ORIGIN:-https://ui.example.org}',
+    ],
+  ])(
+    'when the template has a placeholder with %s, then it fails naming it and writes no file',
+    (_, from, to, survivor) => {
+      const committed = readFileSync(path.join(REPO, 'kong/kong.yml'), 'utf8');
+      expect(committed).toContain(from);
+      const out = mkdtempSync(path.join(dir, 'survivor-'));
+      const template = path.join(out, 'template.yml');
+      writeFileSync(template, committed.replace(from, to));
+      const res = render(deployEnv(), path.join(out, 'kong.yml'), template);
+      expect(res.status).toBe(1);
+      expect(res.stderr).toContain(`${survivor}: not a placeholder`);
+      expect(readdirSync(out)).toEqual(['template.yml']);
+    },
+  );
 });
