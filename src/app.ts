@@ -11,7 +11,7 @@ import {
 import type { CompatService } from './compat/compat-service.ts';
 import { hostsHandlers } from './hosts/hosts-handlers.ts';
 import type { HostsService } from './hosts/hosts-service.ts';
-import { loadContract } from './http/contract.ts';
+import { loadContract, withoutExamples } from './http/contract.ts';
 import { docsHandlers } from './http/docs.ts';
 import './http/express-augment.ts';
 import { healthHandlers, type ReadinessProbe } from './http/health-handlers.ts';
@@ -58,7 +58,7 @@ export function buildApp(deps: AppDependencies): Express {
   app.use(nulGuard());
   app.use(
     OpenApiValidator.middleware({
-      apiSpec: structuredClone(contract.document),
+      apiSpec: withoutExamples(contract.document),
       validateRequests: { allErrors: true, allowUnknownQueryParameters: false },
       validateResponses: deps.config.validateResponses ? { onError: undefined } : false,
       validateSecurity: { handlers: { bearerAuth: bearerAuthHandler(deps.tokens, deps.config) } },

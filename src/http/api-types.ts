@@ -750,39 +750,6 @@ export interface components {
              */
             run_id: string | null;
         };
-        /**
-         * @example {
-         *       "id": "9b2f3c1e-5d4a-4f6b-8c7d-0e1f2a3b4c5d",
-         *       "host": "h1",
-         *       "to": "203.0.113.0/24",
-         *       "via": "198.51.100.14",
-         *       "dev": null,
-         *       "metric": 0,
-         *       "table": 254,
-         *       "scope": null,
-         *       "src": null,
-         *       "onlink": false,
-         *       "force": false,
-         *       "create_at": "2026-11-24T09:00:00Z",
-         *       "delete_at": "2026-11-24T17:00:00Z",
-         *       "comment": "experiment 42",
-         *       "status": "active",
-         *       "sync": {
-         *         "state": "in_sync",
-         *         "error": null,
-         *         "conflict": null,
-         *         "retry_at": null,
-         *         "synced_at": "2026-11-24T09:00:01Z",
-         *         "run_id": "3f1e8d52-8f3c-4e55-9d0e-2f4b8d1c9a10"
-         *       },
-         *       "created_by": "alice",
-         *       "created_at": "2026-11-23T15:00:00Z",
-         *       "updated_at": "2026-11-24T09:00:00Z",
-         *       "removed_at": null,
-         *       "removed_reason": null,
-         *       "removed_by": null
-         *     }
-         */
         Route: {
             /** Format: uuid */
             id: string;
@@ -873,6 +840,44 @@ export interface components {
         } & {
             [key: string]: unknown;
         };
+        /**
+         * @example {
+         *       "database_routes": [
+         *         {
+         *           "to": "203.0.113.10/32",
+         *           "via": "198.51.100.3",
+         *           "dev": null,
+         *           "create_at": "2026-11-23T15:00:00.000Z",
+         *           "delete_at": null,
+         *           "active": true,
+         *           "status": "active"
+         *         },
+         *         {
+         *           "to": "203.0.113.64/26",
+         *           "via": null,
+         *           "dev": "eth0",
+         *           "create_at": "2026-11-24T08:00:00.000Z",
+         *           "delete_at": "2026-11-24T16:00:00.000Z",
+         *           "active": false,
+         *           "status": "pending"
+         *         },
+         *         {
+         *           "to": "203.0.113.20/32",
+         *           "via": "198.51.100.4",
+         *           "dev": null,
+         *           "create_at": "2026-11-22T10:00:00.000Z",
+         *           "delete_at": null,
+         *           "active": false,
+         *           "status": "paused"
+         *         }
+         *       ],
+         *       "system_routes": [
+         *         "default via 198.51.100.1 dev eth0",
+         *         "198.51.100.0/28 dev eth0 proto kernel scope link src 198.51.100.2",
+         *         "203.0.113.10 via 198.51.100.3 dev eth0 proto 147"
+         *       ]
+         *     }
+         */
         CompatRouteList: {
             database_routes: {
                 to: string;
@@ -949,6 +954,11 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
+                /**
+                 * @example {
+                 *       "detail": "This operation needs the operator role; token 'ci' has viewer"
+                 *     }
+                 */
                 "application/json": components["schemas"]["CompatDetail"];
             };
         };
@@ -1124,6 +1134,16 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
+                /**
+                 * @example {
+                 *       "type": "https://routeplane.dev/problems/payload-too-large",
+                 *       "title": "Payload too large",
+                 *       "status": 413,
+                 *       "detail": "The request body is over the size limit",
+                 *       "instance": "/v1/routes",
+                 *       "request_id": "0d3c6a8e-5f21-4b7a-9c4e-8a1f2b3d4e5f"
+                 *     }
+                 */
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
@@ -1133,6 +1153,16 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
+                /**
+                 * @example {
+                 *       "type": "https://routeplane.dev/problems/unsupported-media-type",
+                 *       "title": "Unsupported media type",
+                 *       "status": 415,
+                 *       "detail": "/v1/routes: unsupported media type text/plain",
+                 *       "instance": "/v1/routes",
+                 *       "request_id": "5b8e1f3a-9d26-4c70-a4e2-7f0c3b9d1a68"
+                 *     }
+                 */
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
@@ -1161,6 +1191,16 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
+                /**
+                 * @example {
+                 *       "type": "https://routeplane.dev/problems/unavailable",
+                 *       "title": "Service unavailable",
+                 *       "status": 503,
+                 *       "detail": "routeplane is shutting down",
+                 *       "instance": "/v1/runs",
+                 *       "request_id": "9e4a2c7b-1f58-4d03-b6e9-3a7d5c1f8b24"
+                 *     }
+                 */
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
@@ -1307,6 +1347,55 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "openapi": "3.0.3",
+                     *       "info": {
+                     *         "title": "routeplane",
+                     *         "version": "0.1.0"
+                     *       },
+                     *       "servers": [
+                     *         {
+                     *           "url": "/"
+                     *         }
+                     *       ],
+                     *       "paths": {
+                     *         "/healthz": {
+                     *           "get": {
+                     *             "tags": [
+                     *               "health"
+                     *             ],
+                     *             "operationId": "getHealth",
+                     *             "summary": "The process is alive",
+                     *             "security": [],
+                     *             "responses": {
+                     *               "200": {
+                     *                 "description": "Alive",
+                     *                 "content": {
+                     *                   "application/json": {
+                     *                     "schema": {
+                     *                       "type": "object",
+                     *                       "required": [
+                     *                         "status"
+                     *                       ],
+                     *                       "properties": {
+                     *                         "status": {
+                     *                           "type": "string",
+                     *                           "enum": [
+                     *                             "ok"
+                     *                           ]
+                     *                         }
+                     *                       }
+                     *                     }
+                     *                   }
+                     *                 }
+                     *               }
+                     *             }
+                     *           }
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": Record<string, never>;
                 };
             };
@@ -1706,6 +1795,31 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "6e9b2f14-c3a8-4d71-8e05-b7d2a9c41f36",
+                     *       "kind": "playbook",
+                     *       "playbook": "ping",
+                     *       "hosts": [
+                     *         "h1",
+                     *         "h2"
+                     *       ],
+                     *       "limit": [
+                     *         "h1",
+                     *         "h2"
+                     *       ],
+                     *       "status": "running",
+                     *       "requested_by": "alice",
+                     *       "rc": null,
+                     *       "created_at": "2026-11-23T10:00:00.000Z",
+                     *       "started_at": "2026-11-23T10:00:00.050Z",
+                     *       "finished_at": null,
+                     *       "summary": {},
+                     *       "results": [],
+                     *       "error": null,
+                     *       "log": ""
+                     *     }
+                     */
                     "application/json": components["schemas"]["Run"];
                 };
             };
@@ -1763,6 +1877,32 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "2d7f5a93-1e0c-4b6a-9f82-c4e1b7d3a058",
+                     *       "kind": "playbook",
+                     *       "playbook": "uptime",
+                     *       "hosts": [
+                     *         "h1",
+                     *         "h2",
+                     *         "bastion-1"
+                     *       ],
+                     *       "limit": [
+                     *         "lab",
+                     *         "bastion-1"
+                     *       ],
+                     *       "status": "canceled",
+                     *       "requested_by": "alice",
+                     *       "rc": 99,
+                     *       "created_at": "2026-11-23T11:20:00.000Z",
+                     *       "started_at": "2026-11-23T11:20:00.042Z",
+                     *       "finished_at": "2026-11-23T11:20:41.618Z",
+                     *       "summary": {},
+                     *       "results": [],
+                     *       "error": "canceled on request",
+                     *       "log": " [ERROR]: User interrupted execution"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Run"];
                 };
             };
@@ -1845,6 +1985,39 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "9b2f3c1e-5d4a-4f6b-8c7d-0e1f2a3b4c5d",
+                     *       "host": "h1",
+                     *       "to": "203.0.113.0/24",
+                     *       "via": "198.51.100.3",
+                     *       "dev": null,
+                     *       "metric": 0,
+                     *       "table": 254,
+                     *       "scope": null,
+                     *       "src": null,
+                     *       "onlink": false,
+                     *       "force": false,
+                     *       "create_at": null,
+                     *       "delete_at": null,
+                     *       "comment": null,
+                     *       "status": "active",
+                     *       "sync": {
+                     *         "state": "in_sync",
+                     *         "error": null,
+                     *         "conflict": null,
+                     *         "retry_at": null,
+                     *         "synced_at": "2026-11-24T10:15:01.948Z",
+                     *         "run_id": "58c1e3a7-0d9f-4b26-a4e8-c3f7b1d5e092"
+                     *       },
+                     *       "created_by": "alice",
+                     *       "created_at": "2026-11-23T15:00:00.000Z",
+                     *       "updated_at": "2026-11-24T10:15:00.000Z",
+                     *       "removed_at": null,
+                     *       "removed_reason": null,
+                     *       "removed_by": null
+                     *     }
+                     */
                     "application/json": components["schemas"]["RouteWriteResult"];
                 };
             };
@@ -1959,6 +2132,77 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "5f0a9c2d-7e14-4b83-a6d5-1c9e8b7f3a26",
+                     *           "host": "h1",
+                     *           "to": "203.0.113.64/26",
+                     *           "via": "198.51.100.14",
+                     *           "dev": null,
+                     *           "metric": 0,
+                     *           "table": 254,
+                     *           "scope": null,
+                     *           "src": null,
+                     *           "onlink": false,
+                     *           "force": false,
+                     *           "create_at": "2026-11-23T09:00:00.000Z",
+                     *           "delete_at": "2026-11-23T17:00:00.000Z",
+                     *           "comment": "experiment 41",
+                     *           "status": "expired",
+                     *           "sync": {
+                     *             "state": "in_sync",
+                     *             "error": null,
+                     *             "conflict": null,
+                     *             "retry_at": null,
+                     *             "synced_at": "2026-11-23T17:00:01.734Z",
+                     *             "run_id": "1e4b7c92-5a3d-4f81-9c06-b2d8e7a3f150"
+                     *           },
+                     *           "created_by": "alice",
+                     *           "created_at": "2026-11-22T16:00:00.000Z",
+                     *           "updated_at": "2026-11-23T17:00:00.006Z",
+                     *           "removed_at": "2026-11-23T17:00:00.006Z",
+                     *           "removed_reason": "expired",
+                     *           "removed_by": "scheduler"
+                     *         },
+                     *         {
+                     *           "id": "8a6d2e4f-1b37-4c95-8e0a-9f2c5b7d1e63",
+                     *           "host": "bastion-1",
+                     *           "to": "2001:db8:f200::/48",
+                     *           "via": null,
+                     *           "dev": "eth0",
+                     *           "metric": 1024,
+                     *           "table": 254,
+                     *           "scope": null,
+                     *           "src": null,
+                     *           "onlink": false,
+                     *           "force": false,
+                     *           "create_at": null,
+                     *           "delete_at": null,
+                     *           "comment": null,
+                     *           "status": "deleted",
+                     *           "sync": {
+                     *             "state": "in_sync",
+                     *             "error": null,
+                     *             "conflict": null,
+                     *             "retry_at": null,
+                     *             "synced_at": "2026-11-23T12:05:01.402Z",
+                     *             "run_id": "f2a8c6d4-3e1b-4d97-a5c0-8b7e9f1d2c43"
+                     *           },
+                     *           "created_by": "bob",
+                     *           "created_at": "2026-11-20T08:15:00.000Z",
+                     *           "updated_at": "2026-11-23T12:05:00.000Z",
+                     *           "removed_at": "2026-11-23T12:05:00.000Z",
+                     *           "removed_reason": "deleted",
+                     *           "removed_by": "bob"
+                     *         }
+                     *       ],
+                     *       "total": 2,
+                     *       "limit": 100,
+                     *       "offset": 0
+                     *     }
+                     */
                     "application/json": components["schemas"]["RouteList"];
                 };
             };
@@ -2018,6 +2262,39 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "9b2f3c1e-5d4a-4f6b-8c7d-0e1f2a3b4c5d",
+                     *       "host": "h1",
+                     *       "to": "203.0.113.0/24",
+                     *       "via": "198.51.100.14",
+                     *       "dev": null,
+                     *       "metric": 0,
+                     *       "table": 254,
+                     *       "scope": null,
+                     *       "src": null,
+                     *       "onlink": false,
+                     *       "force": false,
+                     *       "create_at": "2026-11-24T09:00:00.000Z",
+                     *       "delete_at": "2026-11-24T17:00:00.000Z",
+                     *       "comment": "experiment 42",
+                     *       "status": "deleted",
+                     *       "sync": {
+                     *         "state": "in_sync",
+                     *         "error": null,
+                     *         "conflict": null,
+                     *         "retry_at": null,
+                     *         "synced_at": "2026-11-24T12:00:01.512Z",
+                     *         "run_id": "c2e8a4f6-1b5d-4e09-97a3-d6f0b8c2e415"
+                     *       },
+                     *       "created_by": "alice",
+                     *       "created_at": "2026-11-23T15:00:00.000Z",
+                     *       "updated_at": "2026-11-24T12:00:00.000Z",
+                     *       "removed_at": "2026-11-24T12:00:00.000Z",
+                     *       "removed_reason": "deleted",
+                     *       "removed_by": "bob"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Route"];
                 };
             };
@@ -2027,6 +2304,39 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "9b2f3c1e-5d4a-4f6b-8c7d-0e1f2a3b4c5d",
+                     *       "host": "h1",
+                     *       "to": "203.0.113.0/24",
+                     *       "via": "198.51.100.14",
+                     *       "dev": null,
+                     *       "metric": 0,
+                     *       "table": 254,
+                     *       "scope": null,
+                     *       "src": null,
+                     *       "onlink": false,
+                     *       "force": false,
+                     *       "create_at": "2026-11-24T09:00:00.000Z",
+                     *       "delete_at": "2026-11-24T17:00:00.000Z",
+                     *       "comment": "experiment 42",
+                     *       "status": "deleted",
+                     *       "sync": {
+                     *         "state": "applying",
+                     *         "error": null,
+                     *         "conflict": null,
+                     *         "retry_at": null,
+                     *         "synced_at": "2026-11-24T09:00:01.870Z",
+                     *         "run_id": "c2e8a4f6-1b5d-4e09-97a3-d6f0b8c2e415"
+                     *       },
+                     *       "created_by": "alice",
+                     *       "created_at": "2026-11-23T15:00:00.000Z",
+                     *       "updated_at": "2026-11-24T12:00:00.000Z",
+                     *       "removed_at": "2026-11-24T12:00:00.000Z",
+                     *       "removed_reason": "deleted",
+                     *       "removed_by": "bob"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Route"];
                 };
             };
@@ -2071,6 +2381,39 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "9b2f3c1e-5d4a-4f6b-8c7d-0e1f2a3b4c5d",
+                     *       "host": "h1",
+                     *       "to": "203.0.113.0/24",
+                     *       "via": "198.51.100.4",
+                     *       "dev": null,
+                     *       "metric": 0,
+                     *       "table": 254,
+                     *       "scope": null,
+                     *       "src": null,
+                     *       "onlink": false,
+                     *       "force": false,
+                     *       "create_at": "2026-11-24T09:00:00.000Z",
+                     *       "delete_at": "2026-11-24T18:00:00.000Z",
+                     *       "comment": "experiment 42",
+                     *       "status": "active",
+                     *       "sync": {
+                     *         "state": "in_sync",
+                     *         "error": null,
+                     *         "conflict": null,
+                     *         "retry_at": null,
+                     *         "synced_at": "2026-11-24T11:30:01.655Z",
+                     *         "run_id": "93b7d1f5-6c2e-4a08-8f4d-a1e5c9b3d726"
+                     *       },
+                     *       "created_by": "alice",
+                     *       "created_at": "2026-11-23T15:00:00.000Z",
+                     *       "updated_at": "2026-11-24T11:30:00.000Z",
+                     *       "removed_at": null,
+                     *       "removed_reason": null,
+                     *       "removed_by": null
+                     *     }
+                     */
                     "application/json": components["schemas"]["Route"];
                 };
             };
@@ -2080,6 +2423,39 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "9b2f3c1e-5d4a-4f6b-8c7d-0e1f2a3b4c5d",
+                     *       "host": "h1",
+                     *       "to": "203.0.113.0/24",
+                     *       "via": "198.51.100.4",
+                     *       "dev": null,
+                     *       "metric": 0,
+                     *       "table": 254,
+                     *       "scope": null,
+                     *       "src": null,
+                     *       "onlink": false,
+                     *       "force": false,
+                     *       "create_at": "2026-11-24T09:00:00.000Z",
+                     *       "delete_at": "2026-11-24T18:00:00.000Z",
+                     *       "comment": "experiment 42",
+                     *       "status": "active",
+                     *       "sync": {
+                     *         "state": "applying",
+                     *         "error": null,
+                     *         "conflict": null,
+                     *         "retry_at": null,
+                     *         "synced_at": "2026-11-24T09:00:01.870Z",
+                     *         "run_id": "93b7d1f5-6c2e-4a08-8f4d-a1e5c9b3d726"
+                     *       },
+                     *       "created_by": "alice",
+                     *       "created_at": "2026-11-23T15:00:00.000Z",
+                     *       "updated_at": "2026-11-24T11:30:00.000Z",
+                     *       "removed_at": null,
+                     *       "removed_reason": null,
+                     *       "removed_by": null
+                     *     }
+                     */
                     "application/json": components["schemas"]["Route"];
                 };
             };
@@ -2116,6 +2492,39 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "9b2f3c1e-5d4a-4f6b-8c7d-0e1f2a3b4c5d",
+                     *       "host": "h1",
+                     *       "to": "203.0.113.0/24",
+                     *       "via": "198.51.100.14",
+                     *       "dev": null,
+                     *       "metric": 0,
+                     *       "table": 254,
+                     *       "scope": null,
+                     *       "src": null,
+                     *       "onlink": false,
+                     *       "force": false,
+                     *       "create_at": "2026-11-24T09:00:00.000Z",
+                     *       "delete_at": "2026-11-24T17:00:00.000Z",
+                     *       "comment": "experiment 42",
+                     *       "status": "paused",
+                     *       "sync": {
+                     *         "state": "in_sync",
+                     *         "error": null,
+                     *         "conflict": null,
+                     *         "retry_at": null,
+                     *         "synced_at": "2026-11-24T12:00:01.377Z",
+                     *         "run_id": "3a9d5f71-8e2c-4b60-a1f7-e4c8b0d6a293"
+                     *       },
+                     *       "created_by": "alice",
+                     *       "created_at": "2026-11-23T15:00:00.000Z",
+                     *       "updated_at": "2026-11-24T12:00:00.000Z",
+                     *       "removed_at": null,
+                     *       "removed_reason": null,
+                     *       "removed_by": null
+                     *     }
+                     */
                     "application/json": components["schemas"]["Route"];
                 };
             };
@@ -2125,6 +2534,39 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "9b2f3c1e-5d4a-4f6b-8c7d-0e1f2a3b4c5d",
+                     *       "host": "h1",
+                     *       "to": "203.0.113.0/24",
+                     *       "via": "198.51.100.14",
+                     *       "dev": null,
+                     *       "metric": 0,
+                     *       "table": 254,
+                     *       "scope": null,
+                     *       "src": null,
+                     *       "onlink": false,
+                     *       "force": false,
+                     *       "create_at": "2026-11-24T09:00:00.000Z",
+                     *       "delete_at": "2026-11-24T17:00:00.000Z",
+                     *       "comment": "experiment 42",
+                     *       "status": "paused",
+                     *       "sync": {
+                     *         "state": "applying",
+                     *         "error": null,
+                     *         "conflict": null,
+                     *         "retry_at": null,
+                     *         "synced_at": "2026-11-24T09:00:01.870Z",
+                     *         "run_id": "3a9d5f71-8e2c-4b60-a1f7-e4c8b0d6a293"
+                     *       },
+                     *       "created_by": "alice",
+                     *       "created_at": "2026-11-23T15:00:00.000Z",
+                     *       "updated_at": "2026-11-24T12:00:00.000Z",
+                     *       "removed_at": null,
+                     *       "removed_reason": null,
+                     *       "removed_by": null
+                     *     }
+                     */
                     "application/json": components["schemas"]["Route"];
                 };
             };
@@ -2169,6 +2611,39 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "9b2f3c1e-5d4a-4f6b-8c7d-0e1f2a3b4c5d",
+                     *       "host": "h1",
+                     *       "to": "203.0.113.0/24",
+                     *       "via": "198.51.100.14",
+                     *       "dev": null,
+                     *       "metric": 0,
+                     *       "table": 254,
+                     *       "scope": null,
+                     *       "src": null,
+                     *       "onlink": false,
+                     *       "force": false,
+                     *       "create_at": "2026-11-24T09:00:00.000Z",
+                     *       "delete_at": "2026-11-24T17:00:00.000Z",
+                     *       "comment": "experiment 42",
+                     *       "status": "active",
+                     *       "sync": {
+                     *         "state": "applying",
+                     *         "error": null,
+                     *         "conflict": null,
+                     *         "retry_at": null,
+                     *         "synced_at": "2026-11-24T12:00:01.377Z",
+                     *         "run_id": "d6b0e2a8-5c47-4f1b-8e93-2a7c1f5d9b06"
+                     *       },
+                     *       "created_by": "alice",
+                     *       "created_at": "2026-11-23T15:00:00.000Z",
+                     *       "updated_at": "2026-11-24T12:30:00.000Z",
+                     *       "removed_at": null,
+                     *       "removed_reason": null,
+                     *       "removed_by": null
+                     *     }
+                     */
                     "application/json": components["schemas"]["Route"];
                 };
             };
@@ -2198,6 +2673,48 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": 1041,
+                     *           "at": "2026-11-23T15:00:00.000Z",
+                     *           "actor": "alice",
+                     *           "action": "create",
+                     *           "from": null,
+                     *           "to": "pending",
+                     *           "detail": {}
+                     *         },
+                     *         {
+                     *           "id": 1187,
+                     *           "at": "2026-11-24T09:00:00.004Z",
+                     *           "actor": "scheduler",
+                     *           "action": "activate",
+                     *           "from": "pending",
+                     *           "to": "active",
+                     *           "detail": {}
+                     *         },
+                     *         {
+                     *           "id": 1203,
+                     *           "at": "2026-11-24T11:30:00.000Z",
+                     *           "actor": "bob",
+                     *           "action": "update",
+                     *           "from": "active",
+                     *           "to": "active",
+                     *           "detail": {}
+                     *         },
+                     *         {
+                     *           "id": 1260,
+                     *           "at": "2026-11-24T18:00:00.008Z",
+                     *           "actor": "scheduler",
+                     *           "action": "expire",
+                     *           "from": "active",
+                     *           "to": "expired",
+                     *           "detail": {}
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": {
                         items: components["schemas"]["RouteEvent"][];
                     };
