@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { link, mkdir, readFile, realpath, unlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, realpath, rename, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 export class DataDirLockedError extends Error {
@@ -35,7 +35,7 @@ export async function lockDataDir(dir: string): Promise<() => Promise<void>> {
   const candidate = `${lockFile}.${process.pid}`;
   try {
     await writeFile(candidate, String(process.pid), { mode: 0o600 });
-    for (let attempt = 0; attempt < 2; attempt++) {
+    for (let attempt = 0; attempt < 5; attempt++) {
       try {
         await link(candidate, lockFile);
         locked = true;
@@ -46,15 +46,36 @@ export async function lockDataDir(dir: string): Promise<() => Promise<void>> {
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
-      const holder = Number((await readFile(lockFile, 'utf8').catch(() => '')).trim());
+      const holder = await pidIn(lockFile);
       if (holder && holder !== process.pid && alive(holder)) {
         throw new DataDirLockedError(`DATA_DIR ${dir} is in use by process ${holder}`);
       }
-      await unlink(lockFile).catch(() => undefined);
+      await removeStale(lockFile, holder);
     }
     throw new DataDirLockedError(`DATA_DIR ${dir} could not be locked`);
   } finally {
     if (!locked) heldHere.delete(key);
     if (existsSync(candidate)) await unlink(candidate).catch(() => undefined);
   }
+}
+
+async function pidIn(file: string): Promise<number> {
+  return Number((await readFile(file, 'utf8').catch(() => '')).trim());
+}
+
+/**
+ * Takes a dead holder's pid file away without ever deleting a live one: two processes that
+ * both saw the same dead holder race here, and the loser of that race would otherwise unlink
+ * the lock the winner has just linked. The file is moved aside first (only one mover gets
+ * it), and put back if it turns out to be someone's fresh lock rather than the stale one.
+ */
+async function removeStale(lockFile: string, stalePid: number): Promise<void> {
+  const aside = `${lockFile}.stale.${process.pid}`;
+  try {
+    await rename(lockFile, aside);
+  } catch {
+    return; // gone already: another process took it away
+  }
+  if ((await pidIn(aside)) !== stalePid) await link(aside, lockFile).catch(() => undefined);
+  await unlink(aside).catch(() => undefined);
 }

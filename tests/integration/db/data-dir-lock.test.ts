@@ -113,5 +113,36 @@ describe('the DATA_DIR lock', () => {
         String(process.pid),
       );
     });
+
+    it('when several processes race to take over a stale lock, then exactly one gets it', async () => {
+      const racing = await mkdtemp(path.join(os.tmpdir(), 'routeplane-lock-race-'));
+      try {
+        const gone = execa('true');
+        await gone;
+        await writeFile(path.join(racing, 'routeplane.pid'), String(gone.pid));
+        // Each contender holds what it got for a while, so every other one sees it alive.
+        const contender = `
+          import { lockDataDir } from './src/db/data-dir-lock.ts';
+          try {
+            await lockDataDir(${JSON.stringify(racing)});
+            console.log('locked');
+            await new Promise((r) => setTimeout(r, 3000));
+          } catch (err) {
+            console.log(err.name);
+          }`;
+        const results = await Promise.all(
+          Array.from({ length: 6 }, () =>
+            execa('node', ['--import', 'tsx', '--input-type=module', '-e', contender], {
+              cwd: REPO,
+              timeout: 30_000,
+            }),
+          ),
+        );
+        const outcomes = results.map((r) => r.stdout.trim()).sort();
+        expect(outcomes).toEqual([...Array(5).fill('DataDirLockedError'), 'locked']);
+      } finally {
+        await rm(racing, { recursive: true, force: true });
+      }
+    });
   });
 });
