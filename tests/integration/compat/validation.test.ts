@@ -56,6 +56,7 @@ describe(
       const past = '2020-01-01T00:00:00Z';
       const cases: [string, unknown, string | RegExp][] = [
         ['neither via nor dev', { to: '203.0.113.20' }, /via or dev/],
+        ['no to', { via: GW() }, /\bto\b/],
         ['dev not an interface of h1', { to: '203.0.113.20', dev: 'nope0' }, /nope0.*interface/],
         ['to not a prefix', { to: 'not-a-prefix', via: GW() }, /^to: .*not-a-prefix/],
         ['to with host bits set', { to: '203.0.113.1/24', via: GW() }, /^to: .*host bits/],
