@@ -163,9 +163,12 @@ def main():
             continue
         family, table, dst, metric = key
         lines.append("route del %s table %d metric %d proto %d" % (dst, table, metric, proto))
+        # No id: this route is not in the desired set. A failed removal is still reported (under
+        # errors, op del), and the reconciler fails the host for it so that it is retried.
         line_owner.append(("del", {"id": None, "to": dst, "table": table, "metric": metric}))
 
     errors = []
+    failed_lines = {}
     if lines and not module.check_mode:
         # -force keeps going past a failing line; its error names the line, so each failure is
         # reported against its own route while the rest of the batch still applies.
@@ -173,7 +176,6 @@ def main():
             ["ip", "-force", "-batch", "-"], data="\n".join(lines) + "\n", check_rc=False
         )
         pending_msgs = []
-        failed_lines = {}
         for text in err.splitlines():
             m = FAILED_LINE.search(text)
             if m:
@@ -186,10 +188,11 @@ def main():
                 errors.append(dict(ref, op=op, error=failed_lines[i]))
         if rc != 0 and not failed_lines:
             module.fail_json(msg="ip -batch failed: %s" % err.strip(), rc=rc)
+    # By line, not by id: a failed removal has no id, and the same destination may be removed
+    # from several tables in one batch.
     for i, (op, ref) in enumerate(line_owner, start=1):
-        if any(e["id"] == ref["id"] and e["to"] == ref["to"] and e["op"] == op for e in errors):
-            continue
-        {"add": added, "replace": replaced, "del": removed}[op].append(ref)
+        if i not in failed_lines:
+            {"add": added, "replace": replaced, "del": removed}[op].append(ref)
 
     module.exit_json(
         changed=bool(added or replaced or removed),

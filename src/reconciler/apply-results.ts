@@ -5,8 +5,11 @@ import type { Run } from '../runs/types.ts';
 export const APPLY_TASK = 'routeplane_routes';
 
 interface ModuleRef {
+  /** null for a route the module removes: it is not in the desired set, so it has no id. */
   id: string | null;
   to: string;
+  table?: number;
+  metric?: number;
 }
 interface ModuleConflict extends ModuleRef {
   reason: RouteConflict['reason'];
@@ -33,9 +36,15 @@ export function moduleRoute(r: Route): Record<string, unknown> {
   };
 }
 
+/** The lists in which the module names each desired route it was given, by id. */
+const REPORTS = ['added', 'replaced', 'unchanged', 'conflicts', 'errors'] as const;
+
 export interface HostResult {
   host: string;
-  /** null when the host applied its set (conflicts and per-route errors are per route). */
+  /**
+   * null when the host applied its set (conflicts and per-route errors are per route); else
+   * why not, which has the reconciler try the host again.
+   */
   hostError: string | null;
   updates: SyncUpdate[];
 }
@@ -44,6 +53,11 @@ export interface HostResult {
  * Turns a finished apply run into sync states for the routes it settled: conflicts and
  * per-route errors as the module reported them, everything else in sync, or, when the host
  * itself failed (unreachable, module crash, run canceled), every route failed with its reason.
+ *
+ * A removal that failed is reported by the module without an id (routes leaving the kernel are
+ * not in the set it is given). It still fails the host, and every settled route the module
+ * did not name, which are the ones leaving the kernel, is failed with it rather than marked in
+ * sync: their rows then stay unsynced, so each retry tries the removal again until it holds.
  */
 export function syncFromRun(
   run: Run,
@@ -74,15 +88,16 @@ export function syncFromRun(
     const conflicts = new Map(
       ((task.data.conflicts as ModuleConflict[] | undefined) ?? []).map((c) => [c.id, c]),
     );
-    const errors = new Map(
-      ((task.data.errors as ModuleError[] | undefined) ?? [])
-        .filter((e) => e.id)
-        .map((e) => [e.id, e]),
+    const allErrors = (task.data.errors as ModuleError[] | undefined) ?? [];
+    const errors = new Map(allErrors.filter((e) => e.id).map((e) => [e.id, e]));
+    const removalError = describeRemovalFailures(allErrors.filter((e) => !e.id));
+    const named = new Set(
+      REPORTS.flatMap((k) => ((task.data[k] as ModuleRef[] | undefined) ?? []).map((r) => r.id)),
     );
-    const failedAt = errors.size > 0 ? retryAt(host) : null;
+    const failedAt = errors.size > 0 || removalError ? retryAt(host) : null;
     return {
       host,
-      hostError: null,
+      hostError: removalError,
       updates: ids.map((id): SyncUpdate => {
         const c = conflicts.get(id);
         if (c) {
@@ -113,8 +128,27 @@ export function syncFromRun(
             runId: run.id,
           };
         }
+        if (removalError && !named.has(id)) {
+          return {
+            id,
+            state: 'failed',
+            error: removalError,
+            conflict: null,
+            retryAt: failedAt,
+            runId: run.id,
+          };
+        }
         return { id, state: 'in_sync', error: null, conflict: null, retryAt: null, runId: run.id };
       }),
     };
   });
+}
+
+/** One message for the routes the module could not remove, or null when there were none. */
+function describeRemovalFailures(failures: ModuleError[]): string | null {
+  if (failures.length === 0) return null;
+  const each = failures.map(
+    (e) => `${e.to} (table ${e.table ?? '?'}, metric ${e.metric ?? '?'}): ${e.error}`,
+  );
+  return `could not remove ${each.join('; ')}`;
 }
