@@ -3,19 +3,19 @@ import type { Actor } from '../auth/roles.ts';
 import type { Config } from '../config.ts';
 import { ConflictError, NotFoundError, ValidationError } from '../http/errors.ts';
 import type { InventorySource } from '../hosts/inventory-source.ts';
-import { resolveTargets } from '../hosts/inventory.ts';
 import type { Reconciler, Settlement } from '../reconciler/reconciler.ts';
+import { checkSchedule, parseAddress, parseSchedule, type RouteInput } from './route-input.ts';
 import {
-  checkSchedule,
-  parseAddress,
-  parseRouteSpec,
-  parseSchedule,
-  type RouteInput,
-} from './route-input.ts';
-import type { Identity, NewRoute, RouteFilter, RoutesStore } from './routes-store.ts';
+  differenceOf,
+  identityConflict,
+  keyOf,
+  uniquePlanned,
+  type PlannedRoute,
+  planRoutes,
+} from './route-plan.ts';
+import type { NewRoute, RouteFilter, RoutesStore } from './routes-store.ts';
 import {
   REMOVED_STATUSES,
-  sameForwarding,
   scheduledStatus,
   type Route,
   type RouteSpec,
@@ -46,7 +46,6 @@ export interface Applied<T> {
 }
 
 const LIVE: RouteStatus[] = ['pending', 'active', 'paused'];
-const keyOf = (k: Identity) => `${k.host}|${k.table}|${k.to}|${k.metric}`;
 
 type ServiceConfig = Pick<Config, 'allowLocalWrites'>;
 
@@ -68,8 +67,8 @@ export class RoutesService {
 
   /**
    * Creates routes, or (with `upsert`) moves existing ones with the same identity to the new
-   * forwarding. An identical live route is returned as it is, never duplicated. All or none:
-   * one bad item rejects the whole request.
+   * forwarding and schedule. An identical live route is returned as it is, never duplicated.
+   * All or none: one bad item rejects the whole request.
    */
   async create(
     inputs: { input: RouteInput; base: string }[],
@@ -77,46 +76,13 @@ export class RoutesService {
     upsert: boolean,
   ): Promise<CreateItem[]> {
     const now = new Date();
-    const inv = await this.inventory.current();
-    const planned: { spec: RouteSpec; input: RouteInput; base: string }[] = [];
-    for (const { input, base } of inputs) {
-      const { hosts, unknown } = resolveTargets(inv, [input.host]);
-      if (unknown.length > 0 || hosts.length === 0) {
-        throw ValidationError.field(
-          `${base}/host`,
-          `'${input.host}' is not a host or group of the inventory`,
-        );
-      }
-      const local = hosts.filter((h) => inv.hosts.get(h)?.local);
-      if (local.length > 0 && !this.config.allowLocalWrites) {
-        throw new ConflictError(
-          `${local.join(', ')} is the machine routeplane runs on and is read-only; set ALLOW_LOCAL_WRITES=true to manage its routes`,
-          { field: `${base}/host` },
-        );
-      }
-      checkSchedule(parseSchedule(input, base), now, base);
-      for (const host of hosts)
-        planned.push({ spec: parseRouteSpec(input, host, base), input, base });
-    }
-
-    // Within one request, the same identity twice is one route if identical, else an error.
-    const unique = new Map<string, (typeof planned)[number]>();
-    for (const p of planned) {
-      const seen = unique.get(keyOf(p.spec));
-      if (seen && !sameForwarding(seen.spec, p.spec)) {
-        throw ValidationError.field(
-          `${p.base}/to`,
-          `${p.spec.to} on ${p.spec.host} appears twice in the request with different forwarding`,
-        );
-      }
-      if (!seen) unique.set(keyOf(p.spec), p);
-    }
-    return this.createPlanned([...unique.values()], planned, actor, upsert, now);
+    const planned = planRoutes(inputs, await this.inventory.current(), now, this.config);
+    return this.createPlanned(uniquePlanned(planned, now), planned, actor, upsert, now);
   }
 
   private async createPlanned(
-    unique: { spec: RouteSpec; input: RouteInput; base: string }[],
-    planned: { spec: RouteSpec }[],
+    unique: PlannedRoute[],
+    planned: PlannedRoute[],
     actor: Actor,
     upsert: boolean,
     now: Date,
@@ -125,28 +91,23 @@ export class RoutesService {
       (await this.store.findLive(unique.map((p) => p.spec))).map((r) => [keyOf(r), r]),
     );
     const fresh: NewRoute[] = [];
-    const moves: { route: Route; spec: RouteSpec; input: RouteInput; base: string }[] = [];
+    const moves: { route: Route; planned: PlannedRoute }[] = [];
     for (const p of unique) {
       const found = existing.get(keyOf(p.spec));
       if (!found) {
-        const schedule = parseSchedule(p.input, p.base);
         fresh.push({
           id: randomUUID(),
           spec: p.spec,
-          schedule,
+          schedule: p.schedule,
           comment: p.input.comment ?? null,
-          status: scheduledStatus(schedule, now),
+          status: scheduledStatus(p.schedule, now),
           actor: actor.name,
         });
-      } else if (!sameForwarding(found, p.spec)) {
-        if (!upsert) {
-          throw new ConflictError(
-            `${found.host} already has route ${found.id} to ${found.to} (table ${found.table}, metric ${found.metric}) via ${found.via ?? found.dev}; use PUT /v1/routes to move it`,
-            { field: `${p.base}/to`, route_id: found.id },
-          );
-        }
-        moves.push({ route: found, ...p });
+        continue;
       }
+      const differs = differenceOf(found, p, now);
+      if (differs && !upsert) throw identityConflict(found, p, differs, now);
+      if (differs) moves.push({ route: found, planned: p });
     }
     let inserted: Route[];
     try {
@@ -160,20 +121,7 @@ export class RoutesService {
       throw err;
     }
     const updated: Route[] = [];
-    for (const m of moves) {
-      const route = await this.store.change(
-        m.route.id,
-        LIVE,
-        {
-          spec: m.spec,
-          schedule: parseSchedule(m.input, m.base),
-          comment: m.input.comment ?? m.route.comment,
-        },
-        actor.name,
-        'update',
-      );
-      if (route) updated.push(route);
-    }
+    for (const m of moves) updated.push(await this.move(m.route, m.planned, actor, now));
     const outcome = new Map<string, CreateItem>();
     for (const r of inserted) outcome.set(keyOf(r), { route: r, outcome: 'created' });
     for (const r of updated) outcome.set(keyOf(r), { route: r, outcome: 'updated' });
@@ -183,6 +131,38 @@ export class RoutesService {
     if (inserted.some((r) => r.createAt || r.deleteAt) || updated.length > 0)
       this.scheduleChanged();
     return planned.map((p) => outcome.get(keyOf(p.spec))!);
+  }
+
+  /**
+   * Gives a live route the request's forwarding and schedule. The status follows the new
+   * schedule as PATCH's does (a route moved without create_at is active now, not left pending
+   * with nothing to fire it), except that a paused route stays paused.
+   */
+  private async move(route: Route, p: PlannedRoute, actor: Actor, now: Date): Promise<Route> {
+    for (let current = route; ;) {
+      const moved = await this.store.change(
+        current.id,
+        [current.status],
+        {
+          spec: p.spec,
+          schedule: p.schedule,
+          comment: p.input.comment ?? current.comment,
+          status: current.status === 'paused' ? 'paused' : scheduledStatus(p.schedule, now),
+        },
+        actor.name,
+        'update',
+      );
+      if (moved) return moved;
+      // Its status changed under us (the scheduler fired it, someone paused it): decide again.
+      const latest = await this.get(current.id);
+      if (REMOVED_STATUSES.includes(latest.status)) {
+        throw new ConflictError(
+          `Route ${latest.id} was ${latest.status} while this request changed it; send the request again`,
+          { field: `${p.base}/to`, route_id: latest.id, current_status: latest.status },
+        );
+      }
+      current = latest;
+    }
   }
 
   async get(id: string): Promise<Route> {

@@ -89,3 +89,15 @@ export function scheduledStatus(s: RouteSchedule, now: Date): RouteStatus {
   if (s.createAt && s.createAt > now) return 'pending';
   return 'active';
 }
+
+/**
+ * Whether two schedules ask the same of the kernel at `now`: a create_at that has come means
+ * "now", as no create_at does, so re-sending a route whose start has passed is not a change.
+ */
+export function sameSchedule(a: RouteSchedule, b: RouteSchedule, now: Date): boolean {
+  const start = (d: Date | null) => (d === null || d <= now ? null : d.getTime());
+  return (
+    start(a.createAt) === start(b.createAt) &&
+    (a.deleteAt?.getTime() ?? null) === (b.deleteAt?.getTime() ?? null)
+  );
+}

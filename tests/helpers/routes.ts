@@ -167,3 +167,18 @@ export async function countRows(
   const rows = (await knex(table).where(where).count({ n: '*' })) as { n: number | string }[];
   return Number(rows[0]!.n);
 }
+
+/** The route's row as stored. */
+export async function routeRow(knex: Knex, id: string) {
+  const [row] = await knex('routes').where({ id });
+  return row;
+}
+
+/** The route's audit trail as [action, from, to], oldest first. */
+export async function eventTrail(
+  knex: Knex,
+  id: string,
+): Promise<[string, string | null, string][]> {
+  const rows = await knex('route_events').where({ route_id: id }).orderBy('id');
+  return rows.map((e) => [e.action, e.from_status, e.to_status]);
+}
