@@ -251,18 +251,21 @@ export interface paths {
         /**
          * Create routes, or move existing ones to a new gateway or device
          * @description Like POST, except that a live route with the same identity (host, table,
-         *     to, metric) but different forwarding is updated in place (the route moves
-         *     to the new `via`/`dev`, with the new schedule and comment) instead of
-         *     being a conflict.
+         *     to, metric) but different forwarding or schedule is updated in place (the
+         *     route moves to the new `via`/`dev`, with the new schedule and comment)
+         *     instead of being a conflict. Its status follows the new schedule (pending
+         *     until a future `create_at`, else active); a paused route stays paused.
          */
         put: operations["upsertRoutes"];
         /**
          * Create a route, or a batch of routes
          * @description The body is one route or an array of routes. `host` may name an inventory
          *     group: the route is created once per member. A route is identified by
-         *     (host, table, to, metric): creating an identical live route again answers
-         *     200 with the existing one; the same identity with a different `via` or
-         *     `dev` is a 409 pointing at it (use PUT to move it).
+         *     (host, table, to, metric): creating an identical live route again (same
+         *     forwarding and schedule; a `create_at` that has passed counts as now)
+         *     answers 200 with the existing one. The same identity with a different
+         *     `via` or `dev`, or a different `create_at` / `delete_at`, is a 409 pointing
+         *     at it and naming the field (PUT moves it, PATCH reschedules it).
          *
          *     The request waits up to `wait` seconds for the apply run that carries the
          *     change: then 201 with each route's sync state, or 202 (with the run id in

@@ -1,14 +1,19 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSshd, stopSshd } from '../../../src/lab/index.ts';
 import { useLab } from '../../helpers/lab.ts';
-import { countRows, kernelHas, poll } from '../../helpers/routes.ts';
+import { countRows, findRoute, kernelHas, ownedRoutes, poll } from '../../helpers/routes.ts';
 import { startTestServer, type TestServer } from '../../helpers/server.ts';
 
 // A host that cannot be reached: the route is recorded as failed, then converges on its own.
 const T = 120_000;
 
-describe('a route for a host whose sshd is down, on a lab of 1 host', { timeout: T }, () => {
-  const fleet = useLab(1);
+interface RouteBody {
+  id: string;
+  sync: { state: string; error: string | null; retry_at: string | null };
+}
+
+describe('routes for a host whose sshd is down, on a lab of 2 hosts', { timeout: T }, () => {
+  const fleet = useLab(2);
   let server: TestServer;
 
   beforeAll(async () => {
@@ -21,6 +26,7 @@ describe('a route for a host whose sshd is down, on a lab of 1 host', { timeout:
 
   afterAll(async () => {
     await startSshd(fleet.lab, 'h1');
+    await startSshd(fleet.lab, 'h2');
     await server?.close();
   }, T);
 
@@ -83,5 +89,42 @@ describe('a route for a host whose sshd is down, on a lab of 1 host', { timeout:
     // Converging is the reconciler's doing: no request asked again.
     const events = await server.database.db.knex('route_events').where({ route_id: id });
     expect(events.map((e) => e.action)).toEqual(['create']);
+  });
+
+  it('when a batch spans a live host and one whose sshd is stopped, then 201 with each item in sync or failed with the connection error', async () => {
+    await stopSshd(fleet.lab, 'h2');
+    const live = { to: '203.0.113.160/28' };
+    const down = { to: '203.0.113.176/28' };
+
+    const res = await server.request('POST', '/v1/routes', {
+      body: [
+        { host: 'h1', to: live.to, dev: 'eth0' },
+        { host: 'h2', to: down.to, dev: 'eth0' },
+      ],
+    });
+    expect(res.status, res.text).toBe(201);
+    const [ok, failed] = res.body.items as { outcome: string; route: RouteBody }[];
+    expect(ok).toMatchObject({
+      outcome: 'created',
+      route: { host: 'h1', to: live.to, sync: { state: 'in_sync', error: null } },
+    });
+    expect(failed).toMatchObject({
+      outcome: 'created',
+      route: { host: 'h2', to: down.to, status: 'active', sync: { state: 'failed' } },
+    });
+    // ssh's own words: the reason names the connection that failed, not just "failed".
+    const h2 = fleet.lab.hosts[1]!.ipv4.replaceAll('.', '\\.');
+    expect(failed!.route.sync.error).toMatch(
+      new RegExp(`ssh: connect to host ${h2} port 22: Connection refused`),
+    );
+    expect(failed!.route.sync.retry_at).not.toBeNull();
+    expect(res.body.counts).toEqual({ in_sync: 1, failed: 1 });
+
+    expect(findRoute(await ownedRoutes(fleet.lab, 'h1'), live)).toMatchObject({ dev: 'eth0' });
+    const [row] = await server.database.db.knex('routes').where({ id: failed!.route.id });
+    expect(row).toMatchObject({ sync_state: 'failed', sync_error: failed!.route.sync.error });
+
+    await startSshd(fleet.lab, 'h2');
+    await kernelHas(fleet.lab, 'h2', down, 60_000);
   });
 });
