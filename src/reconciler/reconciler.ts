@@ -206,21 +206,10 @@ export class Reconciler {
         this.store.desiredFor(hosts),
         this.store.unsyncedIds(hosts),
       ]);
-      const started = await this.runs.start({
-        kind: 'apply',
-        playbookName: 'apply_routes',
-        playbookRoot: this.config.playbooksDir,
-        playbookFile: 'apply_routes.yml',
+      const started = await this.startApply(
         hosts,
-        limit: hosts,
-        extravars: {
-          routeplane_route_proto: this.config.routeProto,
-          routeplane_desired_routes: Object.fromEntries(
-            [...desired].map(([h, routes]) => [h, routes.map(moduleRoute)]),
-          ),
-        },
-        actor: SYSTEM,
-      });
+        Object.fromEntries([...desired].map(([h, routes]) => [h, routes.map(moduleRoute)])),
+      );
       for (const h of hosts) {
         this.inFlight.set(h, started.run.id);
         this.carrying.set(h, { gen: gens.get(h)!, runId: started.run.id });
@@ -250,6 +239,23 @@ export class Reconciler {
     for (const [h, gen] of gens) {
       if ((this.applied.get(h) ?? 0) < gen) this.applied.set(h, gen);
     }
+  }
+
+  /** One apply_routes run: each host's kernel is made to hold exactly its desired routes. */
+  private startApply(hosts: string[], desired: Record<string, Record<string, unknown>[]>) {
+    return this.runs.start({
+      kind: 'apply',
+      playbookName: 'apply_routes',
+      playbookRoot: this.config.playbooksDir,
+      playbookFile: 'apply_routes.yml',
+      hosts,
+      limit: hosts,
+      extravars: {
+        routeplane_route_proto: this.config.routeProto,
+        routeplane_desired_routes: desired,
+      },
+      actor: SYSTEM,
+    });
   }
 
   private nextDelay(host: string): number {
@@ -312,19 +318,7 @@ export class Reconciler {
     try {
       if (lease.hosts.length === 0) return { run: null, skipped };
       const hosts = lease.hosts;
-      const { done } = await this.runs.start({
-        kind: 'apply',
-        playbookName: 'apply_routes',
-        playbookRoot: this.config.playbooksDir,
-        playbookFile: 'apply_routes.yml',
-        hosts,
-        limit: hosts,
-        extravars: {
-          routeplane_route_proto: this.config.routeProto,
-          routeplane_desired_routes: Object.fromEntries(hosts.map((h) => [h, []])),
-        },
-        actor: SYSTEM,
-      });
+      const { done } = await this.startApply(hosts, Object.fromEntries(hosts.map((h) => [h, []])));
       return { run: await done, skipped };
     } finally {
       await lease.release();

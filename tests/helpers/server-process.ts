@@ -4,7 +4,14 @@ import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { sleep } from './runs.ts';
-import { FIXTURE_CATALOG, REPO, TOKENS, type RequestOptions, type TestResponse } from './server.ts';
+import {
+  FIXTURE_CATALOG,
+  REPO,
+  requester,
+  TOKENS,
+  type RequestOptions,
+  type TestResponse,
+} from './server.ts';
 
 /** A port nothing listens on right now: bind 0, read it, let it go. */
 export function freePort(): Promise<number> {
@@ -111,25 +118,7 @@ export async function spawnServer(env: Record<string, string>): Promise<ServerPr
     url,
     dataDir,
     logs,
-    async request(method, target, o = {}) {
-      const headers: Record<string, string> = { ...(o.headers ?? {}) };
-      const token = o.token === undefined ? 'admin' : o.token;
-      if (token) headers.authorization = `Bearer ${TOKENS[token]}`;
-      let body: string | undefined = o.rawBody;
-      if (o.body !== undefined) {
-        body = JSON.stringify(o.body);
-        headers['content-type'] ??= 'application/json';
-      }
-      const res = await fetch(url + target, { method, headers, body });
-      const text = await res.text();
-      let parsed: unknown;
-      try {
-        parsed = text ? JSON.parse(text) : undefined;
-      } catch {
-        parsed = undefined;
-      }
-      return { status: res.status, headers: res.headers, text, body: parsed };
-    },
+    request: requester(url),
     kill,
     exitCode: () => child.exitCode,
     async stop(ms = 30_000) {

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { inject } from 'vitest';
+import { afterAll, beforeAll, inject } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/logger.ts';
 import { startServer, type RunningServer } from '../../src/server.ts';
@@ -81,29 +81,7 @@ export async function startTestServer(
     runner: opts.runner,
     logger: createLogger('debug', sink),
   });
-  const request = async (
-    method: string,
-    url: string,
-    o: RequestOptions = {},
-  ): Promise<TestResponse> => {
-    const headers: Record<string, string> = { ...(o.headers ?? {}) };
-    const token = o.token === undefined ? 'admin' : o.token;
-    if (token) headers.authorization = `Bearer ${TOKENS[token]}`;
-    let body: string | undefined = o.rawBody;
-    if (o.body !== undefined) {
-      body = JSON.stringify(o.body);
-      headers['content-type'] ??= 'application/json';
-    }
-    const res = await fetch(running.url + url, { method, headers, body });
-    const text = await res.text();
-    let parsed: unknown = undefined;
-    try {
-      parsed = text ? JSON.parse(text) : undefined;
-    } catch {
-      parsed = undefined;
-    }
-    return { status: res.status, headers: res.headers, text, body: parsed };
-  };
+  const request = requester(running.url);
   return {
     ...running,
     database,
@@ -116,4 +94,52 @@ export async function startTestServer(
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** request() against a base URL, with the test tokens (admin unless told otherwise). */
+export function requester(
+  baseUrl: string,
+): (method: string, url: string, o?: RequestOptions) => Promise<TestResponse> {
+  return async (method, url, o = {}) => {
+    const headers: Record<string, string> = { ...(o.headers ?? {}) };
+    const token = o.token === undefined ? 'admin' : o.token;
+    if (token) headers.authorization = `Bearer ${TOKENS[token]}`;
+    let body: string | undefined = o.rawBody;
+    if (o.body !== undefined) {
+      body = JSON.stringify(o.body);
+      headers['content-type'] ??= 'application/json';
+    }
+    const res = await fetch(baseUrl + url, { method, headers, body });
+    const text = await res.text();
+    let parsed: unknown = undefined;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      parsed = undefined;
+    }
+    return { status: res.status, headers: res.headers, text, body: parsed };
+  };
+}
+
+/**
+ * A test server for the enclosing describe block: started in beforeAll with `env()` (read
+ * then, so it may name a lab made by an earlier beforeAll), closed in afterAll. The value
+ * stands for the running server; using it outside those hooks' span throws.
+ */
+export function useTestServer(env: () => Record<string, string>, timeoutMs = 120_000): TestServer {
+  let current: TestServer | undefined;
+  beforeAll(async () => {
+    current = await startTestServer(env());
+  }, timeoutMs);
+  afterAll(async () => {
+    await current?.close();
+    current = undefined;
+  }, timeoutMs);
+  return new Proxy({} as TestServer, {
+    get(_target, key) {
+      if (!current) throw new Error('no server: useTestServer() is up between its hooks only');
+      const value = Reflect.get(current, key) as unknown;
+      return typeof value === 'function' ? value.bind(current) : value;
+    },
+  });
 }

@@ -1,8 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { useLab } from '../../helpers/lab.ts';
 import { expectProblem } from '../../helpers/problem.ts';
 import { findRoute, ownedRoutes } from '../../helpers/routes.ts';
-import { startTestServer, type TestServer } from '../../helpers/server.ts';
+import { useTestServer } from '../../helpers/server.ts';
 
 // A route is (host, table, to, metric): never duplicated, moved only on purpose.
 const T = 90_000;
@@ -14,15 +14,7 @@ interface Item {
 
 describe('route identity and idempotency, on a lab of 2 hosts', { timeout: T }, () => {
   const fleet = useLab(2);
-  let server: TestServer;
-
-  beforeAll(async () => {
-    server = await startTestServer({ INVENTORY: fleet.lab.inventoryPath });
-  }, T);
-
-  afterAll(async () => {
-    await server?.close();
-  }, T);
+  const server = useTestServer(() => ({ INVENTORY: fleet.lab.inventoryPath }), T);
 
   const h1 = () => fleet.lab.hosts[0]!;
   const h2 = () => fleet.lab.hosts[1]!;

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { useLab } from '../../helpers/lab.ts';
 import { expectProblem } from '../../helpers/problem.ts';
 import {
@@ -9,7 +9,7 @@ import {
   poll,
   type RouteKey,
 } from '../../helpers/routes.ts';
-import { startTestServer, type TestServer } from '../../helpers/server.ts';
+import { useTestServer } from '../../helpers/server.ts';
 
 // Each lifecycle transition, seen in h1's kernel (gateway h2), in the API and in the audit rows.
 const T = 90_000;
@@ -23,15 +23,7 @@ interface EventBody {
 
 describe('a route through its lifecycle, on a lab of 2 hosts', { timeout: T }, () => {
   const fleet = useLab(2);
-  let server: TestServer;
-
-  beforeAll(async () => {
-    server = await startTestServer({ INVENTORY: fleet.lab.inventoryPath });
-  }, T);
-
-  afterAll(async () => {
-    await server?.close();
-  }, T);
+  const server = useTestServer(() => ({ INVENTORY: fleet.lab.inventoryPath }), T);
 
   const gateway = () => fleet.lab.hosts[1]!.ipv4;
   const h1Has = async (key: RouteKey) => findRoute(await ownedRoutes(fleet.lab, 'h1'), key);

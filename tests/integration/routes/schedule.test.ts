@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { useLab } from '../../helpers/lab.ts';
 import { expectProblem } from '../../helpers/problem.ts';
 import {
@@ -11,7 +11,7 @@ import {
   poll,
   routeRow,
 } from '../../helpers/routes.ts';
-import { startTestServer, type TestServer } from '../../helpers/server.ts';
+import { useTestServer } from '../../helpers/server.ts';
 
 // Changing a route's schedule (PATCH, PUT) moves its transitions; POST never changes one.
 const T = 90_000;
@@ -19,15 +19,7 @@ const HOUR = 3_600_000;
 
 describe('rescheduling routes, on a lab of 2 hosts', { timeout: T }, () => {
   const fleet = useLab(2);
-  let server: TestServer;
-
-  beforeAll(async () => {
-    server = await startTestServer({ INVENTORY: fleet.lab.inventoryPath });
-  }, T);
-
-  afterAll(async () => {
-    await server?.close();
-  }, T);
+  const server = useTestServer(() => ({ INVENTORY: fleet.lab.inventoryPath }), T);
 
   const h2v4 = () => fleet.lab.hosts[1]!.ipv4;
   const knex = () => server.database.db.knex;

@@ -1,23 +1,15 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { useLab } from '../../helpers/lab.ts';
 import { expectProblem } from '../../helpers/problem.ts';
 import { countRows, findRoute, ownedRoutes } from '../../helpers/routes.ts';
-import { startTestServer, type TestServer } from '../../helpers/server.ts';
+import { useTestServer } from '../../helpers/server.ts';
 
 // Every rejection is a 400 problem naming the field, and a rejected request records nothing.
 const T = 60_000;
 
 describe('route requests that cannot be applied, on a lab of 1 host', { timeout: T }, () => {
   const fleet = useLab(1);
-  let server: TestServer;
-
-  beforeAll(async () => {
-    server = await startTestServer({ INVENTORY: fleet.lab.inventoryPath });
-  }, T);
-
-  afterAll(async () => {
-    await server?.close();
-  }, T);
+  const server = useTestServer(() => ({ INVENTORY: fleet.lab.inventoryPath }), T);
 
   const gw = () => fleet.lab.gatewayV4;
   const post = (body: unknown) => server.request('POST', '/v1/routes', { body });

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSshd, stopSshd } from '../../../src/lab/index.ts';
 import { useLab } from '../../helpers/lab.ts';
 import { runWhen } from '../../helpers/runs.ts';
-import { startTestServer, type TestServer } from '../../helpers/server.ts';
+import { useTestServer } from '../../helpers/server.ts';
 
 // Real ansible-playbook against a lab of 3 network-namespace hosts.
 const T = 60_000;
@@ -30,15 +30,7 @@ const resultOf = (run: { results: Result[] }, host: string, task: string) =>
 
 describe('the runs API against a lab of 3 hosts', { timeout: T }, () => {
   const fleet = useLab(3);
-  let server: TestServer;
-
-  beforeAll(async () => {
-    server = await startTestServer({ INVENTORY: fleet.lab.inventoryPath });
-  }, T);
-
-  afterAll(async () => {
-    await server?.close();
-  }, T);
+  const server = useTestServer(() => ({ INVENTORY: fleet.lab.inventoryPath }), T);
 
   describe('given three finished runs: ping on all, mixed outcomes on all, ping on h1', () => {
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
