@@ -216,21 +216,16 @@ export class Reconciler {
       }
       this.notifyWaiters();
       run = await started.done;
-      const results = syncFromRun(run, settled, (h) => new Date(Date.now() + this.nextDelay(h)));
+      // Every host of the run, also those with no row to settle: a host that failed, or whose
+      // kernel kept a route it was told to remove, is retried either way.
+      const everyHost = new Map(hosts.map((h) => [h, settled.get(h) ?? []]));
+      const results = syncFromRun(run, everyHost, (h) => new Date(Date.now() + this.nextDelay(h)));
       await this.store.recordSync(results.flatMap((r) => r.updates));
       for (const r of results) {
         if (r.hostError) this.scheduleRetry(r.host, r.hostError);
         else if (r.updates.some((u) => u.state === 'failed'))
           this.scheduleRetry(r.host, 'route errors');
         else this.attempts.delete(r.host);
-      }
-      // Hosts with nothing to settle still ran; a failure there is retried the same way.
-      for (const h of hosts) {
-        if (settled.has(h)) continue;
-        const outcome = run.summary[h];
-        if (!outcome || outcome.status === 'unreachable' || outcome.status === 'failed') {
-          this.scheduleRetry(h, outcome?.msg ?? run.error ?? run.status);
-        }
       }
     } catch (err) {
       this.logger.error({ event: 'reconcile.apply_failed', hosts, err }, 'apply could not run');

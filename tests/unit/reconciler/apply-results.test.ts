@@ -124,4 +124,21 @@ describe('syncFromRun', () => {
       ['failed', msg],
     ]);
   });
+
+  it('when a host with no row to settle could not remove a leftover route, then the host is failed so it is retried', () => {
+    const run = runWith({
+      data: moduleOutput({
+        unchanged: [],
+        errors: [
+          { id: null, op: 'del', to: '203.0.113.32/28', table: 254, metric: 0, error: 'busy' },
+        ],
+      }),
+    });
+    const [result] = syncFromRun(run, new Map([['h1', []]]), () => RETRY);
+    expect(result).toEqual({
+      host: 'h1',
+      hostError: 'could not remove 203.0.113.32/28 (table 254, metric 0): busy',
+      updates: [],
+    });
+  });
 });
