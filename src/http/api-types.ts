@@ -1051,7 +1051,7 @@ export interface components {
                  *       "type": "https://routeplane.dev/problems/validation",
                  *       "title": "Request validation failed",
                  *       "status": 400,
-                 *       "detail": "request/body/playbook must match pattern \"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$\"",
+                 *       "detail": "/body/playbook: must match pattern \"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$\"",
                  *       "errors": [
                  *         {
                  *           "field": "/body/playbook",
@@ -2778,7 +2778,20 @@ export interface operations {
             403: components["responses"]["CompatForbidden"];
             404: components["responses"]["CompatNotFound"];
             409: components["responses"]["CompatConflict"];
-            413: components["responses"]["CompatInvalid"];
+            /** @description The body is over `BODY_LIMIT` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "The request body is over the size limit"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["CompatDetail"];
+                };
+            };
             422: components["responses"]["CompatInvalid"];
             502: components["responses"]["CompatBadGateway"];
             503: components["responses"]["CompatBadGateway"];
