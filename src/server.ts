@@ -9,6 +9,7 @@ import { loadConfig, type Config } from './config.ts';
 import { lockDataDir } from './db/data-dir-lock.ts';
 import { migrateToLatest } from './db/database.ts';
 import { createLogger, type Logger } from './logger.ts';
+import { atMost } from './shared/at-most.ts';
 import { wireServices, type Services, type WiringOverrides } from './wiring.ts';
 
 export interface RunningServer {
@@ -103,12 +104,7 @@ async function removeRoutesOnShutdown(
   logger: Logger,
 ): Promise<void> {
   try {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      live.reconciler.drained(),
-      new Promise((r) => (timer = setTimeout(r, config.shutdownGraceMs))),
-    ]);
-    clearTimeout(timer);
+    await atMost(live.reconciler.drained(), config.shutdownGraceMs);
     const others = await live.presence.othersAlive();
     if (others > 0) {
       logger.info(

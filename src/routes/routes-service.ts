@@ -16,6 +16,7 @@ import {
 import type { NewRoute, RouteFilter, RoutesStore } from './routes-store.ts';
 import {
   REMOVED_STATUSES,
+  rescheduledStatus,
   scheduledStatus,
   type Route,
   type RouteSpec,
@@ -147,7 +148,7 @@ export class RoutesService {
           spec: p.spec,
           schedule: p.schedule,
           comment: p.input.comment ?? current.comment,
-          status: current.status === 'paused' ? 'paused' : scheduledStatus(p.schedule, now),
+          status: rescheduledStatus(current.status, p.schedule, now),
         },
         actor.name,
         'update',
@@ -216,13 +217,7 @@ export class RoutesService {
         );
       }
     }
-    // A paused route stays paused; otherwise the schedule decides between pending and active.
-    const status =
-      route.status === 'paused'
-        ? 'paused'
-        : rescheduled
-          ? scheduledStatus(schedule, now)
-          : route.status;
+    const status = rescheduled ? rescheduledStatus(route.status, schedule, now) : route.status;
     const changed = await this.store.change(
       id,
       [route.status],

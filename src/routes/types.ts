@@ -90,6 +90,11 @@ export function scheduledStatus(s: RouteSchedule, now: Date): RouteStatus {
   return 'active';
 }
 
+/** The status of a live route given a new schedule: a paused route stays paused. */
+export function rescheduledStatus(current: RouteStatus, s: RouteSchedule, now: Date): RouteStatus {
+  return current === 'paused' ? 'paused' : scheduledStatus(s, now);
+}
+
 /**
  * Whether two schedules ask the same of the kernel at `now`: a create_at that has come means
  * "now", as no create_at does, so re-sending a route whose start has passed is not a change.

@@ -13,6 +13,7 @@ import type { Logger } from '../logger.ts';
 import type { InstancePresence } from './instance-presence.ts';
 import type { PlaybookCatalog } from './playbook-catalog.ts';
 import { RunSlots } from './run-slots.ts';
+import { atMost } from '../shared/at-most.ts';
 import type { RunFilter, RunsStore } from './runs-store.ts';
 import {
   FINAL_STATUSES,
@@ -272,9 +273,7 @@ export class RunsService {
   async shutdown(graceMs: number): Promise<void> {
     this.accepting = false;
     const all = () => Promise.allSettled([...this.tracked.values()].map((t) => t.done));
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([all(), new Promise((r) => (timer = setTimeout(r, graceMs)))]);
-    clearTimeout(timer);
+    await atMost(all(), graceMs);
     for (const t of this.tracked.values()) t.cancel();
     await all();
   }

@@ -1,6 +1,11 @@
 import type { Knex } from 'knex';
+import { expect } from 'vitest';
 import { nsExec, type Lab } from '../../src/lab/index.ts';
 import { sleep } from './runs.ts';
+import type { TestServer } from './server.ts';
+
+/** Retry settings for tests that wait for a failed host to converge. */
+export const FAST_RETRIES = { RECONCILE_RETRY_BASE_S: '0.5', RECONCILE_RETRY_MAX_S: '2' };
 
 /** routeplane's ownership marker when ROUTE_PROTO is left at its default. */
 export const ROUTE_PROTO = '147';
@@ -181,4 +186,14 @@ export async function eventTrail(
 ): Promise<[string, string | null, string][]> {
   const rows = await knex('route_events').where({ route_id: id }).orderBy('id');
   return rows.map((e) => [e.action, e.from_status, e.to_status]);
+}
+
+/** POSTs one route and expects 201: the created route's body. */
+export async function createRoute(
+  server: Pick<TestServer, 'request'>,
+  body: Record<string, unknown>,
+): Promise<{ id: string } & Record<string, unknown>> {
+  const res = await server.request('POST', '/v1/routes', { body });
+  expect(res.status, res.text).toBe(201);
+  return res.body;
 }

@@ -1,8 +1,15 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { startSshd, stopSshd } from '../../../src/lab/index.ts';
 import { useLab } from '../../helpers/lab.ts';
-import { countRows, findRoute, kernelHas, ownedRoutes, poll } from '../../helpers/routes.ts';
-import { startTestServer, type TestServer } from '../../helpers/server.ts';
+import {
+  countRows,
+  FAST_RETRIES,
+  findRoute,
+  kernelHas,
+  ownedRoutes,
+  poll,
+} from '../../helpers/routes.ts';
+import { useTestServer } from '../../helpers/server.ts';
 
 // A host that cannot be reached: the route is recorded as failed, then converges on its own.
 const T = 120_000;
@@ -14,20 +21,11 @@ interface RouteBody {
 
 describe('routes for a host whose sshd is down, on a lab of 2 hosts', { timeout: T }, () => {
   const fleet = useLab(2);
-  let server: TestServer;
-
-  beforeAll(async () => {
-    server = await startTestServer({
-      INVENTORY: fleet.lab.inventoryPath,
-      RECONCILE_RETRY_BASE_S: '0.5',
-      RECONCILE_RETRY_MAX_S: '2',
-    });
-  }, T);
+  const server = useTestServer(() => ({ INVENTORY: fleet.lab.inventoryPath, ...FAST_RETRIES }), T);
 
   afterAll(async () => {
     await startSshd(fleet.lab, 'h1');
     await startSshd(fleet.lab, 'h2');
-    await server?.close();
   }, T);
 
   it('when sshd is stopped, then the create is a 502 naming the route, the host and the error; when sshd is back, then it converges unasked', async () => {

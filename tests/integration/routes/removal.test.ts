@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { nsExec } from '../../../src/lab/index.ts';
 import { useLab } from '../../helpers/lab.ts';
 import { expectProblem } from '../../helpers/problem.ts';
@@ -10,37 +10,23 @@ import {
   poll,
   ROUTE_PROTO,
   routeRow,
+  createRoute,
+  FAST_RETRIES,
 } from '../../helpers/routes.ts';
-import { startTestServer, type TestServer } from '../../helpers/server.ts';
+import { useTestServer } from '../../helpers/server.ts';
 
 // A route leaving the kernel whose removal fails is not in sync: it is retried until it is gone.
 const T = 120_000;
 
 describe('a route whose removal the kernel refuses, on a lab of 1 host', { timeout: T }, () => {
   const fleet = useLab(1);
-  let server: TestServer;
-
-  beforeAll(async () => {
-    server = await startTestServer({
-      INVENTORY: fleet.lab.inventoryPath,
-      RECONCILE_RETRY_BASE_S: '0.5',
-      RECONCILE_RETRY_MAX_S: '2',
-    });
-  }, T);
-
-  afterAll(async () => {
-    await server?.close();
-  }, T);
+  const server = useTestServer(() => ({ INVENTORY: fleet.lab.inventoryPath, ...FAST_RETRIES }), T);
 
   const ip = (...args: string[]) => nsExec(fleet.lab, 'h1', ['ip', 'route', ...args]);
 
   it('when the kernel refuses to remove a deleted route, then the delete is a 502 with the reason and the route is retried until it is gone', async () => {
     const to = '203.0.113.144/28';
-    const created = await server.request('POST', '/v1/routes', {
-      body: { host: 'h1', to, dev: 'eth0' },
-    });
-    expect(created.status, created.text).toBe(201);
-    const id = created.body.id as string;
+    const { id } = await createRoute(server, { host: 'h1', to, dev: 'eth0' });
 
     // The module removes by (table, to, metric); a route that also has a TOS does not match
     // that, so the kernel answers the removal "No such process": any refused removal would do.

@@ -2,7 +2,7 @@ import { readlink, rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../helpers/db.ts';
 import { useLab } from '../../helpers/lab.ts';
-import { findRoute, kernelHas, ownedRoutes, poll } from '../../helpers/routes.ts';
+import { FAST_RETRIES, findRoute, kernelHas, ownedRoutes, poll } from '../../helpers/routes.ts';
 import { processesMentioning, sleep } from '../../helpers/runs.ts';
 import { spawnServer, spawnedPid, type ServerProcess } from '../../helpers/server-process.ts';
 
@@ -41,8 +41,7 @@ describe.skipIf(!postgres)('a server killed with -9 and started again (Postgres)
       INVENTORY: fleet.lab.inventoryPath,
       // Restarts share the data dir, as a restarted service would (its pid file is stale).
       ...(started[0] ? { DATA_DIR: started[0].dataDir } : {}),
-      RECONCILE_RETRY_BASE_S: '0.5',
-      RECONCILE_RETRY_MAX_S: '2',
+      ...FAST_RETRIES,
     });
     started.push(s);
     return s;

@@ -10,6 +10,7 @@ import {
   ownedRoutes,
   poll,
   routeRow,
+  createRoute,
 } from '../../helpers/routes.ts';
 import { useTestServer } from '../../helpers/server.ts';
 
@@ -75,11 +76,7 @@ describe('rescheduling routes, on a lab of 2 hosts', { timeout: T }, () => {
 
   it('when a paused route is PUT with a new gateway, then it moves but stays paused and out of the kernel', async () => {
     const to = '203.0.113.32/28';
-    const created = await server.request('POST', '/v1/routes', {
-      body: { host: 'h1', to, dev: 'eth0' },
-    });
-    expect(created.status, created.text).toBe(201);
-    const id = created.body.id as string;
+    const { id } = await createRoute(server, { host: 'h1', to, dev: 'eth0' });
     const paused = await server.request('POST', `/v1/routes/${id}/pause`);
     expect(paused.status, paused.text).toBe(200);
 
@@ -123,11 +120,12 @@ describe('rescheduling routes, on a lab of 2 hosts', { timeout: T }, () => {
 
   it('when an active route is PATCHed to delete_at seconds ahead, then it leaves the kernel and history lists it expired', async () => {
     const to = '203.0.113.64/28';
-    const created = await server.request('POST', '/v1/routes', {
-      body: { host: 'h1', to, via: h2v4(), delete_at: inMs(HOUR) },
+    const { id } = await createRoute(server, {
+      host: 'h1',
+      to,
+      via: h2v4(),
+      delete_at: inMs(HOUR),
     });
-    expect(created.status, created.text).toBe(201);
-    const id = created.body.id as string;
     expect(await h1Has(to)).toMatchObject({ gateway: h2v4() });
 
     const deleteAt = inMs(6_000);
