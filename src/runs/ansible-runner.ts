@@ -2,7 +2,8 @@ import path from 'node:path';
 import { execa } from 'execa';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
-import { extractResults, parseCallbackJson } from './json-extractor.ts';
+import { collectJsonlEvent, parseJsonlEvent, ResultsCollector } from './json-extractor.ts';
+import { eachLine, TailBuffer } from './output-lines.ts';
 import { closeSshMasters, signalGroup } from './process-reaper.ts';
 import { createWorkspace, removeWorkspace, type RunWorkspace } from './run-workspace.ts';
 import type { PlaybookRunner, RunHandle, RunOutcome, RunSpec } from './types.ts';
@@ -18,13 +19,6 @@ type RunnerConfig = Pick<
   | 'vaultPassword'
   | 'vaultPasswordFile'
 >;
-
-/** Keeps the tail: the end of stderr is where ansible says why it stopped. */
-function boundedTail(text: string, maxBytes: number): string {
-  if (Buffer.byteLength(text) <= maxBytes) return text;
-  const buf = Buffer.from(text);
-  return '[... truncated ...]\n' + buf.subarray(buf.length - maxBytes).toString('utf8');
-}
 
 /**
  * Why ansible stopped: from its last `ERROR!` line on (a YAML error's explanation spans many
@@ -44,6 +38,13 @@ function stopReason(stderr: string): string {
     .join('\n')
     .trim();
 }
+
+/**
+ * The longest stdout line parsed as an event. One event is one task's result on one host, so
+ * only a module returning tens of MiB comes near it; a longer line is cut, kept in the log's
+ * tail, and its result is missing (the recap still counts it).
+ */
+const MAX_EVENT_LINE_BYTES = 32 * 1024 * 1024;
 
 // Only what ansible needs: the server's own secrets (tokens, database URL, vault password)
 // must not reach a child's environment.
@@ -75,7 +76,7 @@ export class AnsibleRunner implements PlaybookRunner {
     }
     return {
       ...env,
-      ANSIBLE_STDOUT_CALLBACK: 'ansible.posix.json',
+      ANSIBLE_STDOUT_CALLBACK: 'ansible.posix.jsonl',
       ANSIBLE_LOAD_CALLBACK_PLUGINS: 'True',
       ANSIBLE_PIPELINING: 'True',
       ANSIBLE_HOST_KEY_CHECKING: 'True',
@@ -151,13 +152,17 @@ export class AnsibleRunner implements PlaybookRunner {
         detached: true,
         reject: false,
         stdin: 'ignore',
-        maxBuffer: { stdout: 512 * 1024 * 1024, stderr: 64 * 1024 * 1024 },
+        // Read as streams below: no whole-process buffer, whatever the run prints.
+        buffer: false,
       });
       pgid = child.pid;
-      log.info(
-        { event: 'run.spawned', pid: pgid, hosts: spec.hosts.length },
-        'ansible-playbook started',
-      );
+      if (pgid !== undefined) {
+        log.info(
+          { event: 'run.spawned', pid: pgid, hosts: spec.hosts.length },
+          'ansible-playbook started',
+        );
+        spec.onSpawned?.(pgid);
+      }
       const interrupt = () => {
         if (pgid === undefined) return;
         signalGroup(pgid, 'SIGINT');
@@ -168,13 +173,35 @@ export class AnsibleRunner implements PlaybookRunner {
         timedOut = true;
         interrupt();
       }, this.config.runTimeoutMs);
-      const result = await child;
-      const stderr = String(result.stderr ?? '');
-      const logText = boundedTail(stderr, this.config.runLogMaxBytes);
-      const doc = parseCallbackJson(String(result.stdout ?? ''));
-      const extracted = doc ? extractResults(doc) : { summary: {}, results: [] };
+      const collector = new ResultsCollector();
+      // The stored log: stderr and whatever stdout line is not an event, interleaved.
+      const tail = new TailBuffer(this.config.runLogMaxBytes);
+      // stderr alone, for the reason a run stopped.
+      const stderrTail = new TailBuffer(this.config.runLogMaxBytes);
+      const reading: Promise<void>[] = [];
+      if (child.stdout) {
+        reading.push(
+          eachLine(child.stdout, MAX_EVENT_LINE_BYTES, (line) => {
+            const ev = line.cut ? null : parseJsonlEvent(line.text);
+            if (ev) collectJsonlEvent(collector, ev);
+            else if (line.cut)
+              tail.push(`[routeplane: an output line of ${line.bytes} bytes was cut]`);
+            else if (line.text.trim()) tail.push(line.text);
+          }),
+        );
+      }
+      if (child.stderr) {
+        reading.push(
+          eachLine(child.stderr, this.config.runLogMaxBytes, (line) => {
+            tail.push(line.text);
+            stderrTail.push(line.text);
+          }),
+        );
+      }
+      const [result] = await Promise.all([child, ...reading]);
+      const stderr = stderrTail.text();
       const rc = typeof result.exitCode === 'number' ? result.exitCode : null;
-      const base = { rc, ...extracted, log: logText };
+      const base = { rc, ...collector.extracted(), log: tail.text() };
       if (timedOut) {
         return {
           ...base,
@@ -183,7 +210,7 @@ export class AnsibleRunner implements PlaybookRunner {
         };
       }
       if (hooks.isCanceled()) return { ...base, status: 'canceled', error: 'canceled on request' };
-      if (!doc) {
+      if (!collector.sawRecap) {
         const why = stopReason(stderr);
         // No exit code and no signal: the process never ran (e.g. ENOENT, EACCES).
         const notStarted = rc === null && !result.signal;
@@ -194,7 +221,9 @@ export class AnsibleRunner implements PlaybookRunner {
             why ||
             (notStarted
               ? `ansible-playbook could not be started: ${result.originalMessage ?? result.message}`
-              : `ansible-playbook exited with ${rc ?? result.signal} and printed no results`),
+              : collector.resultCount > 0
+                ? `ansible-playbook exited with ${rc ?? result.signal} before its recap`
+                : `ansible-playbook exited with ${rc ?? result.signal} and printed no results`),
         };
       }
       return { ...base, status: rc === 0 ? 'succeeded' : 'failed', error: null };

@@ -65,44 +65,130 @@ function hostStatus(s: CallbackStats): OutcomeStatus {
   return 'skipped';
 }
 
-/** Turns the callback's JSON into per-host outcomes and per-task results. */
-export function extractResults(doc: CallbackOutput): ExtractedResults {
-  const results: TaskResult[] = [];
+/**
+ * Builds per-host outcomes and per-task results one task result at a time, so the runner can
+ * feed it events as ansible prints them and never hold the whole output.
+ */
+export class ResultsCollector {
+  private readonly results: TaskResult[] = [];
   // Keyed by host and status: a host's summary explains its own status, so a failure that
   // ignore_errors let pass never becomes the message of a host that ended ok.
-  const firstProblem = new Map<string, string | null>();
+  private readonly firstProblem = new Map<string, string | null>();
+  private stats: Record<string, CallbackStats> | null = null;
+
+  taskResult(taskName: string, host: string, r: Record<string, unknown>): void {
+    const status = taskStatus(r);
+    const msg = messageOf(r);
+    const key = `${status} ${host}`;
+    if ((status === 'failed' || status === 'unreachable') && !this.firstProblem.has(key)) {
+      this.firstProblem.set(key, msg);
+    }
+    this.results.push({
+      host,
+      task: taskName,
+      status,
+      changed: Boolean(r.changed),
+      msg: status === 'ok' || status === 'changed' ? null : msg,
+      data: moduleData(r),
+    });
+  }
+
+  /** The recap ansible prints last: a run that reached it ran to its end. */
+  recap(stats: Record<string, CallbackStats>): void {
+    this.stats = stats;
+  }
+
+  get sawRecap(): boolean {
+    return this.stats !== null;
+  }
+
+  get resultCount(): number {
+    return this.results.length;
+  }
+
+  /** Summary from the recap (empty when the run never reached it) and the task results. */
+  extracted(): ExtractedResults {
+    const summary: Record<string, HostOutcome> = {};
+    for (const [host, s] of Object.entries(this.stats ?? {})) {
+      const status = hostStatus(s);
+      summary[host] = {
+        status,
+        ok: s.ok ?? 0,
+        changed: s.changed ?? 0,
+        failures: s.failures ?? 0,
+        unreachable: s.unreachable ?? 0,
+        skipped: s.skipped ?? 0,
+        msg: this.firstProblem.get(`${status} ${host}`) ?? null,
+      };
+    }
+    return { summary, results: this.results };
+  }
+}
+
+/** Turns the callback's JSON into per-host outcomes and per-task results. */
+export function extractResults(doc: CallbackOutput): ExtractedResults {
+  const collector = new ResultsCollector();
   for (const play of doc.plays ?? []) {
     for (const task of play.tasks ?? []) {
       for (const [host, r] of Object.entries(task.hosts ?? {})) {
-        const status = taskStatus(r);
-        const msg = messageOf(r);
-        const key = `${status} ${host}`;
-        if ((status === 'failed' || status === 'unreachable') && !firstProblem.has(key)) {
-          firstProblem.set(key, msg);
-        }
-        results.push({
-          host,
-          task: task.task?.name ?? '',
-          status,
-          changed: Boolean(r.changed),
-          msg: status === 'ok' || status === 'changed' ? null : msg,
-          data: moduleData(r),
-        });
+        collector.taskResult(task.task?.name ?? '', host, r);
       }
     }
   }
-  const summary: Record<string, HostOutcome> = {};
-  for (const [host, s] of Object.entries(doc.stats ?? {})) {
-    const status = hostStatus(s);
-    summary[host] = {
-      status,
-      ok: s.ok ?? 0,
-      changed: s.changed ?? 0,
-      failures: s.failures ?? 0,
-      unreachable: s.unreachable ?? 0,
-      skipped: s.skipped ?? 0,
-      msg: firstProblem.get(`${status} ${host}`) ?? null,
-    };
+  collector.recap(doc.stats ?? {});
+  return collector.extracted();
+}
+
+// The ansible.posix.jsonl events that carry one host's result of one task.
+const RESULT_EVENTS = new Set([
+  'v2_runner_on_ok',
+  'v2_runner_on_failed',
+  'v2_runner_on_unreachable',
+  'v2_runner_on_skipped',
+]);
+
+interface JsonlEvent {
+  _event: string;
+  task?: { name?: string };
+  hosts?: Record<string, Record<string, unknown>>;
+  stats?: Record<string, CallbackStats>;
+}
+
+/** One line of ansible.posix.jsonl output, or null when the line is not one of its events. */
+export function parseJsonlEvent(line: string): JsonlEvent | null {
+  const text = line.trim();
+  if (!text.startsWith('{')) return null;
+  try {
+    const ev = JSON.parse(text) as unknown;
+    return ev && typeof ev === 'object' && typeof (ev as JsonlEvent)._event === 'string'
+      ? (ev as JsonlEvent)
+      : null;
+  } catch {
+    return null;
   }
-  return { summary, results };
+}
+
+/**
+ * Feeds one ansible.posix.jsonl event to `collector`. Each result event carries one task and
+ * one host (the callback prints a copy of the task with just that host); play and task starts
+ * carry nothing the results need; `v2_playbook_on_stats` is the recap.
+ */
+export function collectJsonlEvent(collector: ResultsCollector, ev: JsonlEvent): void {
+  if (RESULT_EVENTS.has(ev._event)) {
+    for (const [host, r] of Object.entries(ev.hosts ?? {})) {
+      if (r && typeof r === 'object') collector.taskResult(ev.task?.name ?? '', host, r);
+    }
+  } else if (ev._event === 'v2_playbook_on_stats') {
+    collector.recap(ev.stats ?? {});
+  }
+}
+
+/** Per-host outcomes and per-task results of a whole jsonl output (tests, tools). */
+export function extractJsonl(stdout: string): ExtractedResults & { complete: boolean } {
+  const collector = new ResultsCollector();
+  for (const line of stdout.split('\n')) {
+    const ev = parseJsonlEvent(line);
+    if (ev) collectJsonlEvent(collector, ev);
+  }
+  return { ...collector.extracted(), complete: collector.sawRecap };
 }

@@ -68,6 +68,11 @@ export interface RunSpec {
   playbookFile: string;
   hosts: string[];
   extravars: Record<string, unknown>;
+  /**
+   * Told the process group id once ansible-playbook runs, so it can be recorded (a later
+   * start-up stops a group its dead owner left). Must not throw; not awaited.
+   */
+  onSpawned?(pgid: number): void;
 }
 
 export interface RunOutcome {

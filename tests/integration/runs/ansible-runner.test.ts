@@ -42,6 +42,10 @@ describe('AnsibleRunner, with ansible-playbook dying before it prints JSON', { t
     await mkdir(catalog);
     await writeFile(path.join(catalog, 'broken.yml'), BROKEN_YAML);
     await writeFile(
+      path.join(catalog, 'chatty.yml'),
+      await readFile(path.join(REPO, 'tests/fixtures/ansible-json/chatty.playbook.yml'), 'utf8'),
+    );
+    await writeFile(
       path.join(catalog, 'ping.yml'),
       await readFile(path.join(REPO, 'tests/fixtures/catalog/ping.yml'), 'utf8'),
     );
@@ -96,6 +100,32 @@ describe('AnsibleRunner, with ansible-playbook dying before it prints JSON', { t
     const outcome = await runner.start(spec('ping.yml', ['h1'])).done;
     expect(outcome).toMatchObject({ status: 'error', rc: null });
     expect(outcome.error).toMatch(/could not be started: .*ENOENT/);
+  });
+
+  it('when a playbook prints MiBs of results and stderr noise, then the log stays within RUN_LOG_MAX_BYTES and every result is there', async () => {
+    const runner = new AnsibleRunner(
+      runnerConfig({ inventoryPath: fleet.lab.inventoryPath, runLogMaxBytes: 4096 }),
+      silent,
+    );
+    const outcome = await runner.start(spec('chatty.yml', ['h1'])).done;
+    expect(outcome).toMatchObject({ status: 'succeeded', rc: 0, error: null });
+    expect(outcome.summary.h1).toMatchObject({ status: 'ok', ok: 3, failures: 0 });
+    expect(outcome.results.map((r) => `${r.task}/${r.status}`)).toEqual([
+      'debug a large string many times/ok',
+      'noise on stderr/ok',
+      'after/ok',
+    ]);
+    const items = outcome.results[0]!.data.results as { msg: string }[];
+    expect(items).toHaveLength(60);
+    expect(items.map((i) => i.msg.length)).toEqual(items.map((_, n) => `${n}:`.length + 65536));
+    expect(outcome.results[1]!.data.msg).toBe('quiet');
+    expect(outcome.results[2]!.data.msg).toBe('done');
+    // the log is the tail of the noise, never the results
+    expect(Buffer.byteLength(outcome.log)).toBeLessThanOrEqual(4096 + 40);
+    expect(outcome.log.startsWith('[... truncated ...]\n')).toBe(true);
+    expect(outcome.log).toMatch(/noise line 10000$/m);
+    expect(outcome.log).not.toContain('noise line 1\n');
+    expect(outcome.log).not.toContain('xxxxxxxx');
   });
 
   describe('through the API', () => {
@@ -161,7 +191,8 @@ describe('AnsibleRunner process handling, with a stand-in ansible-playbook', { t
     extravars,
   });
 
-  const CALLBACK_DOC = `echo '{"plays": [], "stats": {"h1": {"ok": 1}}}'`;
+  // The recap ansible.posix.jsonl prints last.
+  const CALLBACK_DOC = `echo '{"_event": "v2_playbook_on_stats", "stats": {"h1": {"ok": 1}}}'`;
 
   it('when a run starts, then argv holds only temp-dir paths and the hosts, and extravars and the vault password are in 0600 files', async () => {
     const out = path.join(dir, 'record');
@@ -194,8 +225,8 @@ describe('AnsibleRunner process handling, with a stand-in ansible-playbook', { t
     ]);
     const copy = `${out}.ws`;
     expect(JSON.parse(await readFile(path.join(copy, 'extravars.json'), 'utf8'))).toEqual({
-      marker: 'marker-9d2c',
-      n: 1,
+      marker: { __ansible_unsafe: 'marker-9d2c' },
+      n: { __ansible_unsafe: 1 },
     });
     expect((await stat(path.join(copy, 'extravars.json'))).mode & 0o777).toBe(0o600);
     expect(await readFile(path.join(copy, 'vault-password'), 'utf8')).toBe(`${password}\n`);
@@ -226,7 +257,7 @@ describe('AnsibleRunner process handling, with a stand-in ansible-playbook', { t
     const allowed =
       /^(PATH|HOME|USER|LOGNAME|LANG|LC_ALL|TZ|SSH_AUTH_SOCK|PYTHONUNBUFFERED|ANSIBLE_\w+)$/;
     expect(names.filter((n) => !allowed.test(n))).toEqual([]);
-    expect(env).toContain('ANSIBLE_STDOUT_CALLBACK=ansible.posix.json');
+    expect(env).toContain('ANSIBLE_STDOUT_CALLBACK=ansible.posix.jsonl');
   });
 
   it('when ansible-playbook ignores SIGINT, then cancel SIGKILLs its whole process group after the grace period', async () => {
@@ -295,6 +326,84 @@ describe('AnsibleRunner process handling, with a stand-in ansible-playbook', { t
     expect(outcome.log).toMatch(/the last word$/);
     expect(Buffer.byteLength(outcome.log)).toBeLessThanOrEqual(1024 + 40);
     expect(outcome.log).not.toContain('line 1 of noise');
+  });
+
+  it('when stdout carries 20 MiB of lines that are not events around the events, then the log keeps a bounded tail and every result is there', async () => {
+    const event = (host: string) =>
+      `{"_event": "v2_runner_on_ok", "task": {"name": "t"}, "hosts": {"${host}": {"changed": false, "ping": "pong"}}}`;
+    const fake = await script(
+      'chatter.sh',
+      [
+        `echo '${event('h1')}'`,
+        `head -c 20000000 /dev/zero | tr '\\0' a | fold -w 1000`,
+        'echo',
+        `echo '${event('h2')}'`,
+        'echo "the last plain line"',
+        `echo '{"_event": "v2_playbook_on_stats", "stats": {"h1": {"ok": 1}, "h2": {"ok": 1}}}'`,
+      ].join('\n'),
+    );
+    const runner = new AnsibleRunner(
+      runnerConfig({ ansiblePlaybook: fake, inventoryPath: inventory, runLogMaxBytes: 2048 }),
+      silent,
+    );
+    const outcome = await runner.start(spec()).done;
+    expect(outcome).toMatchObject({ status: 'succeeded', rc: 0 });
+    expect(outcome.results.map((r) => `${r.host}/${r.task}/${r.status}`)).toEqual([
+      'h1/t/ok',
+      'h2/t/ok',
+    ]);
+    expect(Object.keys(outcome.summary)).toEqual(['h1', 'h2']);
+    expect(Buffer.byteLength(outcome.log)).toBeLessThanOrEqual(2048 + 40);
+    expect(outcome.log).toMatch(/^\[\.\.\. truncated \.\.\.\]\n/);
+    expect(outcome.log).toMatch(/a{1000}\nthe last plain line$/);
+  });
+
+  it('when one stdout line is longer than any event may be (40 MiB), then it is cut, named in the log, and the run still ends with its recap', async () => {
+    const fake = await script(
+      'longline.sh',
+      [
+        `head -c 41943040 /dev/zero | tr '\\0' y`,
+        'echo',
+        `echo '{"_event": "v2_playbook_on_stats", "stats": {"h1": {"ok": 1}}}'`,
+      ].join('\n'),
+    );
+    const runner = new AnsibleRunner(
+      runnerConfig({ ansiblePlaybook: fake, inventoryPath: inventory, runLogMaxBytes: 1024 }),
+      silent,
+    );
+    const outcome = await runner.start(spec()).done;
+    expect(outcome).toMatchObject({ status: 'succeeded', rc: 0, results: [] });
+    expect(outcome.summary.h1).toMatchObject({ status: 'ok', ok: 1 });
+    expect(outcome.log).toBe('[routeplane: an output line of 41943040 bytes was cut]');
+  });
+
+  it('when ansible is killed after some results but before its recap, then the run is an error that keeps those results and says why', async () => {
+    const fake = await script(
+      'dies.sh',
+      [
+        `echo '{"_event": "v2_runner_on_ok", "task": {"name": "t"}, "hosts": {"h1": {"changed": true}}}'`,
+        'echo "Traceback: something broke" >&2',
+        'kill -9 $$',
+      ].join('\n'),
+    );
+    const runner = new AnsibleRunner(
+      runnerConfig({ ansiblePlaybook: fake, inventoryPath: inventory }),
+      silent,
+    );
+    const outcome = await runner.start(spec()).done;
+    expect(outcome).toMatchObject({ status: 'error', rc: null, summary: {} });
+    expect(outcome.results).toEqual([
+      {
+        host: 'h1',
+        task: 't',
+        status: 'changed',
+        changed: true,
+        msg: null,
+        data: { changed: true },
+      },
+    ]);
+    expect(outcome.error).toBe('Traceback: something broke');
+    expect(outcome.log).toBe('Traceback: something broke');
   });
 
   it('when the run is canceled before the process starts, then it ends canceled without spawning', async () => {
