@@ -168,6 +168,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/playbooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List the catalog's playbooks and the variables each accepts
+         * @description Every playbook `POST /v1/runs` can run, with the extra variables its
+         *     sidecar (`NAME.vars.yml` beside `NAME.yml` in `CATALOG_DIR`) declares,
+         *     so a client can render a form. A playbook without a sidecar accepts no
+         *     extravars; one whose sidecar is invalid shows why in `error`.
+         */
+        get: operations["listPlaybooks"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/runs": {
         parameters: {
             query?: never;
@@ -573,12 +596,13 @@ export interface components {
         KernelRoute: {
             /** @enum {string} */
             family: "inet" | "inet6";
-            /** @description Destination prefix, or "default" */
+            /** @description Destination prefix, always with its length; a default route is 0.0.0.0/0 or ::/0 */
             dst: string;
             gateway: string | null;
             dev: string | null;
             protocol: string | null;
             metric: number | null;
+            /** @description main, local or default, otherwise the table number, however the host names it */
             table: string;
             scope: string | null;
             prefsrc: string | null;
@@ -654,11 +678,40 @@ export interface components {
          * @example ping
          */
         PlaybookName: string;
+        PlaybookVar: {
+            /** @description The variable, as the playbook reads it */
+            name: string;
+            /**
+             * @description The JSON type a value must have (str string, int integer, bool boolean, list array, dict object)
+             * @enum {string}
+             */
+            type: "str" | "int" | "bool" | "list" | "dict";
+            required: boolean;
+            /** @description Used when the request leaves the variable out */
+            default?: unknown;
+            description?: string;
+        };
+        Playbook: {
+            name: components["schemas"]["PlaybookName"];
+            vars: components["schemas"]["PlaybookVar"][];
+            /** @description Why the playbook's sidecar is invalid (it then accepts no extravars) */
+            error: string | null;
+        };
+        PlaybookList: {
+            items: components["schemas"]["Playbook"][];
+        };
         CreateRunRequest: {
             playbook: components["schemas"]["PlaybookName"];
             /** @description Inventory host or group names (never a raw pattern) */
             limit?: string[];
-            /** @description Keys match `^[a-z][a-z0-9_]*$` and never start with `ansible_` */
+            /**
+             * @description Only the variables the playbook's sidecar declares (see
+             *     `GET /v1/playbooks`), each of its declared type. Ansible's magic and
+             *     connection variables (`inventory_hostname`, `hostvars`, `ansible_*`,
+             *     ...) are refused, and so is any key starting with `__ansible` at any
+             *     depth. Every value reaches the playbook marked unsafe: it is never
+             *     templated, so `{{ ... }}` arrives as those characters.
+             */
             extravars?: {
                 [key: string]: unknown;
             };
@@ -1656,6 +1709,57 @@ export interface operations {
             404: components["responses"]["NotFound"];
             502: components["responses"]["HostUnreachable"];
             503: components["responses"]["Unavailable"];
+        };
+    };
+    listPlaybooks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The catalog */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "name": "ping",
+                     *           "vars": [],
+                     *           "error": null
+                     *         },
+                     *         {
+                     *           "name": "net/check",
+                     *           "vars": [
+                     *             {
+                     *               "name": "target",
+                     *               "type": "str",
+                     *               "required": true,
+                     *               "description": "Address to check from each host"
+                     *             },
+                     *             {
+                     *               "name": "count",
+                     *               "type": "int",
+                     *               "required": false,
+                     *               "default": 3
+                     *             }
+                     *           ],
+                     *           "error": null
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": components["schemas"]["PlaybookList"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
         };
     };
     listRuns: {

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { chmod, cp, mkdir, mkdtemp, realpath, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { markUnsafe } from './playbook-vars.ts';
 
 export interface WorkspaceSources {
   playbookRoot: string;
@@ -78,7 +79,8 @@ export async function createWorkspace(src: WorkspaceSources): Promise<RunWorkspa
         });
       }
     }
-    await writeFile(ws.extravarsPath, JSON.stringify(src.extravars), { mode: 0o600 });
+    // Every value marked unsafe: extravars come from requests, and Ansible templates what it loads.
+    await writeFile(ws.extravarsPath, JSON.stringify(markUnsafe(src.extravars)), { mode: 0o600 });
     if (ws.vaultPasswordPath) {
       await writeFile(ws.vaultPasswordPath, src.vaultPassword + '\n', { mode: 0o600 });
     }

@@ -1,12 +1,17 @@
 import { Router } from 'express';
 import type { Schemas } from '../http/api.ts';
 import { actorOf } from '../http/security.ts';
-import { presentRun } from './runs-presenter.ts';
+import { presentPlaybook, presentRun } from './runs-presenter.ts';
 import type { RunsService } from './runs-service.ts';
 import type { RunKind, RunStatus } from './types.ts';
 
 export function runsHandlers(runs: RunsService): Router {
   const r = Router();
+
+  r.get('/v1/playbooks', async (_req, res) => {
+    const items = await runs.playbooks();
+    res.json({ items: items.map(presentPlaybook) } satisfies Schemas['PlaybookList']);
+  });
 
   r.get('/v1/runs', async (req, res) => {
     const q = req.query as Record<string, unknown>;

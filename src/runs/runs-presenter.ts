@@ -1,5 +1,6 @@
 import type { Schemas } from '../http/api.ts';
 import type { Run } from './types.ts';
+import type { CatalogListing } from './playbook-catalog.ts';
 
 export function presentRun(run: Run, detail: boolean): Schemas['Run'] {
   return {
@@ -17,5 +18,19 @@ export function presentRun(run: Run, detail: boolean): Schemas['Run'] {
     summary: run.summary,
     error: run.error,
     ...(detail ? { results: run.results, log: run.log } : {}),
+  };
+}
+
+export function presentPlaybook(p: CatalogListing): Schemas['Playbook'] {
+  return {
+    name: p.name,
+    vars: p.vars.map((v) => ({
+      name: v.name,
+      type: v.type,
+      required: v.required,
+      ...('default' in v ? { default: v.default } : {}),
+      ...(v.description !== undefined ? { description: v.description } : {}),
+    })),
+    error: p.error,
   };
 }

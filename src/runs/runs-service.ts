@@ -10,8 +10,10 @@ import {
 import type { InventorySource } from '../hosts/inventory-source.ts';
 import { resolveTargets } from '../hosts/inventory.ts';
 import type { Logger } from '../logger.ts';
+import { FinishRecorder } from './finish-recorder.ts';
 import type { InstancePresence } from './instance-presence.ts';
-import type { PlaybookCatalog } from './playbook-catalog.ts';
+import type { CatalogListing, PlaybookCatalog } from './playbook-catalog.ts';
+import { checkExtravars } from './playbook-vars.ts';
 import { RunSlots } from './run-slots.ts';
 import { atMost } from '../shared/at-most.ts';
 import type { RunFilter, RunsStore } from './runs-store.ts';
@@ -23,8 +25,6 @@ import {
   type RunKind,
   type RunOutcome,
 } from './types.ts';
-
-const EXTRAVAR_KEY = /^[a-z][a-z0-9_]*$/;
 
 interface Tracked {
   done: Promise<Run>;
@@ -66,8 +66,20 @@ export class RunsService {
     this.slots = new RunSlots(config.maxConcurrentRuns);
   }
 
+  private finisher: FinishRecorder | null = null;
+
+  /** Records run ends through database errors (retried; the hooks run whatever happens). */
+  get finishes(): FinishRecorder {
+    return (this.finisher ??= new FinishRecorder(this.store, this.logger));
+  }
+
   onRunFinished(hook: RunFinishedHook): void {
     this.finishedHooks.push(hook);
+  }
+
+  /** The catalog, with the variables each playbook accepts (for forms in the deployer UI). */
+  playbooks(): Promise<CatalogListing[]> {
+    return this.catalog.list();
   }
 
   /** Checks and starts a catalog playbook; everything invalid is a 400 before any process. */
@@ -75,16 +87,8 @@ export class RunsService {
     input: { playbook: string; limit?: string[]; extravars?: Record<string, unknown> },
     actor: Actor,
   ): Promise<{ run: Run; done: Promise<Run> }> {
-    const extravars = input.extravars ?? {};
-    for (const key of Object.keys(extravars)) {
-      if (!EXTRAVAR_KEY.test(key) || key.startsWith('ansible_')) {
-        throw ValidationError.field(
-          `/body/extravars/${key}`,
-          'keys must match ^[a-z][a-z0-9_]*$ and must not start with ansible_',
-        );
-      }
-    }
     const entry = await this.catalog.resolve(input.playbook);
+    const extravars = checkExtravars(entry.name, entry.vars, input.extravars ?? {});
     const inv = await this.inventory.current();
     const limit = input.limit ?? ['all'];
     const { hosts, unknown } = resolveTargets(inv, limit);
@@ -173,6 +177,13 @@ export class RunsService {
             playbookFile: req.playbookFile,
             hosts: req.hosts,
             extravars: req.extravars,
+            onSpawned: (pgid) =>
+              void this.store.recordProcess(run.id, pgid).catch((err: unknown) =>
+                this.logger.warn(
+                  { event: 'run.pgid_unrecorded', run_id: run.id, err },
+                  'could not record the process group of a run',
+                ),
+              ),
           });
           if (cancelOnStart) tracked.handle.cancel();
           outcome = await tracked.handle.done;
@@ -193,8 +204,7 @@ export class RunsService {
           this.slots.release();
         }
       }
-      const finished =
-        (await this.store.finish(run.id, outcome)) ?? (await this.store.get(run.id))!;
+      const finished = await this.finishes.record(run, outcome);
       for (const hook of this.finishedHooks) {
         await hook(finished).catch((err) =>
           this.logger.error(
@@ -276,6 +286,7 @@ export class RunsService {
     await atMost(all(), graceMs);
     for (const t of this.tracked.values()) t.cancel();
     await all();
+    await this.finishes.close();
   }
 
   get activeCount(): number {

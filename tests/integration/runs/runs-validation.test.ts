@@ -160,12 +160,151 @@ describe('POST /v1/runs validation, with a counting runner', () => {
       },
     );
 
+    it('template inventory_hostname into a command (the controller-shell attack), then 400 and nothing runs', async () => {
+      const problem = await expectRejected(
+        {
+          playbook: 'ping',
+          limit: ['h1'],
+          extravars: { inventory_hostname: "{{ lookup('pipe','id > /tmp/x') }}" },
+        },
+        '/body/extravars/inventory_hostname',
+      );
+      expect(problem.detail).toMatch(/magic variable/);
+    });
+
+    it.each([
+      'inventory_hostname',
+      'hostvars',
+      'groups',
+      'group_names',
+      'omit',
+      'playbook_dir',
+      'environment',
+      'ansible_host',
+    ])(
+      'set %s on a playbook that declares variables, then 400 names it as reserved',
+      async (key) => {
+        const problem = await expectRejected(
+          { playbook: 'echo', limit: ['h1'], extravars: { text: 'x', [key]: 'y' } },
+          `/body/extravars/${key}`,
+        );
+        expect(problem.detail).toMatch(/cannot be set/);
+      },
+    );
+
+    it('are given to a playbook without a sidecar, then 400 says it accepts none', async () => {
+      const problem = await expectRejected(
+        { playbook: 'ping', limit: ['h1'], extravars: { greeting: 'hello' } },
+        '/body/extravars/greeting',
+      );
+      expect(problem.detail).toMatch(/accepts no extra variables/);
+    });
+
+    it('name a variable the sidecar does not declare, then 400 lists what it accepts', async () => {
+      const problem = await expectRejected(
+        { playbook: 'echo', limit: ['h1'], extravars: { text: 'x', colour: 'red' } },
+        '/body/extravars/colour',
+      );
+      expect(problem.detail).toMatch(/accepts text, items_list, options, count/);
+    });
+
+    it.each([
+      ['a number for a str', { text: 5 }, 'text', /a string/],
+      ['a string for a list', { text: 'x', items_list: 'a,b' }, 'items_list', /a list/],
+      ['a list for a dict', { text: 'x', options: [] }, 'options', /an object/],
+      ['a fraction for an int', { text: 'x', count: 1.5 }, 'count', /an integer/],
+      ['a string for an int', { text: 'x', count: '2' }, 'count', /an integer/],
+    ])('hold %s, then 400 names the key and the type', async (_why, extravars, key, why) => {
+      const problem = await expectRejected(
+        { playbook: 'echo', limit: ['h1'], extravars },
+        `/body/extravars/${key}`,
+      );
+      expect(problem.detail).toMatch(why);
+    });
+
+    it('leave out a required variable, then 400 names it', async () => {
+      await expectRejected(
+        { playbook: 'echo', limit: ['h1'], extravars: { count: 1 } },
+        '/body/extravars/text',
+      );
+    });
+
+    it.each([
+      [
+        'in a dict',
+        { text: 'x', options: { a: { __ansible_vault: '$ANSIBLE_VAULT;1.1;AES256' } } },
+        '/body/extravars/options/a/__ansible_vault',
+      ],
+      [
+        'in a list',
+        { text: 'x', items_list: [1, { __ansible_unsafe: 'y' }] },
+        '/body/extravars/items_list/1/__ansible_unsafe',
+      ],
+      [
+        'at the top of a dict',
+        { text: 'x', options: { __ansible_vault: 'z' } },
+        '/body/extravars/options/__ansible_vault',
+      ],
+    ])(
+      'hold a key starting with __ansible %s, then 400 names where',
+      async (_why, extravars, field) => {
+        await expectRejected({ playbook: 'echo', limit: ['h1'], extravars }, field);
+      },
+    );
+
+    it('are valid, then the runner gets them with the declared defaults filled in', async () => {
+      const res = await server.request('POST', '/v1/runs?wait=5', {
+        body: { playbook: 'echo', limit: ['h1'], extravars: { text: '{{ 7 * 7 }}' } },
+      });
+      expect(res.status, res.text).toBe(201);
+      expect(runner.specs.map((s) => s.extravars)).toEqual([
+        { text: '{{ 7 * 7 }}', items_list: [], options: {}, count: 0 },
+      ]);
+    });
+
     it('are not an object, then 400 names /body/extravars and nothing runs', async () => {
       await expectRejected(
         { playbook: 'ping', limit: ['h1'], extravars: ['x'] },
         '/body/extravars',
       );
     });
+  });
+
+  it('when a viewer lists the playbooks, then each comes with the variables its sidecar declares, and no sidecar or escaping symlink is listed', async () => {
+    const res = await server.request('GET', '/v1/playbooks', { token: 'viewer' });
+    expect(res.status, res.text).toBe(200);
+    const names = res.body.items.map((p: { name: string }) => p.name);
+    expect(names).toEqual(['echo', 'mixed', 'net/addresses', 'pause', 'ping', 'vault']);
+    const echo = res.body.items.find((p: { name: string }) => p.name === 'echo');
+    expect(echo).toEqual({
+      name: 'echo',
+      error: null,
+      vars: [
+        { name: 'text', type: 'str', required: true, description: 'A string, printed as sent' },
+        {
+          name: 'items_list',
+          type: 'list',
+          required: false,
+          default: [],
+          description: 'A list, printed as sent',
+        },
+        {
+          name: 'options',
+          type: 'dict',
+          required: false,
+          default: {},
+          description: 'An object, printed as sent',
+        },
+        {
+          name: 'count',
+          type: 'int',
+          required: false,
+          default: 0,
+          description: 'An integer; the playbook prints it plus one',
+        },
+      ],
+    });
+    expect(res.body.items.find((p: { name: string }) => p.name === 'ping').vars).toEqual([]);
   });
 
   it('when the body has a field the contract does not know, then 400 and nothing runs', async () => {

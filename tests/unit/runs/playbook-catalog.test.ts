@@ -48,7 +48,12 @@ describe('PlaybookCatalog', () => {
   }
 
   it('when a name is a playbook of the catalog, then it resolves to that file', async () => {
-    expect(await catalog.resolve('ping')).toEqual({ name: 'ping', root, file: 'ping.yml' });
+    expect(await catalog.resolve('ping')).toEqual({
+      name: 'ping',
+      root,
+      file: 'ping.yml',
+      vars: [],
+    });
   });
 
   it('when a name has a folder, then it resolves inside it, .yaml as well as .yml', async () => {
@@ -56,6 +61,7 @@ describe('PlaybookCatalog', () => {
       name: 'net/check',
       root,
       file: path.join('net', 'check.yaml'),
+      vars: [],
     });
   });
 
@@ -117,6 +123,27 @@ describe('PlaybookCatalog', () => {
       name: 'ping',
       root,
       file: 'ping.yml',
+      vars: [],
     });
+  });
+
+  it('when the catalog is listed, then playbooks inside it are named and escaping symlinks, sidecars and folders are not', async () => {
+    await writeFile(path.join(root, 'ping.vars.yml'), 'count: { type: int, default: 1 }\n');
+    await writeFile(path.join(root, 'bad.yml'), PLAY);
+    await writeFile(path.join(root, 'bad.vars.yml'), 'ansible_host: { type: str }\n');
+    try {
+      const listing = await catalog.list();
+      expect(listing.map((p) => p.name)).toEqual(['alias', 'bad', 'net/check', 'ping']);
+      expect(listing.find((p) => p.name === 'ping')).toEqual({
+        name: 'ping',
+        vars: [{ name: 'count', type: 'int', required: false, default: 1 }],
+        error: null,
+      });
+      expect(listing.find((p) => p.name === 'bad')?.error).toMatch(/ansible_host/);
+      const err = await catalog.resolve('bad').catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ValidationError);
+    } finally {
+      for (const f of ['ping.vars.yml', 'bad.yml', 'bad.vars.yml']) await rm(path.join(root, f));
+    }
   });
 });

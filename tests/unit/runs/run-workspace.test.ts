@@ -64,12 +64,12 @@ describe('run workspace', () => {
     expect(await mode(ws.localTempDir)).toBe(0o700);
   });
 
-  it('when created, then extravars are a 0600 JSON file with exactly what was asked', async () => {
+  it('when created, then extravars are a 0600 JSON file with what was asked, each value marked unsafe for Ansible', async () => {
     const ws = await create();
     expect(await mode(ws.extravarsPath)).toBe(0o600);
     expect(JSON.parse(await readFile(ws.extravarsPath, 'utf8'))).toEqual({
-      marker: 'm',
-      list: [1, 2],
+      marker: { __ansible_unsafe: 'm' },
+      list: { __ansible_unsafe: [1, 2] },
     });
   });
 
