@@ -34,6 +34,8 @@ const schema = z.object({
   RUN_CANCEL_GRACE_S: seconds(5, 600),
   MAX_CONCURRENT_RUNS: z.coerce.number().int().min(1).max(256).default(4),
   RUN_LOG_MAX_BYTES: z.coerce.number().int().min(1024).max(16_777_216).default(262_144),
+  // Finished runs older than this are deleted (at start-up, then hourly); 0 keeps them forever.
+  RUN_RETENTION_DAYS: z.coerce.number().int().min(0).max(3650).default(30),
   SHUTDOWN_GRACE_S: seconds(30, 3600),
   ALLOW_LOCAL_WRITES: boolean.default(false),
   ANSIBLE_PLAYBOOK: z.string().min(1).default('ansible-playbook'),
@@ -80,6 +82,8 @@ export interface Config {
   runCancelGraceMs: number;
   maxConcurrentRuns: number;
   runLogMaxBytes: number;
+  /** Days a finished run is kept; 0: forever. */
+  runRetentionDays: number;
   shutdownGraceMs: number;
   allowLocalWrites: boolean;
   ansiblePlaybook: string;
@@ -182,6 +186,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     runCancelGraceMs: e.RUN_CANCEL_GRACE_S * 1000,
     maxConcurrentRuns: e.MAX_CONCURRENT_RUNS,
     runLogMaxBytes: e.RUN_LOG_MAX_BYTES,
+    runRetentionDays: e.RUN_RETENTION_DAYS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_S * 1000,
     allowLocalWrites: e.ALLOW_LOCAL_WRITES,
     ansiblePlaybook: e.ANSIBLE_PLAYBOOK,

@@ -107,6 +107,41 @@ export class RunsStore {
       .update({ status: 'running', started_at: this.knex.fn.now() });
   }
 
+  /** The process group the run's ansible-playbook leads, once it runs. */
+  async recordProcess(id: string, pgid: number): Promise<void> {
+    await this.knex('runs').where({ id }).update({ pgid });
+  }
+
+  /** Process groups recorded for runs of `owners`, with the run and its owner. */
+  async processesOf(owners: string[]): Promise<{ id: string; owner: string; pgid: number }[]> {
+    if (owners.length === 0) return [];
+    return this.knex('runs')
+      .select('id', 'owner', 'pgid')
+      .whereIn('owner', owners)
+      .whereNotNull('pgid');
+  }
+
+  /**
+   * Deletes runs that ended before `before` (RUN_RETENTION_DAYS). Runs still queued or running
+   * are never pruned, whatever their age. Nothing references a run by foreign key: routes'
+   * `last_run_id` and snapshots' `run_id` keep the id of a run that is gone (a 404 to follow).
+   */
+  async pruneFinishedBefore(before: Date, batch = 1000): Promise<number> {
+    let total = 0;
+    // In batches: a first prune of a long history must not hold one huge delete.
+    for (;;) {
+      const ids = this.knex('runs')
+        .select('id')
+        .whereNotIn('status', ['queued', 'running'])
+        .whereNotNull('finished_at')
+        .where('finished_at', '<', before)
+        .limit(batch);
+      const n = await this.knex('runs').whereIn('id', ids).delete();
+      total += n;
+      if (n < batch) return total;
+    }
+  }
+
   async finish(id: string, outcome: RunOutcome): Promise<Run | null> {
     const [row] = await this.knex<RunRow>('runs')
       .where({ id })

@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import * as m001 from './001_runs.ts';
 import * as m002 from './002_host_snapshots.ts';
 import * as m003 from './003_routes.ts';
+import * as m005 from './005_run_process.ts';
 
 type Migration = { up: (k: Knex) => Promise<void>; down: (k: Knex) => Promise<void> };
 
@@ -11,10 +12,12 @@ const migrations: Record<string, Migration> = {
   '001_runs': m001,
   '002_host_snapshots': m002,
   '003_routes': m003,
+  '005_run_process': m005,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {
-  getMigrations: async () => Object.keys(migrations),
+  // Sorted: numbers decide the order, whatever order the entries were added in.
+  getMigrations: async () => Object.keys(migrations).sort(),
   getMigrationName: (name) => name,
   getMigration: async (name) => migrations[name]!,
 };
