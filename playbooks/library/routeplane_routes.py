@@ -10,6 +10,17 @@ import os
 import re
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.routeplane_kernel import (
+    MAIN_TABLE,
+    best_match,
+    canonical_address,
+    canonical_prefix,
+    captures,
+    kernel_metric,
+    management_ip,
+    route_identity,
+    table_id,
+)
 
 DOCUMENTATION = r"""
 module: routeplane_routes
@@ -26,11 +37,24 @@ options:
     type: list
     elements: dict
     default: []
+  management_address:
+    description: >
+      The controller's source address towards this host (computed by routeplane). Protected
+      together with the client address of SSH_CONNECTION when there is one: a desired route
+      that would change the main table's longest-prefix match for either is a conflict
+      (reason lockout) unless it says force.
+    type: str
+  local_connection:
+    description: >
+      Ansible reaches this host without a network (connection local). Without it, the module
+      refuses to run when it has no address to protect.
+    type: bool
+    default: false
 """
 
-TABLE_NAMES = {"main": 254, "local": 255, "default": 253}
 SCOPES = {"global": 0, "universe": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
 FAILED_LINE = re.compile(r"Command failed -:(\d+)")
+LOCAL_HINT = "set local_connection: true for a host Ansible reaches without a network"
 
 
 def ip_json(module, args):
@@ -41,36 +65,25 @@ def ip_json(module, args):
     return json.loads(out) if out else []
 
 
-def table_id(value):
-    if value is None:
-        return 254
-    if isinstance(value, int):
-        return value
-    return TABLE_NAMES.get(value, int(value) if str(value).isdigit() else value)
-
-
-def normalize_dst(dst, family):
-    if dst == "default":
-        return "0.0.0.0/0" if family == 4 else "::/0"
-    return str(ipaddress.ip_network(dst, strict=False))
-
-
-def kernel_key(r, family):
-    """The kernel's identity of a route: (table, destination, metric)."""
-    metric = r.get("metric", 0 if family == 4 else 1024)
-    return (table_id(r.get("table")), normalize_dst(r["dst"], family), metric)
-
-
 def read_table(module, family):
     # -N: protocol, scope and table as numbers, whatever names the host's rt_* files define.
-    routes = ip_json(module, ["-N", "-%d" % family, "route", "show", "table", "all"])
+    return ip_json(module, ["-N", "-%d" % family, "route", "show", "table", "all"])
+
+
+def is_unicast(r):
     # Local, broadcast and multicast entries are the kernel's own bookkeeping, not routes.
-    return [r for r in routes if r.get("type", "unicast") == "unicast"]
+    return r.get("type", "unicast") == "unicast"
+
+
+def same_gateway(desired, actual):
+    if desired.get("via") is None or actual.get("gateway") is None:
+        return desired.get("via") == actual.get("gateway")
+    return canonical_address(desired["via"]) == canonical_address(actual["gateway"])
 
 
 def same_attrs(desired, actual):
     return (
-        desired.get("via") == actual.get("gateway")
+        same_gateway(desired, actual)
         and (desired.get("dev") is None or desired.get("dev") == actual.get("dev"))
         and (desired.get("src") is None or desired.get("src") == actual.get("prefsrc"))
         and (
@@ -97,15 +110,22 @@ def route_args(d, proto):
     return args
 
 
-def management_address():
-    """The address Ansible reaches this host from: a route capturing it would cut us off."""
+def management_addresses(module):
+    """The addresses Ansible reaches this host from: a route capturing one would cut us off.
+    routeplane's own view (its source address towards the host) and SSH_CONNECTION's client,
+    when each is known."""
+    found = []
+    given = module.params.get("management_address")
+    if given:
+        addr = management_ip(given)
+        if addr is None:
+            module.fail_json(msg="management_address %r is not an IP address" % given)
+        found.append(addr)
     conn = os.environ.get("SSH_CONNECTION", "").split()
-    if not conn:
-        return None
-    try:
-        return ipaddress.ip_address(conn[0].split("%")[0])
-    except ValueError:
-        return None
+    addr = management_ip(conn[0]) if conn else None
+    if addr is not None and addr not in found:
+        found.append(addr)
+    return found
 
 
 def main():
@@ -113,28 +133,43 @@ def main():
         argument_spec=dict(
             proto=dict(type="int", required=True),
             routes=dict(type="list", elements="dict", default=[]),
+            management_address=dict(type="str"),
+            local_connection=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
     proto = module.params["proto"]
+    mgmt = management_addresses(module)
+    if not mgmt and not module.params["local_connection"]:
+        # Fail closed: without an address to protect, a route could cut the host off.
+        module.fail_json(
+            msg="routeplane_routes: no management address to protect (no management_address "
+            "given and no SSH_CONNECTION); refusing to change routes. " + LOCAL_HINT
+        )
     desired = {}
     for d in module.params["routes"]:
         family = ipaddress.ip_network(d["to"], strict=False).version
-        d["to"] = str(ipaddress.ip_network(d["to"], strict=False))
-        d["table"] = int(d.get("table") or 254)
-        d["metric"] = int(d["metric"]) if d.get("metric") is not None else (0 if family == 4 else 1024)
+        d["to"] = canonical_prefix(d["to"], family)
+        d["table"] = table_id(d.get("table"))
+        d["metric"] = kernel_metric(d.get("metric"), family)
         desired[(family, d["table"], d["to"], d["metric"])] = d
 
     owned, foreign = {}, {}
+    main_routes = {4: [], 6: []}
     for family in (4, 6):
         for r in read_table(module, family):
-            key = (family,) + kernel_key(r, family)
+            key = route_identity(r, family)
+            if key[1] == MAIN_TABLE:
+                # Every type takes part in the main table's longest-prefix match.
+                main_routes[family].append({"dst": key[2], "metric": key[3]})
+            if not is_unicast(r):
+                continue
             if str(r.get("protocol")) == str(proto):
                 owned[key] = r
             else:
                 foreign[key] = r
+    current_best = [(addr, best_match(main_routes[addr.version], addr)) for addr in mgmt]
 
-    mgmt = management_address()
     lines, line_owner = [], []
     added, replaced, removed, unchanged, conflicts = [], [], [], [], []
 
@@ -144,9 +179,13 @@ def main():
             existing = foreign[key]
             conflicts.append(dict(ref, reason="unowned", existing=existing))
             continue
-        net = ipaddress.ip_network(d["to"])
-        if mgmt is not None and mgmt.version == net.version and mgmt in net and not d.get("force"):
-            conflicts.append(dict(ref, reason="lockout", management_address=str(mgmt)))
+        captured = [
+            addr
+            for addr, best in current_best
+            if d["table"] == MAIN_TABLE and captures({"dst": d["to"], "metric": d["metric"]}, best, addr)
+        ]
+        if captured and not d.get("force"):
+            conflicts.append(dict(ref, reason="lockout", management_address=str(captured[0])))
             continue
         if key in owned:
             if same_attrs(d, owned[key]):
@@ -202,7 +241,8 @@ def main():
         unchanged=unchanged,
         conflicts=conflicts,
         errors=errors,
-        management_address=str(mgmt) if mgmt else None,
+        management_address=str(mgmt[0]) if mgmt else None,
+        management_addresses=[str(a) for a in mgmt],
     )
 
 

@@ -1,12 +1,15 @@
 #!/usr/bin/python3
 # -*- coding: utf-8 -*-
 # routeplane: read a host's links, addresses and routes as iproute2 reports them (ip -j).
-# One module call per host replaces a task per command; parsing happens in routeplane.
+# One module call per host replaces a task per command; parsing happens in routeplane, but each
+# route's destination and table leave here already in the kernel's canonical spelling (the same
+# normalisation as routeplane_routes: module_utils/routeplane_kernel.py).
 from __future__ import annotations
 
 import json
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.routeplane_kernel import canonical_prefix, read_table_names, table_id
 
 DOCUMENTATION = r"""
 module: routeplane_state
@@ -36,10 +39,21 @@ def main():
     links = ip_json(module, ["addr", "show"])
     routes4 = ip_json(module, ["-4", "route", "show", "table", tables])
     routes6 = ip_json(module, ["-6", "route", "show", "table", tables])
-    for r in routes4:
-        r["family"] = "inet"
-    for r in routes6:
-        r["family"] = "inet6"
+    names = read_table_names()
+    for family, routes in ((4, routes4), (6, routes6)):
+        for r in routes:
+            r["family"] = "inet" if family == 4 else "inet6"
+            # `default` as 0.0.0.0/0 or ::/0, host routes with their length, and the table as
+            # a number whatever name the host's rt_tables gives it. The metric stays as the
+            # kernel prints it (absent for an IPv4 metric 0).
+            try:
+                r["dst"] = canonical_prefix(r["dst"], family)
+            except (KeyError, ValueError):
+                pass  # nothing the kernel prints today; kept as it came
+            try:
+                r["table"] = table_id(r.get("table"), names)
+            except ValueError:
+                pass  # a name no rt_tables file defines: kept as ip printed it
     module.exit_json(changed=False, links=links, routes=routes4 + routes6)
 
 

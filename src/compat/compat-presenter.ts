@@ -28,9 +28,12 @@ export function presentDeletedRoute(r: Route) {
   };
 }
 
-/** A kernel route as `ip route` prints it (host routes without their length). */
+/** A kernel route as `ip route` prints it (host routes without their length, `default`). */
 export function routeLine(r: KernelRoute): string {
-  const dst = r.dst.replace(family(r) === 'inet' ? /\/32$/ : /\/128$/, '');
+  const dst =
+    r.dst === '0.0.0.0/0' || r.dst === '::/0'
+      ? 'default'
+      : r.dst.replace(family(r) === 'inet' ? /\/32$/ : /\/128$/, '');
   const parts = [r.type !== 'unicast' ? `${r.type} ${dst}` : dst];
   if (r.gateway) parts.push('via', r.gateway);
   if (r.dev) parts.push('dev', r.dev);

@@ -1,8 +1,9 @@
 import type { Actor } from '../auth/roles.ts';
 import type { HostsService } from '../hosts/hosts-service.ts';
-import type { KernelRoute } from '../hosts/host-state.ts';
+import { hasMainRouteTo, kernelTableId, type KernelRoute } from '../hosts/host-state.ts';
 import { ApplyFailedError, ConflictError, NotFoundError } from '../http/errors.ts';
 import type { RoutesService } from '../routes/routes-service.ts';
+import { MAIN_TABLE } from '../routes/kernel-route.ts';
 import { checkSchedule } from '../routes/route-input.ts';
 import type { Route } from '../routes/types.ts';
 import {
@@ -82,7 +83,10 @@ export class CompatService {
       this.routes.list({ host: this.host, limit: 10_000, offset: 0 }),
       this.hosts.get(this.host, true, actor),
     ]);
-    return { routes: items, systemRoutes: view.state.routes.filter((r) => r.table === 'main') };
+    return {
+      routes: items,
+      systemRoutes: view.state.routes.filter((r) => kernelTableId(r) === MAIN_TABLE),
+    };
   }
 
   async deleted(): Promise<Route[]> {
@@ -102,7 +106,8 @@ export class CompatService {
     if (await this.byDestination(to)) return exists;
     const { state } = await this.hosts.get(this.host, true, actor);
     this.checkDevice(dev, state.links);
-    if (state.routes.some((r) => r.table === 'main' && r.dst === to)) return exists;
+    // Whichever way the host spelled it (`default`, a name for the table): one normalisation.
+    if (hasMainRouteTo(state.routes, to)) return exists;
     const [item] = await this.routes.create(
       [
         {

@@ -1,3 +1,5 @@
+import { canonicalPrefix, MAIN_TABLE, tableId, tableName } from '../routes/kernel-route.ts';
+
 /** A host's links, addresses and routes, normalised from `ip -j` output. */
 export interface Link {
   ifname: string;
@@ -74,27 +76,36 @@ export function parseLinks(raw: unknown): { links: Link[]; addresses: Address[] 
   return { links, addresses };
 }
 
-/** iproute2 omits the length of host routes; routeplane always writes prefixes in full. */
-function fullPrefix(dst: string, family: 'inet' | 'inet6'): string {
-  if (dst === 'default' || dst.includes('/')) return dst;
-  return `${dst}/${family === 'inet' ? 32 : 128}`;
-}
-
 /**
- * `ip -j route show table all` entries, without the kernel-maintained `local` table (one entry
- * per local and broadcast address, noise for anyone reading routes).
+ * `ip -j route show table all` entries (as the gather module passes them on, or raw), without
+ * the kernel-maintained `local` table (one entry per local and broadcast address, noise for
+ * anyone reading routes). Destinations and tables go through the one kernel normalisation
+ * (routes/kernel-route.ts): `default` is 0.0.0.0/0 or ::/0, host routes carry their length,
+ * and the table is main, local, default or its number, whichever way ip spelled it.
  */
 export function parseRoutes(raw: unknown): KernelRoute[] {
   const routes: KernelRoute[] = [];
   for (const r of Array.isArray(raw) ? (raw as Raw[]) : []) {
     const family = r.family === 'inet6' ? 'inet6' : 'inet';
-    const table = str(r.table) ?? (typeof r.table === 'number' ? String(r.table) : 'main');
+    const rawTable = typeof r.table === 'number' ? r.table : str(r.table);
+    let table: string;
+    try {
+      table = tableName(rawTable);
+    } catch {
+      table = String(rawTable); // a name from the host's rt_tables the gather could not map
+    }
     if (table === 'local') continue;
-    const dst = str(r.dst);
-    if (!dst) continue;
+    const dstText = str(r.dst);
+    if (!dstText) continue;
+    let dst = dstText;
+    try {
+      dst = canonicalPrefix(dstText, family);
+    } catch {
+      // not an address: kept as the kernel printed it
+    }
     routes.push({
       family,
-      dst: fullPrefix(dst, family),
+      dst,
       gateway: str(r.gateway),
       dev: str(r.dev),
       protocol: str(r.protocol),
@@ -107,6 +118,29 @@ export function parseRoutes(raw: unknown): KernelRoute[] {
     });
   }
   return routes;
+}
+
+/** The table of a reported route as a number, or null for a name only its host knows. */
+export function kernelTableId(r: Pick<KernelRoute, 'table'>): number | null {
+  try {
+    return tableId(r.table);
+  } catch {
+    return null;
+  }
+}
+
+function canonicalDst(r: Pick<KernelRoute, 'dst' | 'family'>): string | null {
+  try {
+    return canonicalPrefix(r.dst, r.family);
+  } catch {
+    return null;
+  }
+}
+
+/** Whether the host reports a route in its main table to exactly this destination. */
+export function hasMainRouteTo(routes: KernelRoute[], to: string): boolean {
+  const want = canonicalPrefix(to);
+  return routes.some((r) => kernelTableId(r) === MAIN_TABLE && canonicalDst(r) === want);
 }
 
 export function stateFromModuleData(

@@ -1,5 +1,6 @@
 import ipaddr from 'ipaddr.js';
 import { ValidationError } from '../http/errors.ts';
+import { canonicalAddress, kernelMetric, MAIN_TABLE } from './kernel-route.ts';
 import type { Family, RouteSchedule, RouteSpec } from './types.ts';
 
 /** A route as a request states it, before checks and defaults (snake_case like the API). */
@@ -19,13 +20,15 @@ export interface RouteInput {
   comment?: string | null;
 }
 
-export const MAIN_TABLE = 254;
-const DEFAULT_METRIC: Record<Family, number> = { 4: 0, 6: 1024 };
+export { MAIN_TABLE };
 
 const familyOf = (a: ipaddr.IPv4 | ipaddr.IPv6): Family => (a.kind() === 'ipv4' ? 4 : 6);
 
-/** Canonical text of an address: IPv4-mapped IPv6 stays IPv6, as the kernel keeps it. */
-const show = (a: ipaddr.IPv4 | ipaddr.IPv6) => a.toString();
+/**
+ * Canonical text of an address: IPv4-mapped IPv6 stays IPv6, spelled as the kernel and
+ * Postgres print it (`::ffff:192.0.2.1`).
+ */
+const show = (a: ipaddr.IPv4 | ipaddr.IPv6) => canonicalAddress(a);
 
 /** `to` as a canonical prefix; a bare address is a host route, host bits set are an error. */
 export function parsePrefix(value: string, field: string): { to: string; family: Family } {
@@ -113,7 +116,9 @@ export function parseRouteSpec(input: RouteInput, host: string, base: string): R
     to,
     family,
     table: input.table ?? MAIN_TABLE,
-    metric: input.metric ?? DEFAULT_METRIC[family],
+    // The kernel's metric: absent is the family's default, and an IPv6 metric 0 is stored by
+    // the kernel as 1024, so the route's identity says 1024 too (one route, one identity).
+    metric: kernelMetric(input.metric, family),
     via,
     dev,
     scope: input.scope ?? null,

@@ -5,6 +5,7 @@ import { ConflictError, NotFoundError, ValidationError } from '../http/errors.ts
 import type { InventorySource } from '../hosts/inventory-source.ts';
 import type { Reconciler, Settlement } from '../reconciler/reconciler.ts';
 import { checkSchedule, parseAddress, parseSchedule, type RouteInput } from './route-input.ts';
+import { kernelMetric } from './kernel-route.ts';
 import {
   differenceOf,
   identityConflict,
@@ -191,7 +192,8 @@ export class RoutesService {
     if (patch.via !== undefined)
       spec.via = patch.via === null ? null : parseAddress(patch.via, route.family, '/body/via');
     if (patch.dev !== undefined) spec.dev = patch.dev;
-    if (patch.metric !== undefined) spec.metric = patch.metric;
+    // As the kernel stores it: an IPv6 metric 0 is 1024 (routes/kernel-route.ts).
+    if (patch.metric !== undefined) spec.metric = kernelMetric(patch.metric, route.family);
     if (!spec.via && !spec.dev) {
       throw ValidationError.field('/body/via', 'at least one of via or dev is required');
     }

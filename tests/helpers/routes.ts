@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { expect } from 'vitest';
 import { nsExec, type Lab } from '../../src/lab/index.ts';
+import { normaliseKernelRoute } from '../../src/routes/kernel-route.ts';
 import { sleep } from './runs.ts';
 import type { TestServer } from './server.ts';
 
@@ -36,11 +37,6 @@ interface IpJsonRoute {
   metric?: number;
 }
 
-function prefixOf(dst: string, family: 4 | 6): string {
-  if (dst === 'default') return family === 4 ? '0.0.0.0/0' : '::/0';
-  return dst.includes('/') ? dst : `${dst}/${family === 4 ? 32 : 128}`;
-}
-
 /** Every unicast route of every table in the host's namespace, both families. */
 export async function kernelRoutes(lab: Lab, host: string): Promise<KernelRoute[]> {
   const all: KernelRoute[] = [];
@@ -58,11 +54,13 @@ export async function kernelRoutes(lab: Lab, host: string): Promise<KernelRoute[
     const rows = (text.trim() ? JSON.parse(text) : []) as IpJsonRoute[];
     // With -N the kernel's own local/broadcast/multicast entries carry a numeric type.
     for (const r of rows.filter((x) => x.type === undefined || x.type === 'unicast')) {
+      // The one normalisation routeplane itself uses (src/routes/kernel-route.ts).
+      const key = normaliseKernelRoute(r, family);
       all.push({
         family,
-        to: prefixOf(r.dst, family),
-        table: r.table === undefined ? 254 : Number(r.table),
-        metric: r.metric ?? 0,
+        to: key.dst,
+        table: key.table,
+        metric: key.metric,
         protocol: r.protocol ?? '',
         gateway: r.gateway ?? null,
         dev: r.dev ?? null,

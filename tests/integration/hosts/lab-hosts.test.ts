@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nsExec, startSshd, stopSshd } from '../../../src/lab/index.ts';
+import { canonicalPrefix } from '../../../src/routes/kernel-route.ts';
 import { useLab } from '../../helpers/lab.ts';
 import { expectProblem } from '../../helpers/problem.ts';
 import { startTestServer, TOKENS, type TestServer } from '../../helpers/server.ts';
@@ -37,8 +38,8 @@ describe('hosts, given a lab of 3 hosts as the inventory', { timeout: T }, () =>
   const ns = async <X>(host: string, argv: string[]) =>
     JSON.parse(await nsExec(fleet.lab, host, argv)) as X;
   const kernelMainRoutes = async (host: string) => {
-    const full = (dst: string, v6: boolean) =>
-      dst === 'default' || dst.includes('/') ? dst : `${dst}/${v6 ? 128 : 32}`;
+    // routeplane's one kernel normalisation: `default` as 0.0.0.0/0 or ::/0, full prefixes.
+    const full = (dst: string, v6: boolean) => canonicalPrefix(dst, v6 ? 6 : 4);
     const v4 = await ns<IpRoute[]>(host, ['ip', '-j', '-4', 'route', 'show', 'table', 'main']);
     const v6 = await ns<IpRoute[]>(host, ['ip', '-j', '-6', 'route', 'show', 'table', 'main']);
     return [...v4.map((r) => full(r.dst, false)), ...v6.map((r) => full(r.dst, true))].sort();

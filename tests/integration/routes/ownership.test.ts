@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nsExec } from '../../../src/lab/index.ts';
+import { canonicalPrefix } from '../../../src/routes/kernel-route.ts';
 import { useLab } from '../../helpers/lab.ts';
 import { expectProblem } from '../../helpers/problem.ts';
 import { findRoute, kernelRoutes, ownedRoutes, ROUTE_PROTO } from '../../helpers/routes.ts';
@@ -81,13 +82,15 @@ describe('route ownership, on a lab of 2 hosts', { timeout: T }, () => {
     await expectForeignIntact();
   });
 
-  it('when a route would capture the management address, then it is a conflict, reason lockout, and not applied', async () => {
+  it('when a route would change the longest-prefix match for the management address, then it is a conflict, reason lockout, and not applied', async () => {
+    // The controller reaches h1 from the lab bridge, on h1's connected /28.
     const mgmt = fleet.lab.gatewayV4;
+    const slash29 = canonicalPrefix(`${mgmt}/29`);
     const res = await server.request('POST', '/v1/routes', {
       body: [
         { host: 'h1', to: `${mgmt}/32`, via: h2v4() },
-        // A covering prefix captures it too.
-        { host: 'h1', to: fleet.lab.prefixV4, via: h2v4(), metric: 5 },
+        // Longer than the connected /28: it captures too.
+        { host: 'h1', to: slash29, via: h2v4(), metric: 5 },
       ],
     });
     expect(res.status, res.text).toBe(201);
@@ -101,18 +104,57 @@ describe('route ownership, on a lab of 2 hosts', { timeout: T }, () => {
     }
     const kernel = await kernelRoutes(fleet.lab, 'h1');
     expect(findRoute(kernel, { to: `${mgmt}/32` })).toBeUndefined();
-    expect(findRoute(kernel, { to: fleet.lab.prefixV4, metric: 5 })).toBeUndefined();
+    expect(findRoute(kernel, { to: slash29 })).toBeUndefined();
+    await expectForeignIntact();
+    for (const item of res.body.items as { route: { id: string } }[]) {
+      expect((await server.request('DELETE', `/v1/routes/${item.route.id}`)).status).toBe(200);
+    }
+  });
+
+  it('when routes contain the management address but do not win its longest-prefix match, then they are applied', async () => {
+    const mgmt = fleet.lab.gatewayV4;
+    const res = await server.request('POST', '/v1/routes', {
+      body: [
+        // A default route behind the lab's own (metric 0): the connected /28 still wins.
+        { host: 'h1', to: '0.0.0.0/0', via: h2v4(), metric: 10 },
+        // The connected prefix itself at a worse metric.
+        { host: 'h1', to: fleet.lab.prefixV4, via: h2v4(), metric: 5 },
+        // Other tables are not consulted for the controller's traffic.
+        { host: 'h1', to: `${mgmt}/32`, via: h2v4(), table: 100 },
+      ],
+    });
+    expect(res.status, res.text).toBe(201);
+    expect(res.body.counts).toEqual({ in_sync: 3 });
+    const owned = await ownedRoutes(fleet.lab, 'h1');
+    expect(findRoute(owned, { to: '0.0.0.0/0', metric: 10 })).toMatchObject({ gateway: h2v4() });
+    expect(findRoute(owned, { to: fleet.lab.prefixV4, metric: 5 })).toMatchObject({
+      gateway: h2v4(),
+    });
+    expect(findRoute(owned, { to: `${mgmt}/32`, table: 100 })).toMatchObject({ gateway: h2v4() });
+    // Still reachable: the next apply (the deletes) goes through.
+    for (const item of res.body.items as { route: { id: string } }[]) {
+      const del = await server.request('DELETE', `/v1/routes/${item.route.id}?wait=60`);
+      expect(del.status, del.text).toBe(200);
+      expect(del.body.sync.state).toBe('in_sync');
+    }
+    const after = await ownedRoutes(fleet.lab, 'h1');
+    expect(findRoute(after, { to: '0.0.0.0/0', metric: 10 })).toBeUndefined();
+    expect(findRoute(after, { to: `${mgmt}/32`, table: 100 })).toBeUndefined();
     await expectForeignIntact();
   });
 
   it('when the refused lockout route is sent again with force: true, then it is applied', async () => {
-    // In table 100, which no rule consults: the host stays reachable while the route exists.
+    // A host route to the bridge straight out of eth0: it wins the match, yet carries the
+    // controller's traffic the way the connected /28 did, so h1 stays reachable.
     const mgmt = fleet.lab.gatewayV4;
-    const route = { host: 'h1', to: `${mgmt}/32`, via: h2v4(), table: 100 };
-    const key = { to: `${mgmt}/32`, table: 100 };
+    const route = { host: 'h1', to: `${mgmt}/32`, dev: 'eth0' };
+    const key = { to: `${mgmt}/32` };
     const refused = await server.request('POST', '/v1/routes', { body: route });
     expect(refused.status, refused.text).toBe(201);
-    expect(refused.body).toMatchObject({ force: false, sync: { state: 'conflict' } });
+    expect(refused.body).toMatchObject({
+      force: false,
+      sync: { state: 'conflict', conflict: { reason: 'lockout', management_address: mgmt } },
+    });
     expect(findRoute(await ownedRoutes(fleet.lab, 'h1'), key)).toBeUndefined();
 
     // Not the same route any more: POST points at it, PUT changes it.
@@ -126,7 +168,25 @@ describe('route ownership, on a lab of 2 hosts', { timeout: T }, () => {
       force: true,
       sync: { state: 'in_sync', conflict: null, error: null },
     });
-    expect(findRoute(await ownedRoutes(fleet.lab, 'h1'), key)).toMatchObject({ gateway: h2v4() });
+    expect(findRoute(await ownedRoutes(fleet.lab, 'h1'), key)).toMatchObject({
+      dev: 'eth0',
+      gateway: null,
+    });
+    // h1 is still reachable with the route in place: the next apply (another route) goes
+    // through, and the forced route stays as it is.
+    const next = await server.request('POST', '/v1/routes?wait=60', {
+      body: { host: 'h1', to: '203.0.113.40/29', via: h2v4() },
+    });
+    expect(next.status, next.text).toBe(201);
+    expect(next.body.sync.state).toBe('in_sync');
+    expect((await server.request('GET', `/v1/routes/${refused.body.id}`)).body.sync.state).toBe(
+      'in_sync',
+    );
+    expect((await server.request('DELETE', `/v1/routes/${next.body.id}`)).status).toBe(200);
+    const del = await server.request('DELETE', `/v1/routes/${refused.body.id}?wait=60`);
+    expect(del.status, del.text).toBe(200);
+    expect(del.body.sync.state).toBe('in_sync');
+    expect(findRoute(await ownedRoutes(fleet.lab, 'h1'), key)).toBeUndefined();
     await expectForeignIntact();
   });
 

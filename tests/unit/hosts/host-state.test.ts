@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { parseLinks, parseRoutes, stateFromModuleData } from '../../../src/hosts/host-state.ts';
+import {
+  hasMainRouteTo,
+  parseLinks,
+  parseRoutes,
+  stateFromModuleData,
+} from '../../../src/hosts/host-state.ts';
 
 // Trimmed from real `ip -j addr show` and `ip -j route show table all` output.
 const IP_ADDR = [
@@ -94,9 +99,9 @@ describe('parseRoutes', () => {
     expect(routes).toHaveLength(6);
   });
 
-  it('when a host route is printed without a length, then it is written as a full prefix', () => {
+  it('when a host route is printed without a length, then it is written as a full prefix, and default as 0.0.0.0/0', () => {
     expect(routes.map((r) => r.dst)).toEqual([
-      'default',
+      '0.0.0.0/0',
       '198.51.100.16/28',
       '203.0.113.7/32',
       '203.0.113.8/32',
@@ -108,7 +113,7 @@ describe('parseRoutes', () => {
   it('when fields are missing or numeric, then defaults apply: main table, unicast, inet, null', () => {
     expect(routes[0]).toEqual({
       family: 'inet',
-      dst: 'default',
+      dst: '0.0.0.0/0',
       gateway: '198.51.100.17',
       dev: 'eth0',
       protocol: 'static',
@@ -129,6 +134,25 @@ describe('parseRoutes', () => {
 
   it('when iproute2 leaves the protocol out (proto boot), then it is null', () => {
     expect(routes[3]).toMatchObject({ dst: '203.0.113.8/32', protocol: null });
+  });
+});
+
+describe('parseRoutes, given the normalised shape the gather module sends', () => {
+  it('when the table is a number and default an all-zero prefix, then it reads as ip -j would name it', () => {
+    const routes = parseRoutes([
+      { dst: '::/0', family: 'inet6', table: 254, metric: 1024, gateway: '2001:db8::1' },
+      { dst: '203.0.113.0/24', table: 253, flags: [] },
+      { dst: '203.0.113.0/24', table: 255, type: 'local' },
+      { dst: '::ffff:cb00:7100/120', family: 'inet6', table: 'vpn' },
+    ]);
+    expect(routes.map((r) => [r.dst, r.table])).toEqual([
+      ['::/0', 'main'],
+      ['203.0.113.0/24', 'default'],
+      ['::ffff:203.0.113.0/120', 'vpn'],
+    ]);
+    expect(hasMainRouteTo(routes, '::/0')).toBe(true);
+    expect(hasMainRouteTo(parseRoutes(IP_ROUTE), '0.0.0.0/0')).toBe(true);
+    expect(hasMainRouteTo(parseRoutes(IP_ROUTE), '203.0.113.0/24')).toBe(false); // table 100
   });
 });
 
