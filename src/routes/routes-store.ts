@@ -13,8 +13,10 @@ interface RouteRow {
   id: string;
   host: string;
   destination: string;
-  table_id: number;
-  metric: number;
+  // bigint columns (the kernel's 32-bit unsigned range): node-pg and PGlite may hand int8
+  // back as text; fromRow makes them numbers, exact up to 2^53.
+  table_id: number | string;
+  metric: number | string;
   via: string | null;
   dev: string | null;
   scope: string | null;
@@ -47,8 +49,8 @@ function fromRow(r: RouteRow): Route {
     host: r.host,
     to: r.destination,
     family: r.destination.includes(':') ? 6 : 4,
-    table: r.table_id,
-    metric: r.metric,
+    table: Number(r.table_id),
+    metric: Number(r.metric),
     via: r.via,
     dev: r.dev,
     scope: r.scope,
@@ -229,7 +231,7 @@ export class RoutesStore {
     // the 65,535 bind-parameter limit.
     const { rows } = await this.knex.raw<{ rows: RouteRow[] }>(
       `select r.* from routes r
-         join jsonb_to_recordset(?::jsonb) as k(host text, table_id int, destination cidr, metric bigint)
+         join jsonb_to_recordset(?::jsonb) as k(host text, table_id bigint, destination cidr, metric bigint)
            on r.host = k.host and r.table_id = k.table_id
           and r.destination = k.destination and r.metric = k.metric
         where r.status in ('pending', 'active', 'paused')`,
