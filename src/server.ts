@@ -1,3 +1,4 @@
+import { rm } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +11,9 @@ import { lockDataDir } from './db/data-dir-lock.ts';
 import { migrateToLatest } from './db/database.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { atMost } from './shared/at-most.ts';
+import { claimInstanceDir, sweepDeadInstances } from './runs/instance-workspaces.ts';
+import { RunRetention } from './runs/run-retention.ts';
+import { RunsStore } from './runs/runs-store.ts';
 import { wireServices, type Services, type WiringOverrides } from './wiring.ts';
 
 export interface RunningServer {
@@ -34,6 +38,21 @@ export async function startServer(
     await migrateToLatest(services.db);
     await services.presence.announce();
     await services.runs.interruptOrphans();
+    const presence = services.presence;
+    const runsStore = new RunsStore(services.db.knex);
+    presence.workspaceDir = await claimInstanceDir(config.dataDir, presence.id);
+    // Only instances of this data directory whose presence has ended: never a live one's.
+    await sweepDeadInstances({
+      dataDir: config.dataDir,
+      self: presence.id,
+      deadAmong: (owners) => presence.deadAmong(owners),
+      processesOf: (owners) => runsStore.processesOf(owners),
+      logger,
+    }).catch((err: unknown) =>
+      logger.warn({ event: 'workspaces.sweep_failed', err }, 'could not sweep old workspaces'),
+    );
+    const retention = new RunRetention(config.runRetentionDays, runsStore, logger);
+    await retention.start();
     const app = buildApp({
       config,
       logger,
@@ -68,12 +87,18 @@ export async function startServer(
         logger.info({ event: 'server.stopping' }, 'shutting down');
         const closed = new Promise<void>((r) => server.close(() => r()));
         await live.scheduler.stop();
+        await retention.stop();
         live.reconciler.stop();
         if (config.removeRoutesOnShutdown) await removeRoutesOnShutdown(live, config, logger);
         await live.runs.shutdown(config.shutdownGraceMs);
         await live.reconciler.drained();
         server.closeAllConnections();
         await closed;
+        if (live.presence.workspaceDir) {
+          await rm(live.presence.workspaceDir, { recursive: true, force: true }).catch(
+            () => undefined,
+          );
+        }
         await live.presence.withdraw();
         await live.db.close();
         await unlock();

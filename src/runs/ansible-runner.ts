@@ -127,6 +127,7 @@ export class AnsibleRunner implements PlaybookRunner {
       inventoryPath: this.config.inventoryPath,
       extravars: spec.extravars,
       vaultPassword: await this.vaultPassword(),
+      parentDir: spec.workspaceParent,
     });
     let pgid: number | undefined;
     let timer: NodeJS.Timeout | undefined;

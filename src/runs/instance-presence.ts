@@ -16,6 +16,11 @@ const PRESENCE_CLASS = 0x7270494e;
 export class InstancePresence {
   readonly id = `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   private client: pg.Client | null = null;
+  /**
+   * This instance's run workspaces (per data directory and instance), once claimed at
+   * start-up; runs started before that (none in the server) use the system temp dir.
+   */
+  workspaceDir: string | null = null;
 
   constructor(private readonly db: Pick<Database, 'backend' | 'url'>) {}
 

@@ -10,6 +10,11 @@ export interface WorkspaceSources {
   inventoryPath: string;
   extravars: Record<string, unknown>;
   vaultPassword: string | undefined;
+  /**
+   * The directory of this routeplane instance's workspaces (per data directory and instance,
+   * see instance-workspaces.ts); the system temp dir when not given (tools, tests).
+   */
+  parentDir?: string;
 }
 
 /** The per-run temp dir (0700) and the files ansible-playbook is pointed at. */
@@ -41,7 +46,9 @@ async function insideOf(root: string): Promise<(src: string) => Promise<boolean>
  * under it and nothing it needs (extravars, the vault password) is ever on argv.
  */
 export async function createWorkspace(src: WorkspaceSources): Promise<RunWorkspace> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'routeplane-run-'));
+  const dir = await mkdtemp(
+    src.parentDir ? path.join(src.parentDir, 'run-') : path.join(os.tmpdir(), 'routeplane-run-'),
+  );
   try {
     await chmod(dir, 0o700);
     const ws: RunWorkspace = {

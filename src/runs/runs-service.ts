@@ -177,13 +177,16 @@ export class RunsService {
             playbookFile: req.playbookFile,
             hosts: req.hosts,
             extravars: req.extravars,
+            workspaceParent: this.presence.workspaceDir ?? undefined,
             onSpawned: (pgid) =>
-              void this.store.recordProcess(run.id, pgid).catch((err: unknown) =>
-                this.logger.warn(
-                  { event: 'run.pgid_unrecorded', run_id: run.id, err },
-                  'could not record the process group of a run',
+              void this.store
+                .recordProcess(run.id, pgid)
+                .catch((err: unknown) =>
+                  this.logger.warn(
+                    { event: 'run.pgid_unrecorded', run_id: run.id, err },
+                    'could not record the process group of a run',
+                  ),
                 ),
-              ),
           });
           if (cancelOnStart) tracked.handle.cancel();
           outcome = await tracked.handle.done;

@@ -68,6 +68,8 @@ export interface RunSpec {
   playbookFile: string;
   hosts: string[];
   extravars: Record<string, unknown>;
+  /** Where the run's temp dir goes: its instance's workspace directory. */
+  workspaceParent?: string;
   /**
    * Told the process group id once ansible-playbook runs, so it can be recorded (a later
    * start-up stops a group its dead owner left). Must not throw; not awaited.
