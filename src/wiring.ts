@@ -4,7 +4,7 @@ import { openDatabase, pingDatabase, type Database } from './db/database.ts';
 import { HostStateStore } from './hosts/host-state-store.ts';
 import { HostsService } from './hosts/hosts-service.ts';
 import { InventorySource } from './hosts/inventory-source.ts';
-import type { ReadinessProbe } from './http/health-handlers.ts';
+import { readinessProbe, type ReadinessProbe } from './http/health-handlers.ts';
 import type { Logger } from './logger.ts';
 import { CompatService } from './compat/compat-service.ts';
 import { hostLocksFor } from './reconciler/host-locks.ts';
@@ -71,30 +71,14 @@ export function wireServices(
   const compat = config.compatHost
     ? new CompatService(config.compatHost, routes, hosts, config.routeWaitDefaultMs)
     : null;
-  let ansibleVersion: Promise<string> | null = null;
-  const readiness: ReadinessProbe = {
-    database: async () => {
-      try {
-        await pingDatabase(db);
-        return { ok: true, backend: db.backend };
-      } catch (err) {
-        return { ok: false, backend: db.backend, error: (err as Error).message };
-      }
-    },
-    ansible: async () => {
-      // The version does not change under a running process; probing it once is enough.
-      ansibleVersion ??= runner.version();
-      try {
-        return { ok: true, version: await ansibleVersion };
-      } catch (err) {
-        ansibleVersion = null;
-        return {
-          ok: false,
-          error: `ansible-playbook cannot run: ${(err as Error).message.split('\n')[0]}`,
-        };
-      }
-    },
-  };
+  // Open to anyone: ready or not, never an error's text; a broken ansible-playbook is
+  // re-probed at most every 30 s, never a process per probe.
+  const readiness: ReadinessProbe = readinessProbe({
+    backend: db.backend,
+    ping: () => pingDatabase(db),
+    version: () => runner.version(),
+    logger,
+  });
   return { db, presence, runner, runs, hosts, routes, compat, reconciler, scheduler, readiness };
 }
 
