@@ -145,6 +145,36 @@ describe('AnsibleRunner, with ansible-playbook dying before it prints JSON', { t
         expect(row).toMatchObject({ status: 'error', rc: 4, error: res.body.error });
         expect(row.log).toMatch(/ERROR!.*\n[\s\S]*did not find expected key/);
         expect(row.finished_at).not.toBeNull();
+        // the process group it ran as, for a later start-up to stop if this instance died
+        expect(row.pgid).toEqual(expect.any(Number));
+      } finally {
+        await server.close();
+      }
+    });
+
+    it("when a run starts, then its workspace is under this instance's directory of this data directory", async () => {
+      const record = path.join(dir, 'cwd');
+      const fake = path.join(dir, 'fake-ansible-playbook');
+      await writeFile(
+        fake,
+        `#!/bin/bash\necho "$PWD" > ${record}\necho '{"_event": "v2_playbook_on_stats", "stats": {"h1": {"ok": 1}}}'\n`,
+      );
+      await chmod(fake, 0o755);
+      const server = await startTestServer({
+        INVENTORY: fleet.lab.inventoryPath,
+        CATALOG_DIR: catalog,
+        ANSIBLE_PLAYBOOK: fake,
+      });
+      try {
+        const res = await server.request('POST', '/v1/runs?wait=50', {
+          body: { playbook: 'ping', limit: ['h1'] },
+        });
+        expect(res.body).toMatchObject({ status: 'succeeded' });
+        const cwd = (await readFile(record, 'utf8')).trim();
+        const mine = server.services.presence.workspaceDir!;
+        expect(path.dirname(cwd)).toBe(mine);
+        expect(path.basename(cwd)).toMatch(/^run-\w{6}$/);
+        expect(existsSync(cwd)).toBe(false);
       } finally {
         await server.close();
       }
