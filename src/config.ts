@@ -39,6 +39,9 @@ const schema = z.object({
   SHUTDOWN_GRACE_S: seconds(30, 3600),
   ALLOW_LOCAL_WRITES: boolean.default(false),
   ANSIBLE_PLAYBOOK: z.string().min(1).default('ansible-playbook'),
+  ANSIBLE_INVENTORY: z.string().min(1).default('ansible-inventory'),
+  REFRESH_MIN_INTERVAL_S: z.coerce.number().min(0).max(3600).default(2),
+  MAX_BATCH_ITEMS: z.coerce.number().int().min(1).max(1_000_000).default(50_000),
   BODY_LIMIT: z
     .string()
     .regex(/^\d+(b|kb|mb)$/i, 'must look like 100kb or 1mb')
@@ -87,6 +90,12 @@ export interface Config {
   shutdownGraceMs: number;
   allowLocalWrites: boolean;
   ansiblePlaybook: string;
+  /** The ansible-inventory that reads INVENTORY: Ansible's own parser decides what the fleet is. */
+  ansibleInventory: string;
+  /** A host's state gathered this recently is served as is, even to ?refresh=true. */
+  refreshMinIntervalMs: number;
+  /** Items one write may create after group expansion (hosts x items). */
+  maxBatchItems: number;
   bodyLimit: string;
   validateResponses: boolean;
   routeProto: number;
@@ -190,6 +199,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     shutdownGraceMs: e.SHUTDOWN_GRACE_S * 1000,
     allowLocalWrites: e.ALLOW_LOCAL_WRITES,
     ansiblePlaybook: e.ANSIBLE_PLAYBOOK,
+    ansibleInventory: e.ANSIBLE_INVENTORY,
+    refreshMinIntervalMs: e.REFRESH_MIN_INTERVAL_S * 1000,
+    maxBatchItems: e.MAX_BATCH_ITEMS,
     bodyLimit: e.BODY_LIMIT,
     validateResponses: e.VALIDATE_RESPONSES,
     routeProto: e.ROUTE_PROTO,

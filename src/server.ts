@@ -6,7 +6,9 @@ import type { AddressInfo } from 'node:net';
 import { buildApp } from './app.ts';
 import { loadTokens } from './auth/load-tokens.ts';
 import { TokenRegistry } from './auth/token-registry.ts';
-import { loadConfig, type Config } from './config.ts';
+import { ConfigError, loadConfig, type Config } from './config.ts';
+import { InventoryError } from './hosts/inventory.ts';
+import { InventorySource } from './hosts/inventory-source.ts';
 import { lockDataDir } from './db/data-dir-lock.ts';
 import { migrateToLatest } from './db/database.ts';
 import { createLogger, type Logger } from './logger.ts';
@@ -29,12 +31,20 @@ export async function startServer(
   opts: WiringOverrides & { logger?: Logger } = {},
 ): Promise<RunningServer> {
   const logger = opts.logger ?? createLogger(config.logLevel);
+  // Ansible must be able to read the fleet before anything is opened or locked.
+  const inventory = opts.inventory ?? new InventorySource(config);
+  try {
+    await inventory.current();
+  } catch (err) {
+    if (!(err instanceof InventoryError)) throw err;
+    throw new ConfigError(`invalid configuration: INVENTORY: ${err.message}`);
+  }
   const unlock = await lockDataDir(config.dataDir);
   let services: Services | undefined;
   try {
     // Behind Kong the gateway authenticates; no token of ours (nor a bootstrap one) applies.
     const tokens = config.authMode === 'kong' ? TokenRegistry.empty() : loadTokens(config, logger);
-    services = wireServices(config, logger, opts);
+    services = wireServices(config, logger, { ...opts, inventory });
     await migrateToLatest(services.db);
     await services.presence.announce();
     await services.runs.interruptOrphans();
@@ -169,12 +179,21 @@ async function main(): Promise<void> {
   try {
     running = await startServer(config, { logger });
   } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`routeplane: ${err.message}\n`);
+      process.exit(2);
+    }
     logger.fatal(
       { event: 'server.start_failed', err: (err as Error).message },
       'routeplane could not start',
     );
     process.exit(1);
   }
+  // SIGHUP re-reads the inventory now (edits are also picked up by their digest).
+  process.on('SIGHUP', () => {
+    running.services.inventory.reload();
+    logger.info({ event: 'inventory.reload' }, 'inventory will be re-read');
+  });
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
       running.stop().then(

@@ -21,6 +21,7 @@ import type { PlaybookRunner } from './runs/types.ts';
 
 export interface Services {
   db: Database;
+  inventory: InventorySource;
   presence: InstancePresence;
   runner: PlaybookRunner;
   runs: RunsService;
@@ -35,6 +36,7 @@ export interface Services {
 export interface WiringOverrides {
   db?: Database;
   runner?: PlaybookRunner;
+  inventory?: InventorySource;
 }
 
 /** Creates every store and service and hands each its dependencies; nothing else `new`s them. */
@@ -47,7 +49,7 @@ export function wireServices(
     overrides.db ?? openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   const presence = new InstancePresence(db);
   const runner = overrides.runner ?? new AnsibleRunner(config, logger);
-  const inventory = new InventorySource(config.inventoryPath);
+  const inventory = overrides.inventory ?? new InventorySource(config);
   const runs = new RunsService(
     config,
     new RunsStore(db.knex),
@@ -79,7 +81,7 @@ export function wireServices(
     version: () => runner.version(),
     logger,
   });
-  return { db, presence, runner, runs, hosts, routes, compat, reconciler, scheduler, readiness };
+  return { db, inventory, presence, runner, runs, hosts, routes, compat, reconciler, scheduler, readiness };
 }
 
 export type { TokenRegistry };

@@ -8,6 +8,7 @@ export function presentHost(v: HostView): Schemas['Host'] {
     groups: v.host.groups,
     vars: v.vars,
     local: v.host.local,
+    local_reason: v.host.localReason,
     read_only: v.readOnly,
     reachable: v.record?.reachable ?? null,
     last_seen_at: v.record?.lastSeenAt?.toISOString() ?? null,

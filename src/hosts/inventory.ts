@@ -1,12 +1,16 @@
-import { readFile } from 'node:fs/promises';
-import { CORE_SCHEMA, defineScalarTag, load } from 'js-yaml';
+import { isIP } from 'node:net';
+import ipaddr from 'ipaddr.js';
 
 export interface InventoryHost {
   name: string;
+  /** Every group the host belongs to, directly or through a child group (Ansible's group_names). */
   groups: string[];
-  /** Host vars merged over the vars of its groups (outermost first), as Ansible resolves them. */
+  /** The host's variables as Ansible resolves them (host_vars over group_vars, by depth). */
   vars: Record<string, unknown>;
+  /** Whether the host is (or may be) the machine routeplane runs on. */
   local: boolean;
+  /** Why it counts as the controller; null when it does not. */
+  localReason: string | null;
 }
 
 export interface Inventory {
@@ -19,128 +23,179 @@ export class InventoryError extends Error {
   override name = 'InventoryError';
 }
 
-type Node = {
-  hosts?: Record<string, unknown> | null;
-  children?: Record<string, unknown> | null;
-  vars?: Record<string, unknown> | null;
-};
-
-function asRecord(value: unknown, where: string): Record<string, unknown> {
-  if (value === null || value === undefined) return {};
-  if (typeof value !== 'object' || Array.isArray(value)) {
-    throw new InventoryError(`${where} must be a mapping`);
-  }
-  return value as Record<string, unknown>;
+/** What the controller is: its own addresses and names, for telling a host is the controller. */
+export interface ControllerIdentity {
+  addresses: Set<string>;
+  /** Names that resolve to the controller (its hostname, /etc/hosts entries for its addresses). */
+  names: Set<string>;
 }
 
-// Ansible's own YAML tags: an inline-vaulted value (kept opaque, and never shown: publicVars
-// drops `__ansible_vault`), and a string Ansible must not template. Without them a single
-// `!vault` value made the whole inventory unreadable.
-const ANSIBLE_SCHEMA = CORE_SCHEMA.withTags(
-  defineScalarTag('!vault', {
-    resolve: (source) => ({ __ansible_vault: source }),
-    identify: () => false,
-  }),
-  defineScalarTag('!unsafe', { resolve: (source) => source, identify: () => false }),
-);
+const LOCAL_CONNECTIONS = new Set(['local', 'ansible.builtin.local', 'ansible.legacy.local']);
+/** Variables that decide where and as whom a run connects, with their legacy spellings. */
+const CONNECTION_VARS = [
+  'ansible_connection',
+  'ansible_host',
+  'ansible_ssh_host',
+  'ansible_port',
+  'ansible_ssh_port',
+  'ansible_user',
+  'ansible_ssh_user',
+];
+
+const isTemplate = (v: unknown) => typeof v === 'string' && /\{\{|\{%|\{#/.test(v);
+
+function normalAddress(text: string): string | null {
+  const bare = text.replace(/^\[|\]$/g, '').split('%')[0]!;
+  if (!isIP(bare)) return null;
+  const parsed = ipaddr.parse(bare);
+  if (parsed.kind() === 'ipv6' && (parsed as ipaddr.IPv6).isIPv4MappedAddress()) {
+    return (parsed as ipaddr.IPv6).toIPv4Address().toString();
+  }
+  return parsed.toNormalizedString();
+}
+
+/** Normalised form of every address in `list`, for comparing with a host's ansible_host. */
+export function addressSet(list: Iterable<string>): Set<string> {
+  const out = new Set<string>();
+  for (const a of list) {
+    const n = normalAddress(a);
+    if (n) out.add(n);
+  }
+  return out;
+}
 
 /**
- * Parses an Ansible YAML inventory (the `all:` / `hosts:` / `children:` / `vars:` format).
- * routeplane reads it itself, rather than shelling out to ansible-inventory, so listing the
- * fleet costs no process and works where ansible is not installed yet.
+ * Why a host is the controller, or null. Guarded when unknowable: a connection variable that is
+ * itself a template could resolve to anything at run time, so it is treated as local.
  */
-export function parseInventory(text: string): Inventory {
-  const doc = asRecord(load(text, { schema: ANSIBLE_SCHEMA }), 'inventory');
-  const hostVars = new Map<string, Record<string, unknown>>();
-  const hostGroups = new Map<string, Set<string>>();
-  const groupHosts = new Map<string, Set<string>>();
-  // Ansible merges group vars by group depth (all = 0, its children 1, ...), then by name, so
-  // a child's vars win over its parents' whichever of a host's groups is read last.
-  const groupVars = new Map<string, { depth: number; vars: Record<string, unknown> }>();
-  const hostAncestry = new Map<string, Set<string>>();
-
-  const visit = (group: string, node: Node, chain: string[]): Set<string> => {
-    const vars = asRecord(node.vars, `group ${group} vars`);
-    const seen = groupVars.get(group);
-    groupVars.set(group, {
-      depth: Math.max(
-        seen?.depth ?? 0,
-        group === 'all' ? 0 : chain.length + (chain[0] === 'all' ? 0 : 1),
-      ),
-      vars: { ...(seen?.vars ?? {}), ...vars },
-    });
-    const myChain = [...chain, group];
-    const members = groupHosts.get(group) ?? new Set<string>();
-    groupHosts.set(group, members);
-    for (const [name, hv] of Object.entries(asRecord(node.hosts, `group ${group} hosts`))) {
-      members.add(name);
-      hostVars.set(name, { ...(hostVars.get(name) ?? {}), ...asRecord(hv, `host ${name}`) });
-      const groups = hostGroups.get(name) ?? new Set<string>();
-      groups.add(group);
-      hostGroups.set(name, groups);
-      hostAncestry.set(name, new Set([...(hostAncestry.get(name) ?? []), ...myChain]));
-    }
-    for (const [child, childNode] of Object.entries(
-      asRecord(node.children, `group ${group} children`),
-    )) {
-      for (const h of visit(child, asRecord(childNode, `group ${child}`) as Node, myChain))
-        members.add(h);
-    }
-    return members;
-  };
-
-  for (const [group, node] of Object.entries(doc)) {
-    visit(group, asRecord(node, `group ${group}`) as Node, []);
+export function controllerReason(
+  name: string,
+  vars: Record<string, unknown>,
+  me: ControllerIdentity,
+): string | null {
+  for (const v of CONNECTION_VARS) {
+    if (isTemplate(vars[v])) return `${v} is a template, so where it connects is unknowable`;
   }
-  const all = groupHosts.get('all') ?? new Set<string>();
-  for (const h of hostVars.keys()) all.add(h);
-  groupHosts.set('all', all);
-  const ungrouped = [...hostVars.keys()].filter((h) =>
-    [...(hostGroups.get(h) ?? [])].every((g) => g === 'all' || g === 'ungrouped'),
-  );
-  groupHosts.set('ungrouped', new Set(ungrouped));
+  const connection = vars.ansible_connection;
+  if (typeof connection === 'string' && LOCAL_CONNECTIONS.has(connection)) {
+    return `ansible_connection is ${connection}`;
+  }
+  const target = String(vars.ansible_host ?? vars.ansible_ssh_host ?? name).toLowerCase();
+  const address = normalAddress(target);
+  if (address) {
+    const parsed = ipaddr.parse(address);
+    if (parsed.range() === 'loopback' || parsed.range() === 'unspecified') {
+      return `it connects to ${target}, a loopback address`;
+    }
+    if (me.addresses.has(address)) return `it connects to ${target}, an address of this machine`;
+    return null;
+  }
+  if (target === 'localhost' || target.endsWith('.localhost')) {
+    return `it connects to ${target}, this machine`;
+  }
+  if (me.names.has(target)) return `it connects to ${target}, a name of this machine`;
+  return null;
+}
+
+interface ListedGroup {
+  hosts?: string[];
+  children?: string[];
+}
+
+/**
+ * Builds the fleet from `ansible-inventory --list`: Ansible has parsed the source (INI, YAML,
+ * ranges, host_vars/ and group_vars/, plugins) and merged each host's variables, so what
+ * routeplane shows and guards is exactly what a run will use.
+ */
+export function inventoryFromAnsibleList(listed: unknown, me: ControllerIdentity): Inventory {
+  if (!listed || typeof listed !== 'object') {
+    throw new InventoryError('ansible-inventory printed no inventory');
+  }
+  const doc = listed as Record<string, unknown> & {
+    _meta?: { hostvars?: Record<string, Record<string, unknown>> };
+  };
+  const hostvars = doc._meta?.hostvars ?? {};
+  const direct = new Map<string, ListedGroup>();
+  for (const [group, node] of Object.entries(doc)) {
+    if (group === '_meta') continue;
+    direct.set(group, (node ?? {}) as ListedGroup);
+  }
+  const members = new Map<string, Set<string>>();
+  for (const group of direct.keys()) {
+    const set = new Set<string>();
+    const seen = new Set([group]);
+    const queue = [group];
+    while (queue.length > 0) {
+      const node = direct.get(queue.shift()!) ?? {};
+      for (const h of node.hosts ?? []) set.add(h);
+      for (const child of node.children ?? []) {
+        if (seen.has(child)) continue;
+        seen.add(child);
+        queue.push(child);
+      }
+    }
+    members.set(group, set);
+  }
+  const all = members.get('all') ?? new Set<string>();
+  for (const h of Object.keys(hostvars)) all.add(h);
+  for (const set of members.values()) for (const h of set) all.add(h);
+  members.set('all', all);
+  if (!members.has('ungrouped')) members.set('ungrouped', new Set());
 
   const hosts = new Map<string, InventoryHost>();
-  for (const [name, own] of hostVars) {
-    const ordered = [...(hostAncestry.get(name) ?? []), 'all']
-      .filter((g, i, list) => list.indexOf(g) === i && groupVars.has(g))
-      .map((g) => ({ name: g, ...groupVars.get(g)! }))
-      // by code point, as Python compares the names, not by locale
-      .sort((a, b) => a.depth - b.depth || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    const vars = Object.assign({}, ...ordered.map((g) => g.vars), own) as Record<string, unknown>;
-    const groups = [...(hostGroups.get(name) ?? [])]
-      .filter((g) => g !== 'all' && g !== 'ungrouped')
+  for (const name of all) {
+    const vars = hostvars[name] ?? {};
+    const groups = [...members]
+      .filter(([g, set]) => g !== 'all' && g !== 'ungrouped' && set.has(name))
+      .map(([g]) => g)
       .sort();
-    hosts.set(name, { name, groups, vars, local: vars.ansible_connection === 'local' });
+    const reason = controllerReason(name, vars, me);
+    hosts.set(name, { name, groups, vars, local: reason !== null, localReason: reason });
   }
   return {
     hosts,
-    groups: new Map([...groupHosts].map(([g, m]) => [g, [...m].sort()])),
+    groups: new Map([...members].map(([g, set]) => [g, [...set].sort()])),
   };
 }
 
-export async function readInventory(file: string): Promise<Inventory> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    throw new InventoryError(`cannot read inventory ${file}: ${(err as Error).message}`);
+const isVaulted = (v: unknown): boolean =>
+  (typeof v === 'string' && v.includes('$ANSIBLE_VAULT')) ||
+  (v !== null && typeof v === 'object' && !Array.isArray(v) && '__ansible_vault' in v);
+
+/** A copy of `v` without vaulted values at any depth. */
+function withoutVaulted(v: unknown): unknown {
+  if (Array.isArray(v)) return v.filter((x) => !isVaulted(x)).map(withoutVaulted);
+  if (v !== null && typeof v === 'object') {
+    return Object.fromEntries(
+      Object.entries(v)
+        .filter(([, x]) => !isVaulted(x))
+        .map(([k, x]) => [k, withoutVaulted(x)]),
+    );
   }
-  return parseInventory(text);
+  return v;
 }
 
-const SECRET_KEY = /pass|secret|token|private_key|become_pass|vault|credential|api_key/i;
+/** The variables anyone may see of a host, whatever else the inventory holds. */
+const PUBLIC_BY_DEFAULT = ['ansible_host', 'ansible_port', 'ansible_user'];
 
-/** Inventory vars safe to show: no credentials, no vaulted values. */
+/**
+ * Inventory vars safe to show: an allowlist, never a denylist. Address, port and user, plus the
+ * keys the operator lists in `routeplane_public_vars`; keys, passwords, SSH arguments and
+ * everything else stay on the server, and vaulted values are dropped at any depth.
+ */
 export function publicVars(vars: Record<string, unknown>): Record<string, unknown> {
-  return Object.fromEntries(
-    Object.entries(vars).filter(([k, v]) => {
-      if (SECRET_KEY.test(k)) return false;
-      if (typeof v === 'string' && v.includes('$ANSIBLE_VAULT')) return false;
-      if (v && typeof v === 'object' && '__ansible_vault' in v) return false;
-      return true;
-    }),
-  );
+  const listed = Array.isArray(vars.routeplane_public_vars)
+    ? vars.routeplane_public_vars.filter((k): k is string => typeof k === 'string')
+    : [];
+  const out: Record<string, unknown> = {};
+  for (const key of [...PUBLIC_BY_DEFAULT, ...listed]) {
+    // Listing a connection variable (a key file, SSH arguments, a password) publishes nothing.
+    const connection = key.startsWith('ansible_') && !PUBLIC_BY_DEFAULT.includes(key);
+    if (connection || key === 'routeplane_public_vars' || !(key in vars)) continue;
+    if (isVaulted(vars[key])) continue;
+    out[key] = withoutVaulted(vars[key]);
+  }
+  return out;
 }
 
 /** Expands names (hosts or groups) to inventory hosts; returns the names that match nothing. */

@@ -106,7 +106,10 @@ export interface paths {
          * A host's links, addresses and routes from the last gather
          * @description Served from the last gather. With `refresh=true`, or when the host was
          *     never gathered, routeplane runs the gather playbook against the host
-         *     first (a run of kind `gather`) and answers with its result.
+         *     first (a run of kind `gather`) and answers with its result. Refreshes
+         *     of one host share one gather run: a refresh while one is going waits
+         *     for it, and one within `REFRESH_MIN_INTERVAL_S` of the last gather is
+         *     served from it.
          */
         get: operations["getHost"];
         put?: never;
@@ -538,13 +541,25 @@ export interface components {
         };
         Host: {
             name: string;
+            /** @description Every group the host is in, directly or through a child group, as Ansible resolves them */
             groups: string[];
-            /** @description The host's inventory vars, without secrets (passwords, keys, tokens, vaulted values) */
+            /**
+             * @description An allowlist of the host's inventory vars, as Ansible resolves them
+             *     (host_vars, group_vars, ranges): `ansible_host`, `ansible_port`,
+             *     `ansible_user`, and the keys the host's `routeplane_public_vars`
+             *     lists (never another `ansible_*` key, never a vaulted value).
+             */
             vars: {
                 [key: string]: unknown;
             };
-            /** @description The host is the machine routeplane runs on (ansible_connection local) */
+            /**
+             * @description The host is, or may be, the machine routeplane runs on: a local
+             *     connection in any spelling, a loopback address or one of this
+             *     machine's own, or a connection variable that is itself a template
+             */
             local: boolean;
+            /** @description Why the host counts as the controller; null when it does not */
+            local_reason: string | null;
             /** @description routeplane will not change this host (a local host unless ALLOW_LOCAL_WRITES=true) */
             read_only: boolean;
             /** @description Outcome of the last run that touched the host; null if none has */
@@ -1485,6 +1500,7 @@ export interface operations {
                      *             "ansible_user": "root"
                      *           },
                      *           "local": false,
+                     *           "local_reason": null,
                      *           "read_only": false,
                      *           "reachable": true,
                      *           "last_seen_at": "2026-11-23T10:00:00.000Z",
@@ -1534,6 +1550,7 @@ export interface operations {
                      *         "ansible_host": "198.51.100.18"
                      *       },
                      *       "local": false,
+                     *       "local_reason": null,
                      *       "read_only": false,
                      *       "reachable": true,
                      *       "last_seen_at": "2026-11-23T10:00:00.000Z",

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { execa } from 'execa';
 import type { Config } from '../config.ts';
+import { STRICT_INVENTORY_ENV } from '../hosts/inventory-source.ts';
 import type { Logger } from '../logger.ts';
 import { collectJsonlEvent, parseJsonlEvent, ResultsCollector } from './json-extractor.ts';
 import { eachLine, TailBuffer } from './output-lines.ts';
@@ -81,6 +82,8 @@ export class AnsibleRunner implements PlaybookRunner {
       ANSIBLE_PIPELINING: 'True',
       ANSIBLE_HOST_KEY_CHECKING: 'True',
       ANSIBLE_RETRY_FILES_ENABLED: 'False',
+      // A source Ansible cannot parse is an error, as when routeplane read it, never no hosts.
+      ...STRICT_INVENTORY_ENV,
       ANSIBLE_NOCOLOR: 'True',
       ANSIBLE_FORCE_COLOR: 'False',
       ANSIBLE_SSH_CONTROL_PATH_DIR: ws.controlPathDir,

@@ -1,13 +1,12 @@
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { load } from 'js-yaml';
+import { INVENTORY_VAR_DIRS } from '../hosts/inventory-source.ts';
 import { ValidationError } from '../http/errors.ts';
 import { parseSidecar, SidecarError, type VarSpec } from './playbook-vars.ts';
 
 const NAME = /^[A-Za-z0-9_-]+(\/[A-Za-z0-9_-]+)*$/;
 const SIDECAR = /\.vars\.ya?ml$/;
-/** Directories Ansible would read as inventory variables; refused in the catalog at start-up. */
-export const INVENTORY_VAR_DIRS = ['host_vars', 'group_vars'];
 
 export interface CatalogEntry {
   name: string;

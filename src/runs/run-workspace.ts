@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { chmod, cp, mkdir, mkdtemp, realpath, rm, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { markUnsafe } from './playbook-vars.ts';
@@ -75,9 +75,11 @@ export async function createWorkspace(src: WorkspaceSources): Promise<RunWorkspa
       });
     }
     await mkdir(path.dirname(ws.inventoryPath), { mode: 0o700 });
-    await cp(src.inventoryPath, ws.inventoryPath, { dereference: true });
-    // group_vars/ and host_vars/ beside the inventory belong to it.
-    for (const sub of ['group_vars', 'host_vars']) {
+    // The whole source Ansible read for the fleet: a directory with everything in it, or a file
+    // with the group_vars/ and host_vars/ beside it.
+    await cp(src.inventoryPath, ws.inventoryPath, { recursive: true, dereference: true });
+    const fileSource = !(await stat(src.inventoryPath)).isDirectory();
+    for (const sub of fileSource ? ['group_vars', 'host_vars'] : []) {
       const from = path.join(path.dirname(src.inventoryPath), sub);
       if (existsSync(from)) {
         await cp(from, path.join(path.dirname(ws.inventoryPath), sub), {

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -41,5 +41,20 @@ describe('starting the server process with a bad configuration', () => {
     expect(result.exitCode).toBe(2);
     expect(result.stderr).toMatch(/^routeplane: invalid configuration: INVENTORY: cannot read/m);
     expect(await readdir(dataDir)).toEqual([]);
+  });
+
+  it('when INVENTORY is a file Ansible cannot parse, then the process exits 2 naming INVENTORY before it opens anything', async () => {
+    const bad = path.join(dataDir, '..', `${path.basename(dataDir)}-hosts.yml`);
+    await writeFile(bad, 'all:\n  hosts: [a, b\n');
+    try {
+      const result = await start({ INVENTORY: bad });
+      expect(result.exitCode).toBe(2);
+      expect(result.stderr).toMatch(
+        /^routeplane: invalid configuration: INVENTORY: .* is not a valid inventory/m,
+      );
+      expect(await readdir(dataDir)).toEqual([]);
+    } finally {
+      await rm(bad, { force: true });
+    }
   });
 });

@@ -131,12 +131,24 @@ describe('loadConfig, for the files its settings name', () => {
     },
   );
 
-  it('when INVENTORY is not a valid inventory, then loading throws naming INVENTORY and why', () => {
-    const inventory = file('hosts.yml', 'all:\n  hosts: [a, b]\n');
-    expect(configError({ INVENTORY: inventory }).message).toMatch(
-      /INVENTORY: .*hosts\.yml is not a valid inventory: .*must be a mapping/,
+  it('when INVENTORY is a directory, then it is accepted as Ansible accepts it', () => {
+    mkdirSync(path.join(dir, 'inv.d'));
+    file('inv.d/hosts.yml', 'all:\n  hosts:\n    a: {}\n');
+    expect(loadConfig({ INVENTORY: path.join(dir, 'inv.d') }).inventoryPath).toBe(
+      path.join(dir, 'inv.d'),
     );
   });
+
+  it.each(['host_vars', 'group_vars', 'net/host_vars'])(
+    'when CATALOG_DIR holds %s, then loading refuses it: it would change hosts behind the inventory',
+    (sub) => {
+      mkdirSync(path.join(dir, 'catalog', sub), { recursive: true });
+      file(`catalog/${sub}/h1.yml`, 'ansible_connection: local\n');
+      expect(configError({ CATALOG_DIR: path.join(dir, 'catalog') }).message).toMatch(
+        /CATALOG_DIR: .*(host|group)_vars would set host variables for runs/,
+      );
+    },
+  );
 
   it('when CATALOG_DIR is PLAYBOOKS_DIR itself, then loading refuses it: apply_routes would be runnable by name', () => {
     expect(configError({ CATALOG_DIR: 'playbooks' }).message).toMatch(
