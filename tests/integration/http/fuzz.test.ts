@@ -41,6 +41,18 @@ type Schema = {
   format?: string;
   minimum?: number;
   maximum?: number;
+  minLength?: number;
+  maxLength?: number;
+  pattern?: string;
+  minItems?: number;
+  maxItems?: number;
+  minProperties?: number;
+  maxProperties?: number;
+  items?: Schema;
+  properties?: Record<string, Schema>;
+  oneOf?: Schema[];
+  anyOf?: Schema[];
+  allOf?: Schema[];
   example?: unknown;
 };
 type Parameter = { $ref?: string; name: string; in: string; schema?: Schema; example?: unknown };
@@ -48,7 +60,7 @@ type Media = { example?: unknown; examples?: Record<string, { value?: unknown }>
 type OperationObject = {
   responses?: Record<string, unknown>;
   parameters?: Parameter[];
-  requestBody?: { content?: Record<string, Media> };
+  requestBody?: { content?: Record<string, Media & { schema?: Schema }> };
 };
 type Contract = {
   paths: Record<string, Record<string, OperationObject> & { parameters?: Parameter[] }>;
@@ -73,6 +85,7 @@ interface Operation {
   /** Media types of the client-error (4xx) responses the operation declares. */
   errorMedia: string[];
   params: Parameter[];
+  bodySchema: Schema | undefined;
   bodyExamples: unknown[];
 }
 
@@ -95,6 +108,7 @@ const OPERATIONS: Operation[] = Object.entries(contract.paths).flatMap(([templat
             Object.keys(deref(r as { $ref?: string; content?: object }).content ?? {}),
           ),
         params: [...(item.parameters ?? []), ...(op.parameters ?? [])].map(deref),
+        bodySchema: media?.schema,
         bodyExamples: [
           ...(media?.example !== undefined ? [media.example] : []),
           ...Object.values(media?.examples ?? {}).map((e) => e.value),
@@ -256,6 +270,8 @@ function plausibleValue(param: Parameter): fc.Arbitrary<string> {
     const min = schema.minimum ?? 0;
     options.push(
       fc.integer({ min, max: Math.min(schema.maximum ?? min + 100, min + 100) }).map(String),
+      // The edges of the contract's range, and one past each.
+      fc.constantFrom(...integerEdges(schema).map((e) => String(e.value))),
     );
   } else if (schema.format === 'uuid') options.push(fc.constant(KNOWN_ID), fc.uuid());
   if (options.length === 0) options.push(fc.constant('x'));
@@ -323,6 +339,231 @@ const contractRequest = fc.constantFrom(...OPERATIONS).chain((op) => {
     body: plausibleBody(op),
   });
 });
+
+// --- generators: the contract's limits ------------------------------------------------------
+
+/** A value at a limit of the contract: at the edge (in range) or one past it (out of range). */
+interface Edge {
+  value: number;
+  inRange: boolean;
+  label: string;
+}
+
+function edges(min: number | undefined, max: number | undefined, floor = -Infinity): Edge[] {
+  const out: Edge[] = [];
+  if (min !== undefined) {
+    if (min - 1 >= floor) out.push({ value: min - 1, inRange: false, label: `min-1 (${min - 1})` });
+    out.push({ value: min, inRange: true, label: `min (${min})` });
+  }
+  if (max !== undefined) {
+    out.push({ value: max, inRange: true, label: `max (${max})` });
+    out.push({ value: max + 1, inRange: false, label: `max+1 (${max + 1})` });
+  }
+  return out;
+}
+
+function integerEdges(schema: Schema): Edge[] {
+  return edges(schema.minimum, schema.maximum);
+}
+
+/** minLength/maxLength, or the `{m,n}` of a one-class anchored pattern such as `^[a-z]{1,15}$`. */
+function lengthLimits(schema: Schema): { min?: number; max?: number } | null {
+  if (schema.minLength !== undefined || schema.maxLength !== undefined) {
+    return { min: schema.minLength, max: schema.maxLength };
+  }
+  const m = /^\^\[[^\]]+\]\{(\d+),(\d+)\}\$$/.exec(schema.pattern ?? '');
+  return m ? { min: Number(m[1]), max: Number(m[2]) } : null;
+}
+
+type Kind = 'integer' | 'length' | 'items' | 'properties';
+interface Limit {
+  kind: Kind;
+  /** Where the value goes: a body path (keys and indexes), or a parameter. */
+  at: { body: (string | number)[] } | { param: Parameter };
+  min?: number;
+  max?: number;
+  /** An element to repeat when filling an array with no element of its own. */
+  sample?: unknown;
+}
+
+/** Every limit of a body schema, with the path of the value it bounds. */
+function bodyLimits(node: Schema, at: (string | number)[], out: Limit[], depth = 0): Limit[] {
+  if (depth > 8) return out;
+  const s = deref(node);
+  for (const branch of [...(s.oneOf ?? []), ...(s.anyOf ?? []), ...(s.allOf ?? [])]) {
+    bodyLimits(branch, at, out, depth + 1);
+  }
+  const where = { body: at };
+  if (s.type === 'integer' && (s.minimum !== undefined || s.maximum !== undefined)) {
+    out.push({ kind: 'integer', at: where, min: s.minimum, max: s.maximum });
+  }
+  const length = s.type === 'string' ? lengthLimits(s) : null;
+  if (length) out.push({ kind: 'length', at: where, ...length });
+  if (s.type === 'array') {
+    if (s.minItems !== undefined || s.maxItems !== undefined) {
+      const items = s.items ? deref(s.items) : {};
+      out.push({
+        kind: 'items',
+        at: where,
+        min: s.minItems,
+        max: s.maxItems,
+        sample: items.type === 'string' ? 'a' : undefined,
+      });
+    }
+    if (s.items) bodyLimits(s.items, [...at, 0], out, depth + 1);
+  }
+  if (s.minProperties !== undefined || s.maxProperties !== undefined) {
+    out.push({ kind: 'properties', at: where, min: s.minProperties, max: s.maxProperties });
+  }
+  for (const [key, child] of Object.entries(s.properties ?? {})) {
+    bodyLimits(child, [...at, key], out, depth + 1);
+  }
+  return out;
+}
+
+function paramLimits(param: Parameter): Limit[] {
+  const s = deref(param.schema ?? {});
+  const at = { param };
+  if (s.type === 'integer' && (s.minimum !== undefined || s.maximum !== undefined)) {
+    return [{ kind: 'integer', at, min: s.minimum, max: s.maximum }];
+  }
+  const length = s.type === 'string' ? lengthLimits(s) : null;
+  return length ? [{ kind: 'length', at, ...length }] : [];
+}
+
+/** The value of `limit` at size or number `n`; `existing` is what the example had there. */
+function valueAt(limit: Limit, n: number, existing: unknown): unknown {
+  switch (limit.kind) {
+    case 'integer':
+      return n;
+    case 'length':
+      return 'a'.repeat(n);
+    case 'items': {
+      const element = Array.isArray(existing) && existing.length > 0 ? existing[0] : limit.sample;
+      return Array.from({ length: n }, () => structuredClone(element));
+    }
+    case 'properties':
+      return Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, i]));
+  }
+}
+
+/** A copy of `base` with the value at `at` replaced, or undefined when `base` has no such place. */
+function replaced(base: unknown, at: (string | number)[], make: (old: unknown) => unknown) {
+  if (at.length === 0) return make(base);
+  const copy = structuredClone(base) as Record<string | number, unknown>;
+  let node: unknown = copy;
+  for (const [i, key] of at.entries()) {
+    const fits = typeof key === 'number' ? Array.isArray(node) : isPlainObject(node);
+    if (!fits) return undefined;
+    const container = node as Record<string | number, unknown>;
+    if (i === at.length - 1) {
+      container[key] = make(container[key]);
+      return copy;
+    }
+    if (container[key] === undefined) return undefined;
+    node = container[key];
+  }
+  return undefined;
+}
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
+interface BoundaryCase {
+  op: Operation;
+  what: string;
+  inRange: boolean;
+  path: string;
+  query: string;
+  body: string | undefined;
+}
+
+/** A path parameter's everyday value, for requests whose limit is elsewhere. */
+function everydayParam(param: Parameter): string {
+  const schema = deref(param.schema ?? {});
+  const example = param.example ?? schema.example;
+  if (PLAUSIBLE_DEFAULT[param.name]) return PLAUSIBLE_DEFAULT[param.name]!;
+  if (example !== undefined) return String(example);
+  if (schema.format === 'uuid') return KNOWN_ID;
+  return 'x';
+}
+const PLAUSIBLE_DEFAULT: Record<string, string> = { host: 'h1', ifname: 'eth0', playbook: 'ping' };
+
+/**
+ * A contract example made to reach past the domain checks, so that a value at a limit gets as
+ * far as the database and the runner: hosts of the fuzz inventory, no schedule (an example's
+ * dates pass), everything else as the example says.
+ */
+function everyday(example: unknown): unknown {
+  if (Array.isArray(example)) return example.map(everyday);
+  if (!isPlainObject(example)) return example;
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(example)) {
+    if (key === 'create_at' || key === 'delete_at') continue;
+    if (key === 'host') out[key] = 'h1';
+    else if (key === 'limit' && Array.isArray(value)) out[key] = ['h1'];
+    else out[key] = everyday(value);
+  }
+  return out;
+}
+
+/** Every limit of every operation of the contract, at min-1, min, max and max+1. */
+function boundaryCases(): BoundaryCase[] {
+  const cases: BoundaryCase[] = [];
+  for (const op of OPERATIONS) {
+    const inPath = op.params.filter((p) => p.in === 'path');
+    const fill = (override?: [Parameter, string]) =>
+      inPath.reduce(
+        (p, param) =>
+          p.replace(
+            `{${param.name}}`,
+            override?.[0] === param ? override[1] : everydayParam(param),
+          ),
+        op.template,
+      );
+    const firstExample = op.bodyExamples.map(everyday)[0];
+    const everydayBody = firstExample === undefined ? undefined : JSON.stringify(firstExample);
+    for (const param of op.params.filter((p) => p.in === 'path' || p.in === 'query')) {
+      for (const limit of paramLimits(param)) {
+        for (const edge of edges(limit.min, limit.max, limit.kind === 'integer' ? -Infinity : 0)) {
+          const value = String(valueAt(limit, edge.value, undefined));
+          const inPathToo = param.in === 'path';
+          // An empty path segment is another path, not an empty value.
+          if (inPathToo && value === '') continue;
+          cases.push({
+            op,
+            what: `${param.in} ${param.name} ${limit.kind} ${edge.label}`,
+            inRange: edge.inRange,
+            path: inPathToo ? fill([param, encodeURIComponent(value)]) : fill(),
+            query: inPathToo ? '' : `?${param.name}=${encodeURIComponent(value)}`,
+            body: everydayBody,
+          });
+        }
+      }
+    }
+    if (!op.bodySchema) continue;
+    const seen = new Set<string>();
+    for (const limit of bodyLimits(op.bodySchema, [], [])) {
+      const at = (limit.at as { body: (string | number)[] }).body;
+      for (const edge of edges(limit.min, limit.max, limit.kind === 'integer' ? -Infinity : 0)) {
+        for (const base of op.bodyExamples.map(everyday)) {
+          const body = replaced(base, at, (old) => valueAt(limit, edge.value, old));
+          if (body === undefined) continue;
+          const what = `body /${at.join('/')} ${limit.kind} ${edge.label}`;
+          const text = JSON.stringify(body);
+          if (seen.has(what + text.length)) continue;
+          seen.add(what + text.length);
+          cases.push({ op, what, inRange: edge.inRange, path: fill(), query: '', body: text });
+        }
+      }
+    }
+  }
+  return cases;
+}
+
+/** What the validator says when a value is past a limit (Ajv's wording). */
+const LIMIT_COMPLAINT =
+  /must be [<>]=|must NOT have (more|fewer) than|must match pattern|must NOT have more than \d+ items|must NOT have fewer than \d+ items/;
 
 // --- the property ----------------------------------------------------------------------------
 
@@ -421,6 +662,80 @@ describe('fuzzing the HTTP surface, given a server whose runner refuses every ru
     expect(
       [...seen.keys()].some((s) => s >= 200 && s < 300),
       JSON.stringify([...seen]),
+    ).toBe(true);
+  });
+
+  it('when every integer and length limit of the contract is sent at min-1, min, max and max+1, then out of range is a 400 or 422 and in range is never a 500 nor a complaint about the limit', async () => {
+    const cases = boundaryCases();
+    // The contract's limits were found, the kernel's 32-bit ones among them.
+    const names = cases.map((c) => `${c.op.method} ${c.op.template} ${c.what}`);
+    for (const expected of [
+      'POST /v1/routes body /metric integer max+1 (4294967296)',
+      'POST /v1/routes body /0/table integer max (4294967295)',
+      'POST /v1/routes body / items max+1 (20001)',
+      'PATCH /v1/routes/{id} body /metric integer min-1 (-1)',
+      'POST /v1/routes body /to length max+1 (65)',
+      'POST /v1/routes body /dev length max (15)',
+      'POST /v1/runs body /limit items max+1 (501)',
+      'GET /v1/routes query limit integer max+1 (1001)',
+    ]) {
+      expect(names).toContain(expected);
+    }
+    const ids: string[] = [];
+    const outcomes = new Map<string, number>();
+    const check = async (c: BoundaryCase) => {
+      const known = ids[ids.length - 1] ?? '00000000-0000-4000-8000-000000000000';
+      const url = new URL(server.url + c.path.replace(KNOWN_ID, known) + c.query);
+      const withBody = c.op.method !== 'GET' && c.body !== undefined;
+      const res = await fetch(url, {
+        method: c.op.method,
+        headers: {
+          authorization: `Bearer ${TOKENS.admin}`,
+          ...(withBody ? { 'content-type': 'application/json' } : {}),
+        },
+        body: withBody ? c.body : undefined,
+      });
+      const raw = await res.text();
+      const where = `${c.op.method} ${c.op.template} ${c.what} (${c.inRange ? 'in' : 'out of'} range) -> ${res.status} ${raw.slice(0, 300)}`;
+      outcomes.set(
+        `${c.inRange} ${res.status}`,
+        (outcomes.get(`${c.inRange} ${res.status}`) ?? 0) + 1,
+      );
+      if (res.status >= 200 && res.status < 300 && c.op.method !== 'GET') {
+        const parsed = JSON.parse(raw) as { id?: string };
+        if (parsed.id) ids.push(parsed.id);
+      }
+      expect(res.status, where).not.toBe(500);
+      if (res.status >= 500) expect([...c.op.statuses], where).toContain(res.status);
+      if (res.status >= 400) expectNoStack(raw);
+      const style = errorStyleOf(url.pathname);
+      if (!c.inRange) {
+        // Past a limit: the request's fault, said in the surface's own error style.
+        expect([400, 413, 422], where).toContain(res.status);
+        expect(res.headers.get('content-type'), where).toMatch(
+          style === 'detail' ? /^application\/json/ : /^application\/problem\+json/,
+        );
+      } else if (res.status === 400 || res.status === 422) {
+        // At the edge: maybe a domain error ('aaaa' is no prefix), never the limit itself.
+        expect(raw, where).not.toMatch(LIMIT_COMPLAINT);
+      }
+    };
+    // Every case once, in order (fast-check's examples), then a few more drawn at random.
+    await fc.assert(fc.asyncProperty(fc.constantFrom(...cases), check), {
+      examples: cases.map((c) => [c] as [BoundaryCase]),
+      // The examples count within numRuns: room for all of them and twenty drawn ones.
+      numRuns: cases.length + 20,
+      seed: process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : undefined,
+    });
+    // Both sides of the limits were reached: refusals and successes.
+    const statuses = [...outcomes.keys()];
+    expect(
+      statuses.some((k) => k.startsWith('false 4')),
+      JSON.stringify([...outcomes]),
+    ).toBe(true);
+    expect(
+      statuses.some((k) => /^true 2/.test(k)),
+      JSON.stringify([...outcomes]),
     ).toBe(true);
   });
 
