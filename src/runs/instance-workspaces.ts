@@ -8,13 +8,13 @@ import { closeSshMasters, signalGroup } from './process-reaper.ts';
 const OWNER_FILE = 'owner';
 
 /**
- * Where the run workspaces of one data directory live: `<tmp>/routeplane-<12 hex of the data
- * dir's path>`. Short on purpose: a run's SSH ControlPath (`<this>/<8>/run-XXXXXX/cp/<40 hex>`)
- * must fit in a unix socket's 108 bytes.
+ * Where the run workspaces of one data directory live: `<tmp>/rp-<8 hex of the data dir's
+ * path>`. Short on purpose: a run's SSH ControlPath (`<this>/<8>/rXXXXXX/cp/<40 hex>`, to
+ * which ssh appends `.<16 random>` while it binds) must fit in a unix socket's 108 bytes.
  */
 export function workspacesRoot(dataDir: string, tmpDir = os.tmpdir()): string {
-  const digest = createHash('sha256').update(path.resolve(dataDir)).digest('hex').slice(0, 12);
-  return path.join(tmpDir, `routeplane-${digest}`);
+  const digest = createHash('sha256').update(path.resolve(dataDir)).digest('hex').slice(0, 8);
+  return path.join(tmpDir, `rp-${digest}`);
 }
 
 /** An instance's directory name: the random tail of its presence id (8 hex). */
@@ -115,7 +115,7 @@ export async function sweepDeadInstances(deps: SweepDeps): Promise<SweepResult> 
   for (const owner of dead) {
     const dir = owners.get(owner)!;
     const runs = await readdir(dir).catch(() => [] as string[]);
-    for (const run of runs.filter((r) => r.startsWith('run-'))) {
+    for (const run of runs.filter((r) => r !== OWNER_FILE)) {
       const ws = path.join(dir, run);
       await closeSshMasters(path.join(ws, 'cp'), ws);
     }

@@ -47,7 +47,7 @@ async function insideOf(root: string): Promise<(src: string) => Promise<boolean>
  */
 export async function createWorkspace(src: WorkspaceSources): Promise<RunWorkspace> {
   const dir = await mkdtemp(
-    src.parentDir ? path.join(src.parentDir, 'run-') : path.join(os.tmpdir(), 'routeplane-run-'),
+    src.parentDir ? path.join(src.parentDir, 'r') : path.join(os.tmpdir(), 'routeplane-run-'),
   );
   try {
     await chmod(dir, 0o700);

@@ -115,16 +115,16 @@ describe.skipIf(inject('templateDatabase') === null)(
       await database?.drop();
     });
 
-    it('then the workspace path is short: tmp, a digest of the data directory, the instance, run-XXXXXX', () => {
+    it('then the workspace path is short: tmp, a digest of the data directory, the instance, rXXXXXX', () => {
       const dir = server.services.presence.workspaceDir!;
       expect(dir).toBe(
         path.join(workspacesRoot(dataDir), instanceDirName(server.services.presence.id)),
       );
-      expect(path.basename(path.dirname(dir))).toMatch(/^routeplane-[0-9a-f]{12}$/);
-      // room for run-XXXXXX/cp/<40 hex> within a unix socket path's 108 bytes
-      expect(Buffer.byteLength(path.join(dir, 'run-XXXXXX', 'cp', 'f'.repeat(40)))).toBeLessThan(
-        108,
-      );
+      expect(path.basename(path.dirname(dir))).toMatch(/^rp-[0-9a-f]{8}$/);
+      // room for rXXXXXX/cp/<40 hex>.<16 random> (ssh's temporary name while it binds) within
+      // a unix socket path's 108 bytes
+      const socket = path.join(dir, 'rXXXXXX', 'cp', `${'f'.repeat(40)}.${'x'.repeat(16)}`);
+      expect(Buffer.byteLength(socket)).toBeLessThan(108);
     });
 
     it("then the dead instance's workspaces, vault password copy included, are gone", () => {
