@@ -26,6 +26,9 @@ import {
   type RunOutcome,
 } from './types.ts';
 
+/** Writes first: an apply never waits in the queue behind gathers or catalog runs. */
+const SLOT_PRIORITY: Record<RunKind, number> = { apply: 0, gather: 1, playbook: 1 };
+
 interface Tracked {
   done: Promise<Run>;
   handle: RunHandle | null;
@@ -155,7 +158,7 @@ export class RunsService {
     let cancelOnStart = false;
     tracked.done = (async () => {
       const granted = await Promise.race([
-        this.slots.acquire(run.id).then(() => true),
+        this.slots.acquire(run.id, SLOT_PRIORITY[req.kind]).then(() => true),
         queuedCancel,
       ]);
       let outcome: RunOutcome;

@@ -113,4 +113,22 @@ describe('RunSlots', () => {
     await settle();
     expect(granted).toEqual(['a', 'c']);
   });
+
+  it('when an apply queues behind gathers, then it is granted the next free slot before them', async () => {
+    const slots = new RunSlots(1);
+    const granted: string[] = [];
+    const acquire = (id: string, priority: number) =>
+      void slots.acquire(id, priority).then(() => void granted.push(id));
+    acquire('running-gather', 1);
+    acquire('gather-1', 1);
+    acquire('gather-2', 1);
+    acquire('apply-1', 0);
+    acquire('apply-2', 0);
+    for (let i = 0; i < 4; i++) {
+      await settle();
+      slots.release();
+    }
+    await settle();
+    expect(granted).toEqual(['running-gather', 'apply-1', 'apply-2', 'gather-1', 'gather-2']);
+  });
 });
