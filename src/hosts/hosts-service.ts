@@ -25,8 +25,16 @@ const SYSTEM_ACTOR: Actor = { name: 'routeplane', role: 'admin' };
 
 /** The fleet as the inventory declares it, with each host's last known state. */
 export class HostsService {
+  /** The gather going now for each host, which every refresh of that host shares. */
+  private readonly gathers = new Map<string, Promise<void>>();
+  /** When each host's last gather of this process ended, and how. */
+  private readonly lastGather = new Map<string, { at: number; error: Error | null }>();
+
   constructor(
-    private readonly config: Pick<Config, 'allowLocalWrites' | 'playbooksDir'>,
+    private readonly config: Pick<
+      Config,
+      'allowLocalWrites' | 'playbooksDir' | 'refreshMinIntervalMs'
+    >,
     private readonly inventory: InventorySource,
     private readonly store: HostStateStore,
     private readonly runs: RunsService,
@@ -56,7 +64,12 @@ export class HostsService {
     return host;
   }
 
-  /** The host with its state: the last gather, or a new one when asked or never gathered. */
+  /**
+   * The host with its state: the last gather, or a new one when asked or never gathered.
+   * Refreshes of one host share one gather (single flight), and a gather that ended within
+   * REFRESH_MIN_INTERVAL_S answers them as it is (its failure too): a storm of viewers costs
+   * at most a gather per interval, and never a queue of runs ahead of a write.
+   */
   async get(
     name: string,
     refresh: boolean,
@@ -65,7 +78,7 @@ export class HostsService {
     const host = await this.inventoryHost(name);
     let record = await this.store.get(name);
     if (refresh || !record?.state) {
-      await this.gather(name, actor);
+      await this.gatherShared(name, actor, record?.state ?? null);
       record = await this.store.get(name);
     }
     if (!record?.state)
@@ -88,6 +101,25 @@ export class HostsService {
     const found = (await this.interfaces(name)).items.find((i) => i.ifname === ifname);
     if (!found) throw new NotFoundError(`Host '${name}' has no interface '${ifname}'`);
     return found;
+  }
+
+  private gatherShared(name: string, actor: Actor, known: HostState | null): Promise<void> {
+    const inFlight = this.gathers.get(name);
+    if (inFlight) return inFlight;
+    const last = this.lastGather.get(name);
+    const recent = (at: number) => Date.now() - at < this.config.refreshMinIntervalMs;
+    if (known && recent(known.collectedAt.getTime())) return Promise.resolve();
+    if (last && recent(last.at)) return last.error ? Promise.reject(last.error) : Promise.resolve();
+    const gather = this.gather(name, actor).then(
+      () => void this.lastGather.set(name, { at: Date.now(), error: null }),
+      (error: Error) => {
+        this.lastGather.set(name, { at: Date.now(), error });
+        throw error;
+      },
+    );
+    const shared = gather.finally(() => this.gathers.delete(name));
+    this.gathers.set(name, shared);
+    return shared;
   }
 
   private async gather(name: string, actor: Actor): Promise<void> {

@@ -1,4 +1,4 @@
-import { ConflictError, ValidationError } from '../http/errors.ts';
+import { ConflictError, PayloadTooLargeError, ValidationError } from '../http/errors.ts';
 import type { Config } from '../config.ts';
 import { resolveTargets, type Inventory } from '../hosts/inventory.ts';
 import { checkSchedule, parseRouteSpec, parseSchedule, type RouteInput } from './route-input.ts';
@@ -27,8 +27,19 @@ export function planRoutes(
   inputs: { input: RouteInput; base: string }[],
   inv: Inventory,
   now: Date,
-  config: Pick<Config, 'allowLocalWrites'>,
+  config: Pick<Config, 'allowLocalWrites' | 'maxBatchItems'>,
 ): PlannedRoute[] {
+  // Counted before anything is parsed or stored: a 500-host group times 20,000 items would
+  // otherwise be ten million rows, and as many routes in one run.
+  const expanded = inputs.reduce(
+    (n, { input }) => n + resolveTargets(inv, [input.host]).hosts.length,
+    0,
+  );
+  if (expanded > config.maxBatchItems) {
+    throw new PayloadTooLargeError(
+      `the request asks for ${expanded} routes once groups are expanded; at most MAX_BATCH_ITEMS (${config.maxBatchItems}) per request`,
+    );
+  }
   const planned: PlannedRoute[] = [];
   for (const { input, base } of inputs) {
     const { hosts, unknown } = resolveTargets(inv, [input.host]);

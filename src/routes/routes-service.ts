@@ -49,7 +49,7 @@ export interface Applied<T> {
 
 const LIVE: RouteStatus[] = ['pending', 'active', 'paused'];
 
-type ServiceConfig = Pick<Config, 'allowLocalWrites'>;
+type ServiceConfig = Pick<Config, 'allowLocalWrites' | 'maxBatchItems'>;
 
 /** Declared routes: creation, lifecycle, and waiting for the kernels to match. */
 export class RoutesService {
