@@ -227,5 +227,30 @@ describe(
       expect(await countRows(server.database.db.knex, 'routes', { destination: to })).toBe(0);
       expect((await managedRoutes(fleet.lab)).map((r) => r.to)).not.toContain(to);
     });
+
+    it('when the kernel has its default routes (ip prints them as "default"), then PUT to 0.0.0.0/0 or ::/0 is 200 "already exists" storing nothing', async () => {
+      // The lab gives each host a default route of each family, not routeplane's.
+      const kernel = await kernelRoutes(fleet.lab, 'h1');
+      expect(findRoute(kernel, { to: '0.0.0.0/0' })).toMatchObject({
+        gateway: fleet.lab.gatewayV4,
+      });
+      expect(kernel.some((r) => r.to === '::/0' && r.table === 254)).toBe(true);
+      for (const to of ['0.0.0.0/0', '::/0']) {
+        const res = await client.put({ to, via: to === '::/0' ? fleet.lab.gatewayV6 : GW() });
+        expectMessage(res, 200, MSG.exists(to));
+        expect(await countRows(server.database.db.knex, 'routes', { destination: to })).toBe(0);
+      }
+      expect(await kernelRoutes(fleet.lab, 'h1')).toEqual(kernel);
+      // And route-manager's listing shows them the way `ip route` does.
+      const list = await client.list();
+      expect(list.body.system_routes).toEqual(
+        expect.arrayContaining([
+          expect.stringMatching(
+            `^default via ${fleet.lab.gatewayV4.replaceAll('.', '\\.')} dev eth0`,
+          ),
+          expect.stringMatching(`^default via ${fleet.lab.gatewayV6} dev eth0`),
+        ]),
+      );
+    });
   },
 );
