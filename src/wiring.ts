@@ -4,11 +4,13 @@ import { openDatabase, pingDatabase, type Database } from './db/database.ts';
 import { HostStateStore } from './hosts/host-state-store.ts';
 import { HostsService } from './hosts/hosts-service.ts';
 import { InventorySource } from './hosts/inventory-source.ts';
+import { ManagementAddresses } from './hosts/management-address.ts';
 import { readinessProbe, type ReadinessProbe } from './http/health-handlers.ts';
 import type { Logger } from './logger.ts';
 import { CompatService } from './compat/compat-service.ts';
 import { hostLocksFor } from './reconciler/host-locks.ts';
 import { Reconciler } from './reconciler/reconciler.ts';
+import { LockoutGuard } from './routes/lockout-guard.ts';
 import { RoutesService } from './routes/routes-service.ts';
 import { RoutesStore } from './routes/routes-store.ts';
 import { AnsibleRunner } from './runs/ansible-runner.ts';
@@ -59,10 +61,18 @@ export function wireServices(
     presence,
     logger,
   );
-  const hosts = new HostsService(config, inventory, new HostStateStore(db.knex), runs);
+  const hostStates = new HostStateStore(db.knex);
+  const hosts = new HostsService(config, inventory, hostStates, runs);
   const routesStore = new RoutesStore(db.knex);
-  const reconciler = new Reconciler(config, routesStore, runs, hostLocksFor(db), logger);
-  const routes = new RoutesService(config, routesStore, inventory, reconciler);
+  const managementAddresses = new ManagementAddresses(inventory);
+  const reconciler = new Reconciler(config, routesStore, runs, hostLocksFor(db), logger, (hosts) =>
+    managementAddresses.of(hosts),
+  );
+  const lockout = new LockoutGuard({
+    managementAddresses: (h) => managementAddresses.of(h),
+    knownRoutes: async (h) => (await hostStates.get(h))?.state?.routes ?? null,
+  });
+  const routes = new RoutesService(config, routesStore, inventory, reconciler, lockout);
   const scheduler = new Scheduler(
     config,
     routesStore,
@@ -81,7 +91,19 @@ export function wireServices(
     version: () => runner.version(),
     logger,
   });
-  return { db, inventory, presence, runner, runs, hosts, routes, compat, reconciler, scheduler, readiness };
+  return {
+    db,
+    inventory,
+    presence,
+    runner,
+    runs,
+    hosts,
+    routes,
+    compat,
+    reconciler,
+    scheduler,
+    readiness,
+  };
 }
 
 export type { TokenRegistry };

@@ -72,6 +72,10 @@ export class Reconciler {
     private readonly runs: RunsService,
     private readonly locks: HostLocks,
     private readonly logger: Logger,
+    /** Each host's management address, which its apply module must never route away. */
+    private readonly managementAddresses: (
+      hosts: string[],
+    ) => Promise<Record<string, string>> = () => Promise.resolve({}),
   ) {}
 
   /** Queues the hosts for an apply run and returns the ticket to wait on. */
@@ -237,7 +241,8 @@ export class Reconciler {
   }
 
   /** One apply_routes run: each host's kernel is made to hold exactly its desired routes. */
-  private startApply(hosts: string[], desired: Record<string, Record<string, unknown>[]>) {
+  private async startApply(hosts: string[], desired: Record<string, Record<string, unknown>[]>) {
+    const managementAddresses = await this.managementAddresses(hosts);
     return this.runs.start({
       kind: 'apply',
       playbookName: 'apply_routes',
@@ -248,6 +253,7 @@ export class Reconciler {
       extravars: {
         routeplane_route_proto: this.config.routeProto,
         routeplane_desired_routes: desired,
+        routeplane_management_addresses: managementAddresses,
       },
       actor: SYSTEM,
     });

@@ -3,6 +3,7 @@ import type { Actor } from '../auth/roles.ts';
 import type { Config } from '../config.ts';
 import { ConflictError, NotFoundError, ValidationError } from '../http/errors.ts';
 import type { InventorySource } from '../hosts/inventory-source.ts';
+import type { LockoutGuard } from './lockout-guard.ts';
 import type { Reconciler, Settlement } from '../reconciler/reconciler.ts';
 import { checkSchedule, parseAddress, parseSchedule, type RouteInput } from './route-input.ts';
 import { kernelMetric } from './kernel-route.ts';
@@ -60,6 +61,7 @@ export class RoutesService {
     private readonly store: RoutesStore,
     private readonly inventory: InventorySource,
     private readonly reconciler: Reconciler,
+    private readonly lockout: LockoutGuard,
   ) {}
 
   /** The scheduler re-aims its timer when told a schedule changed. */
@@ -79,6 +81,7 @@ export class RoutesService {
   ): Promise<CreateItem[]> {
     const now = new Date();
     const planned = planRoutes(inputs, await this.inventory.current(), now, this.config);
+    await this.lockout.check(planned, actor);
     return this.createPlanned(uniquePlanned(planned, now), planned, actor, upsert, now);
   }
 
