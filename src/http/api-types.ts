@@ -760,7 +760,7 @@ export interface components {
             via?: string | null;
             /** @example eth0 */
             dev?: string | null;
-            /** @description Default 0 (IPv4), 1024 (IPv6) */
+            /** @description Default 0 (IPv4), 1024 (IPv6); an IPv6 metric 0 is 1024, as the kernel stores it */
             metric?: number;
             /** @description Routing table id; default 254 (main) */
             table?: number;
