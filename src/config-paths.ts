@@ -1,11 +1,4 @@
-import {
-  accessSync,
-  constants,
-  readdirSync,
-  readFileSync,
-  realpathSync,
-  statSync,
-} from 'node:fs';
+import { accessSync, constants, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { TokenRegistry } from './auth/token-registry.ts';
 import { INVENTORY_VAR_DIRS } from './hosts/inventory-source.ts';
@@ -33,8 +26,7 @@ function readable(
   let isKind: boolean;
   try {
     const st = statSync(file);
-    isKind =
-      (kind !== 'directory' && st.isFile()) || (kind !== 'file' && st.isDirectory());
+    isKind = (kind !== 'directory' && st.isFile()) || (kind !== 'file' && st.isDirectory());
     accessSync(file, constants.R_OK);
   } catch (err) {
     throw new Error(`${variable}: cannot read ${file} (${reason(err)})`);

@@ -298,7 +298,9 @@ export interface paths {
          *     `sync.run_id`) if the run is still going. A single route whose apply failed
          *     is a 502 problem naming the route, the host and the error; a batch answers
          *     201 with each item's result, and 502 only when every item failed. Nothing
-         *     is half-recorded: one invalid item rejects the whole request.
+         *     is half-recorded: one invalid item rejects the whole request. A request
+         *     that expands to more than `MAX_BATCH_ITEMS` routes once groups are
+         *     expanded is a 413 naming the setting, and nothing is stored.
          */
         post: operations["createRoutes"];
         delete?: never;
@@ -771,7 +773,12 @@ export interface components {
             /** @default false */
             onlink: boolean;
             /**
-             * @description Apply even if the route would capture the address Ansible reaches the host from
+             * @description Apply even if the route would become the host's longest-prefix match
+             *     for its management address (the controller's source address towards
+             *     the host, or the SSH client address), which would cut routeplane
+             *     off. Needs the admin role (403 otherwise). A forced route that would
+             *     capture the management address of every host it targets is refused
+             *     (409) whatever the role.
              * @default false
              */
             force: boolean;
