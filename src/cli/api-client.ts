@@ -11,6 +11,7 @@ export type HostList = Schemas['HostList'];
 export type HostDetail = Schemas['HostDetail'];
 export type Run = Schemas['Run'];
 export type RunList = Schemas['RunList'];
+export type PlaybookList = Schemas['PlaybookList'];
 
 type QueryOf<Op extends keyof operations> = NonNullable<operations[Op]['parameters']['query']>;
 export type ListRoutesQuery = QueryOf<'listRoutes'>;
@@ -218,6 +219,10 @@ export class ApiClient {
     return this.get<HostDetail>(`/v1/hosts/${encodeURIComponent(name)}`, {
       refresh: refresh || undefined,
     });
+  }
+
+  listPlaybooks(): Promise<PlaybookList> {
+    return this.get<PlaybookList>('/v1/playbooks');
   }
 
   listRuns(query: ListRunsQuery = {}): Promise<RunList> {

@@ -26,6 +26,7 @@ function formatHost(h: HostDetail): string {
       ['groups', h.groups],
       ['address', h.vars.ansible_host ?? null],
       ['local', h.local],
+      ['local_reason', h.local_reason],
       ['read_only', h.read_only],
       ['reachable', h.reachable],
       ['last_seen_at', h.last_seen_at],

@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import type { ListRunsQuery, Run, RunList } from './api-client.ts';
+import type { ListRunsQuery, PlaybookList, Run, RunList } from './api-client.ts';
 import { addApiOptions, intOption, runApi, show } from './api-command.ts';
 import { formatFields, formatTable } from './output.ts';
 import { RUN_STATUSES, type RunKind } from '../runs/types.ts';
@@ -57,6 +57,26 @@ function formatRun(r: Run, withLog: boolean): string {
   return parts.join('\n');
 }
 
+function formatPlaybooks(list: PlaybookList): string {
+  return formatTable(
+    ['PLAYBOOK', 'VARIABLE', 'TYPE', 'REQUIRED', 'DEFAULT', 'DESCRIPTION'],
+    list.items.flatMap((p) =>
+      p.error
+        ? [[p.name, null, null, null, null, `invalid sidecar: ${p.error}`]]
+        : p.vars.length === 0
+          ? [[p.name, null, null, null, null, 'accepts no extra variables']]
+          : p.vars.map((v) => [
+              p.name,
+              v.name,
+              v.type,
+              v.required,
+              'default' in v ? JSON.stringify(v.default) : null,
+              v.description ?? null,
+            ]),
+    ),
+  );
+}
+
 export function registerRunsCommand(program: Command): void {
   const runs = program
     .command('runs')
@@ -79,6 +99,16 @@ export function registerRunsCommand(program: Command): void {
       if (!ctx.json && page.items.length === 0) return ctx.note('no runs');
       show(ctx, page, formatRuns);
     });
+  });
+
+  addApiOptions(
+    runs
+      .command('playbooks')
+      .description('the catalog: playbooks a run may name, and the variables each accepts'),
+  ).action(function (this: Command) {
+    return runApi(this, async (ctx) =>
+      show(ctx, await ctx.client.listPlaybooks(), formatPlaybooks),
+    );
   });
 
   addApiOptions(

@@ -120,6 +120,10 @@ export function inventoryFromAnsibleList(listed: unknown, me: ControllerIdentity
     if (group === '_meta') continue;
     direct.set(group, (node ?? {}) as ListedGroup);
   }
+  // A group without hosts or children is only named in its parent's children.
+  for (const node of [...direct.values()]) {
+    for (const child of node.children ?? []) if (!direct.has(child)) direct.set(child, {});
+  }
   const members = new Map<string, Set<string>>();
   for (const group of direct.keys()) {
     const set = new Set<string>();

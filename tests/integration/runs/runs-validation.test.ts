@@ -3,7 +3,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CountingRunner } from '../../helpers/runs.ts';
-import { FIXTURE_CATALOG, startTestServer, type TestServer } from '../../helpers/server.ts';
+import { execa } from 'execa';
+import {
+  FIXTURE_CATALOG,
+  REPO,
+  startTestServer,
+  TOKENS,
+  type TestServer,
+} from '../../helpers/server.ts';
 
 // No ansible here: a counting runner stands in, so "nothing ran" is a number we can check.
 // Hosts are names only; nothing is ever contacted.
@@ -305,6 +312,19 @@ describe('POST /v1/runs validation, with a counting runner', () => {
       ],
     });
     expect(res.body.items.find((p: { name: string }) => p.name === 'ping').vars).toEqual([]);
+  });
+
+  it('when a person lists the catalog with the CLI, then each playbook shows its variables and ping accepts none', async () => {
+    const r = await execa('node', [path.join(REPO, 'bin/routeplane.js'), 'runs', 'playbooks'], {
+      reject: false,
+      env: { ROUTEPLANE_API: server.url, ROUTEPLANE_TOKEN: TOKENS.viewer },
+    });
+    expect(r.exitCode, r.stderr).toBe(0);
+    const lines = r.stdout.split('\n');
+    expect(lines[0]).toMatch(/^PLAYBOOK\s+VARIABLE\s+TYPE\s+REQUIRED\s+DEFAULT\s+DESCRIPTION/);
+    expect(lines.find((l) => /^echo\s+text\s+str\s+yes/.test(l))).toBeDefined();
+    expect(lines.find((l) => /^echo\s+count\s+int\s+no\s+0\s/.test(l))).toBeDefined();
+    expect(lines.find((l) => /^ping\s.*accepts no extra variables/.test(l))).toBeDefined();
   });
 
   it('when the body has a field the contract does not know, then 400 and nothing runs', async () => {

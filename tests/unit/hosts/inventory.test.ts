@@ -54,6 +54,14 @@ describe('the fleet from ansible-inventory --list', () => {
     expect(inv.hosts.get('r1')).toMatchObject({ local: false, localReason: null });
   });
 
+  it('when a group has no hosts, then it still exists, empty, as Ansible lists it among children', () => {
+    const withEmpty = inventoryFromAnsibleList(
+      { ...LISTED, all: { children: [...LISTED.all.children, 'empty'] } },
+      ME,
+    );
+    expect(withEmpty.groups.get('empty')).toEqual([]);
+  });
+
   it('when the output is not an inventory, then it is an InventoryError', () => {
     expect(() => inventoryFromAnsibleList(null, ME)).toThrow(InventoryError);
   });
