@@ -1,4 +1,3 @@
-import { rm } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,7 +12,11 @@ import { lockDataDir } from './db/data-dir-lock.ts';
 import { migrateToLatest } from './db/database.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { atMost } from './shared/at-most.ts';
-import { claimInstanceDir, sweepDeadInstances } from './runs/instance-workspaces.ts';
+import {
+  claimInstanceDir,
+  releaseInstanceDir,
+  sweepDeadInstances,
+} from './runs/instance-workspaces.ts';
 import { RunRetention } from './runs/run-retention.ts';
 import { RunsStore } from './runs/runs-store.ts';
 import { wireServices, type Services, type WiringOverrides } from './wiring.ts';
@@ -104,11 +107,7 @@ export async function startServer(
         await live.reconciler.drained();
         server.closeAllConnections();
         await closed;
-        if (live.presence.workspaceDir) {
-          await rm(live.presence.workspaceDir, { recursive: true, force: true }).catch(
-            () => undefined,
-          );
-        }
+        if (live.presence.workspaceDir) await releaseInstanceDir(live.presence.workspaceDir);
         await live.presence.withdraw();
         await live.db.close();
         await unlock();

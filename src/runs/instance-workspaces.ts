@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { chmod, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from '../logger.ts';
@@ -127,4 +127,13 @@ export async function sweepDeadInstances(deps: SweepDeps): Promise<SweepResult> 
     );
   }
   return { removed, stoppedGroups };
+}
+
+/**
+ * At a clean stop: removes this instance's directory, and the data directory's root once no
+ * other instance's directory is left in it (a later start-up recreates it).
+ */
+export async function releaseInstanceDir(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true, maxRetries: 3 }).catch(() => undefined);
+  await rmdir(path.dirname(dir)).catch(() => undefined); // ENOTEMPTY: another's is there
 }

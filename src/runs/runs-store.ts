@@ -136,9 +136,10 @@ export class RunsStore {
         .whereNotNull('finished_at')
         .where('finished_at', '<', before)
         .limit(batch);
-      const n = await this.knex('runs').whereIn('id', ids).delete();
-      total += n;
-      if (n < batch) return total;
+      // The ids, not delete()'s count: knex-pglite answers a result object there.
+      const gone = await this.knex('runs').whereIn('id', ids).delete().returning('id');
+      total += gone.length;
+      if (gone.length < batch) return total;
     }
   }
 

@@ -116,6 +116,21 @@ describe('RUN_RETENTION_DAYS', () => {
     });
   });
 
+  it('when the embedded PGlite holds more old runs than one batch, then the prune ends with all of them gone', async () => {
+    // knex-pglite answers delete() with a result object, not a count: the loop must not spin.
+    const database = await createTestDatabase(null, 'pglite');
+    try {
+      const rows = Array.from({ length: 5 }, () => ended('failed', 40));
+      await database.db.knex('runs').insert([...rows, ended('failed', 1)]);
+      const n = await new RunsStore(database.db.knex).pruneFinishedBefore(daysAgo(30), 2);
+      expect(n).toBe(5);
+      const [{ left }] = await database.db.knex('runs').count({ left: '*' });
+      expect(Number(left)).toBe(1);
+    } finally {
+      await database.drop();
+    }
+  });
+
   it('when retention is 0, then nothing is pruned', async () => {
     const database = await createTestDatabase(inject('templateDatabase'));
     try {
