@@ -25,7 +25,8 @@ export function renderInventory(lab: Lab): string {
   const inventory = {
     lab: {
       hosts,
-      vars: { lab_id: lab.id },
+      // Shown by the API next to address, port and user (an allowlist: nothing else is).
+      vars: { lab_id: lab.id, routeplane_public_vars: ['lab_id', 'netns', 'lab_ipv6'] },
     },
   };
   return `# routeplane lab ${lab.id}; generated\n${dump(inventory, { lineWidth: -1 })}`;
