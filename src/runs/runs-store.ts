@@ -112,12 +112,16 @@ export class RunsStore {
     await this.knex('runs').where({ id }).update({ pgid });
   }
 
-  /** Process groups recorded for runs of `owners`, with the run and its owner. */
+  /**
+   * Process groups recorded for runs of `owners` that never ended on their own (still queued
+   * or running, or interrupted at start-up): a run that ended had its group killed then.
+   */
   async processesOf(owners: string[]): Promise<{ id: string; owner: string; pgid: number }[]> {
     if (owners.length === 0) return [];
     return this.knex('runs')
       .select('id', 'owner', 'pgid')
       .whereIn('owner', owners)
+      .whereIn('status', ['queued', 'running', 'interrupted'])
       .whereNotNull('pgid');
   }
 
