@@ -7,7 +7,7 @@ import { findRoute, kernelRoutes, ownedRoutes, ROUTE_PROTO } from '../../helpers
 import { startTestServer, type TestServer } from '../../helpers/server.ts';
 
 // routeplane touches only routes with its marker, and never cuts itself off from a host.
-const T = 90_000;
+const T = 180_000;
 
 describe('route ownership, on a lab of 2 hosts', { timeout: T }, () => {
   const fleet = useLab(2);
@@ -143,52 +143,77 @@ describe('route ownership, on a lab of 2 hosts', { timeout: T }, () => {
     await expectForeignIntact();
   });
 
-  it('when the refused lockout route is sent again with force: true, then it is applied', async () => {
-    // A host route to the bridge straight out of eth0: it wins the match, yet carries the
-    // controller's traffic the way the connected /28 did, so h1 stays reachable.
-    const mgmt = fleet.lab.gatewayV4;
-    const route = { host: 'h1', to: `${mgmt}/32`, dev: 'eth0' };
-    const key = { to: `${mgmt}/32` };
-    const refused = await server.request('POST', '/v1/routes', { body: route });
-    expect(refused.status, refused.text).toBe(201);
-    expect(refused.body).toMatchObject({
-      force: false,
-      sync: { state: 'conflict', conflict: { reason: 'lockout', management_address: mgmt } },
-    });
-    expect(findRoute(await ownedRoutes(fleet.lab, 'h1'), key)).toBeUndefined();
+  it(
+    'when a capturing route is forced on a group where it captures only one host, then that host gets it and stays reachable',
+    async () => {
+      // A host route to the bridge straight out of eth0: it wins h1's match, yet carries the
+      // controller's traffic the way the connected /28 did, so h1 stays reachable.
+      const mgmt = fleet.lab.gatewayV4;
+      const route = { to: `${mgmt}/32`, dev: 'eth0' };
+      const key = { to: `${mgmt}/32` };
+      const refused = await server.request('POST', '/v1/routes?wait=60', {
+        body: { host: 'h1', ...route },
+      });
+      expect(refused.status, refused.text).toBe(201);
+      expect(refused.body).toMatchObject({
+        force: false,
+        sync: { state: 'conflict', conflict: { reason: 'lockout', management_address: mgmt } },
+      });
+      expect(findRoute(await ownedRoutes(fleet.lab, 'h1'), key)).toBeUndefined();
+      expect((await server.request('DELETE', `/v1/routes/${refused.body.id}`)).status).toBe(200);
 
-    // Not the same route any more: POST points at it, PUT changes it.
-    const posted = await server.request('POST', '/v1/routes', { body: { ...route, force: true } });
-    expectProblem(posted, 409, 'conflict');
-    expect(posted.body.route_id).toBe(refused.body.id);
-    const forced = await server.request('PUT', '/v1/routes', { body: { ...route, force: true } });
-    expect(forced.status, forced.text).toBe(200);
-    expect(forced.body).toMatchObject({
-      id: refused.body.id,
-      force: true,
-      sync: { state: 'in_sync', conflict: null, error: null },
-    });
-    expect(findRoute(await ownedRoutes(fleet.lab, 'h1'), key)).toMatchObject({
-      dev: 'eth0',
-      gateway: null,
-    });
-    // h1 is still reachable with the route in place: the next apply (another route) goes
-    // through, and the forced route stays as it is.
-    const next = await server.request('POST', '/v1/routes?wait=60', {
-      body: { host: 'h1', to: '203.0.113.40/29', via: h2v4() },
-    });
-    expect(next.status, next.text).toBe(201);
-    expect(next.body.sync.state).toBe('in_sync');
-    expect((await server.request('GET', `/v1/routes/${refused.body.id}`)).body.sync.state).toBe(
-      'in_sync',
-    );
-    expect((await server.request('DELETE', `/v1/routes/${next.body.id}`)).status).toBe(200);
-    const del = await server.request('DELETE', `/v1/routes/${refused.body.id}?wait=60`);
-    expect(del.status, del.text).toBe(200);
-    expect(del.body.sync.state).toBe('in_sync');
-    expect(findRoute(await ownedRoutes(fleet.lab, 'h1'), key)).toBeUndefined();
-    await expectForeignIntact();
-  });
+      // Forced on h1 alone it would cut routeplane off from every host it targets: refused.
+      expectProblem(
+        await server.request('POST', '/v1/routes', { body: { host: 'h1', ...route, force: true } }),
+        409,
+        'conflict',
+      );
+      // h2 reaches the bridge by a /32 of its own already: there the route captures nothing.
+      await nsExec(fleet.lab, 'h2', ['ip', 'route', 'add', `${mgmt}/32`, 'dev', 'eth0']);
+      const gathered = await server.request('GET', '/v1/hosts/h2?refresh=true', {
+        token: 'viewer',
+      });
+      expect(gathered.status, gathered.text).toBe(200);
+      const forced = await server.request('POST', '/v1/routes?wait=60', {
+        body: [{ host: 'lab', ...route, force: true }],
+      });
+      expect(forced.status, forced.text).toBe(201);
+      type Item = { route: { host: string; id: string; sync: unknown } };
+      const itemOf = (host: string) =>
+        (forced.body.items as Item[]).find((i) => i.route.host === host)!.route;
+      const byHost = { h1: itemOf('h1'), h2: itemOf('h2') };
+      expect(byHost.h1).toMatchObject({ force: true, sync: { state: 'in_sync', conflict: null } });
+      // On h2 the kernel already has that identity, not routeplane's: never replaced.
+      expect(byHost.h2).toMatchObject({
+        sync: { state: 'conflict', conflict: { reason: 'unowned' } },
+      });
+      expect(findRoute(await ownedRoutes(fleet.lab, 'h1'), key)).toMatchObject({
+        dev: 'eth0',
+        gateway: null,
+      });
+
+      // h1 is still reachable with the route in place: the next apply (another route) goes
+      // through, and the forced route stays as it is.
+      const next = await server.request('POST', '/v1/routes?wait=60', {
+        body: { host: 'h1', to: '203.0.113.40/29', via: h2v4() },
+      });
+      expect(next.status, next.text).toBe(201);
+      expect(next.body.sync.state).toBe('in_sync');
+      expect((await server.request('GET', `/v1/routes/${byHost.h1.id}`)).body.sync.state).toBe(
+        'in_sync',
+      );
+      for (const id of [next.body.id, byHost.h1.id, byHost.h2.id]) {
+        const del = await server.request('DELETE', `/v1/routes/${id}?wait=60`);
+        expect(del.status, del.text).toBe(200);
+      }
+      expect(findRoute(await ownedRoutes(fleet.lab, 'h1'), key)).toBeUndefined();
+      // h2's own route is untouched.
+      expect(findRoute(await kernelRoutes(fleet.lab, 'h2'), key)).toMatchObject({ protocol: '' });
+      await nsExec(fleet.lab, 'h2', ['ip', 'route', 'del', `${mgmt}/32`, 'dev', 'eth0']);
+      await expectForeignIntact();
+    },
+    4 * T,
+  );
 
   it('when routeplane applies and removes its own routes, then routes of other protocols survive', async () => {
     const created = await server.request('POST', '/v1/routes', {
