@@ -173,7 +173,7 @@ describe('AnsibleRunner, with ansible-playbook dying before it prints JSON', { t
         const cwd = (await readFile(record, 'utf8')).trim();
         const mine = server.services.presence.workspaceDir!;
         expect(path.dirname(cwd)).toBe(mine);
-        expect(path.basename(cwd)).toMatch(/^run-\w{6}$/);
+        expect(path.basename(cwd)).toMatch(/^r\w{6}$/);
         expect(existsSync(cwd)).toBe(false);
       } finally {
         await server.close();
