@@ -21,17 +21,36 @@ function contains(prefix: string, address: string): boolean {
 const lengthOf = (prefix: string) => ipaddr.parseCIDR(prefix)[1];
 
 /**
- * Whether a route to `to` would become the host's longest-prefix match for `address` (the same
- * test the apply module makes against the live table). Never gathered: any route but a default
- * one that contains the address counts, as the module would find a connected route at least.
+ * Whether a route to `to` (with `metric`) would become the host's longest-prefix match for
+ * `address` in the main table: a longer prefix than the best containing one, or the same
+ * prefix with a lower metric (the test the apply module makes against the live table). Never
+ * gathered: any route but a default one that contains the address counts, as the module would
+ * find a connected route at least.
  */
-export function wouldCapture(to: string, address: string, known: KernelRoute[] | null): boolean {
+export function wouldCapture(
+  to: string,
+  metric: number,
+  address: string,
+  known: KernelRoute[] | null,
+): boolean {
   if (!contains(to, address)) return false;
-  const best = (known ?? [])
-    .filter((r) => kernelTableId(r) === MAIN_TABLE && r.type === 'unicast')
-    .filter((r) => contains(r.dst, address))
-    .reduce((max, r) => Math.max(max, lengthOf(r.dst)), known ? -1 : 0);
-  return lengthOf(to) > best;
+  if (known === null) return lengthOf(to) > 0;
+  let best: { length: number; metric: number } | null = null;
+  for (const r of known) {
+    if (kernelTableId(r) !== MAIN_TABLE || r.type !== 'unicast' || !contains(r.dst, address)) {
+      continue;
+    }
+    const candidate = { length: lengthOf(r.dst), metric: r.metric ?? 0 };
+    if (
+      !best ||
+      candidate.length > best.length ||
+      (candidate.length === best.length && candidate.metric < best.metric)
+    ) {
+      best = candidate;
+    }
+  }
+  if (!best) return true;
+  return lengthOf(to) > best.length || (lengthOf(to) === best.length && metric < best.metric);
 }
 
 /**
@@ -59,7 +78,8 @@ export class LockoutGuard {
       for (const p of items) {
         const address = addresses[p.spec.host];
         if (!address) break;
-        if (!wouldCapture(p.spec.to, address, await this.facts.knownRoutes(p.spec.host))) break;
+        const known = await this.facts.knownRoutes(p.spec.host);
+        if (!wouldCapture(p.spec.to, p.spec.metric, address, known)) break;
         captured.push(`${p.spec.host} (${address})`);
       }
       if (captured.length === items.length) {

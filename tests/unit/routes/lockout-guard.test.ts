@@ -35,34 +35,45 @@ const guard = new LockoutGuard({
 const planned = (base: string, to: string, hosts: string[], force = true): PlannedRoute[] =>
   hosts.map(
     (host) =>
-      ({ spec: { host, to, force }, schedule: {}, input: {}, base }) as unknown as PlannedRoute,
+      ({
+        spec: { host, to, force, metric: 0 },
+        schedule: {},
+        input: {},
+        base,
+      }) as unknown as PlannedRoute,
   );
 const admin = { name: 'ada', role: 'admin' } as const;
 const operator = { name: 'otto', role: 'operator' } as const;
 
 describe('wouldCapture', () => {
   it('when a longer prefix than the connected route contains the address, then it captures', () => {
-    expect(wouldCapture('198.51.100.0/25', '198.51.100.1', KNOWN.h1!)).toBe(true);
-    expect(wouldCapture('198.51.100.1/32', '198.51.100.1', KNOWN.h1!)).toBe(true);
+    expect(wouldCapture('198.51.100.0/25', 0, '198.51.100.1', KNOWN.h1!)).toBe(true);
+    expect(wouldCapture('198.51.100.1/32', 0, '198.51.100.1', KNOWN.h1!)).toBe(true);
+  });
+
+  it('when the same prefix comes with a lower metric, then it captures; with a higher one it does not', () => {
+    const metered = [{ ...route('198.51.100.0/24'), metric: 100 }];
+    expect(wouldCapture('198.51.100.0/24', 50, '198.51.100.1', metered)).toBe(true);
+    expect(wouldCapture('198.51.100.0/24', 200, '198.51.100.1', metered)).toBe(false);
   });
 
   it('when a default route is added beside a connected route, then it does not capture', () => {
-    expect(wouldCapture('0.0.0.0/0', '198.51.100.1', KNOWN.h2!)).toBe(false);
+    expect(wouldCapture('0.0.0.0/0', 0, '198.51.100.1', KNOWN.h2!)).toBe(false);
   });
 
   it('when the prefix does not contain the address, or is of the other family, then it does not capture', () => {
-    expect(wouldCapture('203.0.113.0/24', '198.51.100.1', KNOWN.h1!)).toBe(false);
-    expect(wouldCapture('2001:db8::/32', '198.51.100.1', KNOWN.h1!)).toBe(false);
+    expect(wouldCapture('203.0.113.0/24', 0, '198.51.100.1', KNOWN.h1!)).toBe(false);
+    expect(wouldCapture('2001:db8::/32', 1024, '198.51.100.1', KNOWN.h1!)).toBe(false);
   });
 
   it('when a route of another table contains the address, then the main table still decides', () => {
     const other = [route('198.51.100.0/28', '100'), route('198.51.100.0/24')];
-    expect(wouldCapture('198.51.100.0/26', '198.51.100.1', other)).toBe(true);
+    expect(wouldCapture('198.51.100.0/26', 0, '198.51.100.1', other)).toBe(true);
   });
 
   it('when the host was never gathered, then any containing route but a default one counts', () => {
-    expect(wouldCapture('198.51.100.0/24', '198.51.100.1', null)).toBe(true);
-    expect(wouldCapture('0.0.0.0/0', '198.51.100.1', null)).toBe(false);
+    expect(wouldCapture('198.51.100.0/24', 0, '198.51.100.1', null)).toBe(true);
+    expect(wouldCapture('0.0.0.0/0', 0, '198.51.100.1', null)).toBe(false);
   });
 });
 
