@@ -1381,7 +1381,7 @@ export interface operations {
                      *       },
                      *       "ansible": {
                      *         "ok": false,
-                     *         "error": "ansible-playbook not found on PATH"
+                     *         "error": "ansible-playbook cannot run"
                      *       }
                      *     }
                      */
