@@ -50,26 +50,44 @@ export function reservedReason(name: string): string | null {
   return null;
 }
 
+/** Deepest nesting an extra variable's value may have: deeper is no form anyone fills in. */
+export const MAX_VALUE_DEPTH = 32;
+
+const pointer = (at: string, key: string | number) =>
+  `${at}/${String(key).replace(/~/g, '~0').replace(/\//g, '~1')}`;
+
 /**
- * The first key, at any depth, that Ansible's JSON loader would act on (`__ansible_vault` is
- * decrypted with the controller's vault password, `__ansible_unsafe` unwrapped), as a JSON
- * pointer below `at`; null when there is none.
+ * The first problem in a value, as a JSON pointer below `at` and why, or null: a key, at any
+ * depth, that Ansible's JSON loader would act on (`__ansible_vault` is decrypted with the
+ * controller's vault password, `__ansible_unsafe` unwrapped), or nesting deeper than
+ * MAX_VALUE_DEPTH. Walked with a stack of its own: a hostile body must not exhaust the call
+ * stack.
  */
-export function ansibleKeyIn(value: unknown, at: string): string | null {
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) {
-      const found = ansibleKeyIn(value[i], `${at}/${i}`);
-      if (found) return found;
+export function valueProblem(value: unknown, at: string): { at: string; why: string } | null {
+  const stack: { value: unknown; at: string; depth: number }[] = [{ value, at, depth: 0 }];
+  while (stack.length > 0) {
+    const { value: v, at: here, depth } = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth >= MAX_VALUE_DEPTH) {
+      return { at: here, why: `nests deeper than ${MAX_VALUE_DEPTH} levels` };
     }
-  } else if (value !== null && typeof value === 'object') {
-    for (const [k, v] of Object.entries(value)) {
-      const here = `${at}/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`;
-      if (k.startsWith('__ansible')) return here;
-      const found = ansibleKeyIn(v, here);
-      if (found) return found;
+    const entries: [string | number, unknown][] = Array.isArray(v)
+      ? v.map((x, i) => [i, x])
+      : Object.entries(v);
+    for (let i = entries.length - 1; i >= 0; i--) {
+      const [k, x] = entries[i]!;
+      if (typeof k === 'string' && k.startsWith('__ansible')) {
+        return { at: pointer(here, k), why: 'keys starting with __ansible are not allowed' };
+      }
+      stack.push({ value: x, at: pointer(here, k), depth: depth + 1 });
     }
   }
   return null;
+}
+
+/** The pointer of the first key starting with `__ansible` (or too deep a nesting), or null. */
+export function ansibleKeyIn(value: unknown, at: string): string | null {
+  return valueProblem(value, at)?.at ?? null;
 }
 
 function hasType(value: unknown, type: VarType): boolean {
@@ -135,9 +153,8 @@ export function parseSidecar(doc: unknown, file: string): VarSpec[] {
       if (!hasType(spec.default, type)) {
         throw new SidecarError(`${where}: default must be ${TYPE_WORDS[type]}`);
       }
-      if (ansibleKeyIn(spec.default, '') !== null) {
-        throw new SidecarError(`${where}: default holds a key starting with __ansible`);
-      }
+      const problem = valueProblem(spec.default, '');
+      if (problem) throw new SidecarError(`${where}: default ${problem.why}`);
     }
     specs.push({
       name,
@@ -161,7 +178,7 @@ export function checkExtravars(
 ): Record<string, unknown> {
   const byName = new Map(specs.map((s) => [s.name, s]));
   const fail = (key: string, why: string) =>
-    ValidationError.field(`/body/extravars/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`, why);
+    ValidationError.field(pointer('/body/extravars', key), why);
   for (const [key, value] of Object.entries(extravars)) {
     const reserved = reservedReason(key);
     if (reserved) throw fail(key, reserved);
@@ -175,10 +192,8 @@ export function checkExtravars(
       );
     }
     if (!hasType(value, spec.type)) throw fail(key, `must be ${TYPE_WORDS[spec.type]}`);
-    const ansibleKey = ansibleKeyIn(value, `/body/extravars/${key}`);
-    if (ansibleKey) {
-      throw ValidationError.field(ansibleKey, 'keys starting with __ansible are not allowed');
-    }
+    const problem = valueProblem(value, pointer('/body/extravars', key));
+    if (problem) throw ValidationError.field(problem.at, problem.why);
   }
   const out: Record<string, unknown> = {};
   for (const spec of specs) {

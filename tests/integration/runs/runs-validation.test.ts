@@ -259,6 +259,21 @@ describe('POST /v1/runs validation, with a counting runner', () => {
       },
     );
 
+    it('nest a list 5,000 levels deep, then 400 names the depth instead of exhausting the stack', async () => {
+      const deep = '['.repeat(5000) + ']'.repeat(5000);
+      const res = await server.request('POST', '/v1/runs?wait=5', {
+        rawBody: `{"playbook":"echo","limit":["h1"],"extravars":{"text":"x","items_list":${deep}}}`,
+        headers: { 'content-type': 'application/json' },
+      });
+      expect(res.status, res.text).toBe(400);
+      expect(res.body.errors.map((e: { field: string }) => e.field)).toEqual([
+        `/body/extravars/items_list${'/0'.repeat(32)}`,
+      ]);
+      expect(res.body.detail).toMatch(/deeper than 32 levels/);
+      expect(runner.specs).toEqual([]);
+      expect(await runRows()).toBe(0);
+    });
+
     it('are valid, then the runner gets them with the declared defaults filled in', async () => {
       const res = await server.request('POST', '/v1/runs?wait=5', {
         body: { playbook: 'echo', limit: ['h1'], extravars: { text: '{{ 7 * 7 }}' } },
