@@ -2,8 +2,8 @@ import type { Knex } from 'knex';
 import * as m001 from './001_runs.ts';
 import * as m002 from './002_host_snapshots.ts';
 import * as m003 from './003_routes.ts';
-import * as m005 from './005_run_process.ts';
-import * as m006 from './006_route_kernel_integers.ts';
+import * as m004 from './004_run_process.ts';
+import * as m005 from './005_route_kernel_integers.ts';
 
 type Migration = { up: (k: Knex) => Promise<void>; down: (k: Knex) => Promise<void> };
 
@@ -13,8 +13,8 @@ const migrations: Record<string, Migration> = {
   '001_runs': m001,
   '002_host_snapshots': m002,
   '003_routes': m003,
-  '005_run_process': m005,
-  '006_route_kernel_integers': m006,
+  '004_run_process': m004,
+  '005_route_kernel_integers': m005,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

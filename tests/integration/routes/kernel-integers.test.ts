@@ -11,7 +11,7 @@ import { startTestServer, type TestServer } from '../../helpers/server.ts';
 // The kernel's integers, end to end: IPv6 metric 0 is 1024 (a stored route migrated from before
 // that rule keeps applying without churn) and metric and table use the whole 32-bit range.
 const T = 240_000;
-const MIGRATION = '006_route_kernel_integers';
+const MIGRATION = '005_route_kernel_integers';
 
 /** A database of this file's own, migrated up to (not including) MIGRATION. */
 async function databaseBefore(migration: string): Promise<TestDatabase> {
