@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import type { Config } from '../config.ts';
+import { ansibleBaseEnvironment } from '../runs/ansible-environment.ts';
 import {
   addressSet,
   inventoryFromAnsibleList,
@@ -157,26 +158,9 @@ export class InventorySource {
   }
 }
 
-/**
- * Ansible's settings that make a source it cannot parse an error instead of an empty fleet
- * (by default it warns and goes on with no hosts). Runs use the same.
- */
-export const STRICT_INVENTORY_ENV = {
-  ANSIBLE_INVENTORY_UNPARSED_FAILED: 'True',
-  ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED: 'True',
-};
-
 function inventoryEnvironment(): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const k of ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LC_ALL', 'TZ']) {
-    const v = process.env[k];
-    if (v !== undefined) env[k] = v;
-  }
   return {
-    ...env,
-    ...STRICT_INVENTORY_ENV,
-    ANSIBLE_NOCOLOR: 'True',
-    ANSIBLE_DEPRECATION_WARNINGS: 'False',
+    ...ansibleBaseEnvironment(),
     ANSIBLE_LOCALHOST_WARNING: 'False',
     ANSIBLE_INVENTORY_UNPARSED_WARNING: 'False',
   };

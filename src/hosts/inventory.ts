@@ -44,14 +44,10 @@ const CONNECTION_VARS = [
 
 const isTemplate = (v: unknown) => typeof v === 'string' && /\{\{|\{%|\{#/.test(v);
 
+/** An address literal in one spelling (IPv4-mapped as IPv4), or null for a name. */
 function normalAddress(text: string): string | null {
   const bare = text.replace(/^\[|\]$/g, '').split('%')[0]!;
-  if (!isIP(bare)) return null;
-  const parsed = ipaddr.parse(bare);
-  if (parsed.kind() === 'ipv6' && (parsed as ipaddr.IPv6).isIPv4MappedAddress()) {
-    return (parsed as ipaddr.IPv6).toIPv4Address().toString();
-  }
-  return parsed.toNormalizedString();
+  return isIP(bare) ? ipaddr.process(bare).toString() : null;
 }
 
 /** Normalised form of every address in `list`, for comparing with a host's ansible_host. */

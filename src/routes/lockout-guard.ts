@@ -70,16 +70,24 @@ export class LockoutGuard {
       );
     }
     const byItem = new Map<string, PlannedRoute[]>();
-    for (const p of forced) byItem.set(p.base, [...(byItem.get(p.base) ?? []), p]);
+    for (const p of forced) {
+      const items = byItem.get(p.base) ?? [];
+      items.push(p);
+      byItem.set(p.base, items);
+    }
+    // Once per host, however many items of the request target it.
     const hosts = [...new Set(forced.map((p) => p.spec.host))];
-    const addresses = await this.facts.managementAddresses(hosts);
+    const [addresses, tables] = await Promise.all([
+      this.facts.managementAddresses(hosts),
+      Promise.all(hosts.map(async (h) => [h, await this.facts.knownRoutes(h)] as const)),
+    ]);
+    const known = new Map(tables);
     for (const [base, items] of byItem) {
       const captured: string[] = [];
       for (const p of items) {
         const address = addresses[p.spec.host];
         if (!address) break;
-        const known = await this.facts.knownRoutes(p.spec.host);
-        if (!wouldCapture(p.spec.to, p.spec.metric, address, known)) break;
+        if (!wouldCapture(p.spec.to, p.spec.metric, address, known.get(p.spec.host) ?? null)) break;
         captured.push(`${p.spec.host} (${address})`);
       }
       if (captured.length === items.length) {

@@ -1,8 +1,8 @@
 import path from 'node:path';
 import { execa } from 'execa';
 import type { Config } from '../config.ts';
-import { STRICT_INVENTORY_ENV } from '../hosts/inventory-source.ts';
 import type { Logger } from '../logger.ts';
+import { ansibleBaseEnvironment } from './ansible-environment.ts';
 import { collectJsonlEvent, parseJsonlEvent, ResultsCollector } from './json-extractor.ts';
 import { eachLine, TailBuffer } from './output-lines.ts';
 import { closeSshMasters, signalGroup } from './process-reaper.ts';
@@ -47,10 +47,6 @@ function stopReason(stderr: string): string {
  */
 const MAX_EVENT_LINE_BYTES = 32 * 1024 * 1024;
 
-// Only what ansible needs: the server's own secrets (tokens, database URL, vault password)
-// must not reach a child's environment.
-const INHERITED_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LC_ALL', 'TZ', 'SSH_AUTH_SOCK'];
-
 export class AnsibleRunner implements PlaybookRunner {
   constructor(
     private readonly config: RunnerConfig,
@@ -70,21 +66,13 @@ export class AnsibleRunner implements PlaybookRunner {
   }
 
   private environment(ws: RunWorkspace): Record<string, string> {
-    const env: Record<string, string> = {};
-    for (const k of INHERITED_ENV) {
-      const v = process.env[k];
-      if (v !== undefined) env[k] = v;
-    }
     return {
-      ...env,
+      ...ansibleBaseEnvironment(),
       ANSIBLE_STDOUT_CALLBACK: 'ansible.posix.jsonl',
       ANSIBLE_LOAD_CALLBACK_PLUGINS: 'True',
       ANSIBLE_PIPELINING: 'True',
       ANSIBLE_HOST_KEY_CHECKING: 'True',
       ANSIBLE_RETRY_FILES_ENABLED: 'False',
-      // A source Ansible cannot parse is an error, as when routeplane read it, never no hosts.
-      ...STRICT_INVENTORY_ENV,
-      ANSIBLE_NOCOLOR: 'True',
       ANSIBLE_FORCE_COLOR: 'False',
       ANSIBLE_SSH_CONTROL_PATH_DIR: ws.controlPathDir,
       // Explicit, so a control_path in ~/.ansible.cfg or /etc/ansible cannot move the sockets
@@ -94,7 +82,6 @@ export class AnsibleRunner implements PlaybookRunner {
       ANSIBLE_LOCAL_TEMP: ws.localTempDir,
       ANSIBLE_LIBRARY: ws.libraryDir,
       ANSIBLE_PYTHON_INTERPRETER: 'auto_silent',
-      ANSIBLE_DEPRECATION_WARNINGS: 'False',
       ANSIBLE_SYSTEM_WARNINGS: 'False',
       PYTHONUNBUFFERED: '1',
     };

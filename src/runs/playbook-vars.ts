@@ -85,11 +85,6 @@ export function valueProblem(value: unknown, at: string): { at: string; why: str
   return null;
 }
 
-/** The pointer of the first key starting with `__ansible` (or too deep a nesting), or null. */
-export function ansibleKeyIn(value: unknown, at: string): string | null {
-  return valueProblem(value, at)?.at ?? null;
-}
-
 function hasType(value: unknown, type: VarType): boolean {
   switch (type) {
     case 'str':

@@ -1,9 +1,9 @@
-import { describe, expect, it } from 'vitest';
-import { ManagementAddresses } from '../../../src/hosts/management-address.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useLab } from '../../helpers/lab.ts';
 import { expectProblem } from '../../helpers/problem.ts';
 import { findRoute, ownedRoutes } from '../../helpers/routes.ts';
-import { useTestServer } from '../../helpers/server.ts';
+import { CountingRunner, sleep } from '../../helpers/runs.ts';
+import { startTestServer, useTestServer, type TestServer } from '../../helpers/server.ts';
 
 // Through the API: routeplane computes each host's management address (the controller's source
 // towards it), the module protects it, and force is an admin's call that still cannot cut
@@ -32,9 +32,32 @@ describe('the management address, through the API, on a lab of 2 hosts', { timeo
     expect(del.status, del.text).toBe(200);
   });
 
-  it("when routeplane computes the management addresses, then each host's is the controller's source towards it", async () => {
-    const addresses = new ManagementAddresses(server.services.inventory);
-    expect(await addresses.of(['h1', 'h2'])).toEqual({ h1: mgmt(), h2: mgmt() });
+  describe('with a runner that records what each apply run is given', () => {
+    const runner = new CountingRunner();
+    let recording: TestServer;
+    beforeAll(async () => {
+      recording = await startTestServer({ INVENTORY: fleet.lab.inventoryPath }, { runner });
+    }, T);
+    afterAll(async () => {
+      await recording?.close();
+    }, T);
+
+    it("when a route is written, then its apply run carries each host's management address: the controller's source towards it", async () => {
+      // The stand-in runner reports nothing per host, so the outcome is not the point: the
+      // answer comes before it, and what the run was given is checked.
+      const res = await recording.request('POST', '/v1/routes?wait=0', {
+        token: 'operator',
+        body: { host: 'lab', to: '203.0.113.128/25', via: h2v4() },
+      });
+      expect(res.status, res.text).toBe(202);
+      for (let i = 0; i < 50 && runner.specs.length === 0; i++) await sleep(100);
+      const applies = runner.specs.filter((s) => s.playbookFile === 'apply_routes.yml');
+      expect(applies.length).toBeGreaterThan(0);
+      expect(applies[0]!.extravars.routeplane_management_addresses).toEqual({
+        h1: mgmt(),
+        h2: mgmt(),
+      });
+    });
   });
 
   it('when an operator sends force, then 403 names force and nothing is stored', async () => {

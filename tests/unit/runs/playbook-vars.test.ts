@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import {
-  ansibleKeyIn,
   checkExtravars,
   markUnsafe,
   parseSidecar,
   SidecarError,
+  valueProblem,
 } from '../../../src/runs/playbook-vars.ts';
 
 describe('catalog sidecars', () => {
@@ -67,10 +67,10 @@ describe('extravars against a sidecar', () => {
 
 describe('Ansible-special keys and unsafe marking', () => {
   it('when a key starting with __ansible hides deep in lists and dicts, then its pointer is found', () => {
-    expect(ansibleKeyIn({ a: [{ b: { __ansible_vault: 'x' } }] }, '/v')).toBe(
+    expect(valueProblem({ a: [{ b: { __ansible_vault: 'x' } }] }, '/v')?.at).toBe(
       '/v/a/0/b/__ansible_vault',
     );
-    expect(ansibleKeyIn({ a: ['__ansible_vault'] }, '/v')).toBeNull();
+    expect(valueProblem({ a: ['__ansible_vault'] }, '/v')).toBeNull();
   });
 
   it('when extravars are written for Ansible, then every value is wrapped unsafe and null stays null', () => {
