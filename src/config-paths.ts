@@ -4,7 +4,7 @@ import { TokenRegistry } from './auth/token-registry.ts';
 import { INVENTORY_VAR_DIRS } from './hosts/inventory-source.ts';
 
 /** routeplane's own playbooks: they must exist, and must never be runnable by catalog name. */
-export const OWN_PLAYBOOKS = ['apply_routes.yml', 'gather_state.yml'] as const;
+export const OWN_PLAYBOOKS = ['apply.yml', 'gather_state.yml'] as const;
 
 export interface ConfiguredPaths {
   inventoryPath: string;

@@ -52,6 +52,13 @@ const schema = z.object({
   RECONCILE_RETRY_BASE_S: z.coerce.number().min(0.05).max(600).default(1),
   RECONCILE_RETRY_MAX_S: z.coerce.number().min(0.05).max(86400).default(60),
   SCHEDULER_MAX_SLEEP_S: z.coerce.number().min(0.1).max(3600).default(30),
+  // Hosts one apply run claims at most: more due hosts go to further runs, here or on
+  // other replicas, so replicas add apply capacity.
+  CLAIM_MAX_HOSTS: z.coerce.number().int().min(1).max(10_000).default(100),
+  // Every managed host is re-applied about this often as a safety net; 0 turns it off.
+  CONVERGE_INTERVAL_S: z.coerce.number().min(0).max(604_800).default(300),
+  // Whether drift found by convergence is repaired, or only reported (sync: drifted).
+  REPAIR_DRIFT: boolean.default(true),
   REMOVE_ROUTES_ON_SHUTDOWN: boolean.default(false),
   COMPAT_HOST: z
     .string()
@@ -103,6 +110,10 @@ export interface Config {
   reconcileRetryBaseMs: number;
   reconcileRetryMaxMs: number;
   schedulerMaxSleepMs: number;
+  claimMaxHosts: number;
+  /** 0: periodic convergence off. */
+  convergeIntervalMs: number;
+  repairDrift: boolean;
   removeRoutesOnShutdown: boolean;
   compatHost: string | undefined;
 }
@@ -209,6 +220,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     reconcileRetryBaseMs: e.RECONCILE_RETRY_BASE_S * 1000,
     reconcileRetryMaxMs: e.RECONCILE_RETRY_MAX_S * 1000,
     schedulerMaxSleepMs: e.SCHEDULER_MAX_SLEEP_S * 1000,
+    claimMaxHosts: e.CLAIM_MAX_HOSTS,
+    convergeIntervalMs: Math.round(e.CONVERGE_INTERVAL_S * 1000),
+    repairDrift: e.REPAIR_DRIFT,
     removeRoutesOnShutdown: e.REMOVE_ROUTES_ON_SHUTDOWN,
     compatHost: e.COMPAT_HOST,
   };

@@ -92,8 +92,10 @@ export async function startServer(
     const live = services;
     // After a restart: overdue transitions fire at once, and every host whose kernel may
     // differ (including those of interrupted runs) is reconciled.
+    // An embedded database has one process: whatever it held before a crash is released.
+    if (live.db.backend === 'pglite') await live.work.releaseAll();
     await live.scheduler.start();
-    await live.reconciler.reconcileAll();
+    await live.reconciler.start();
     let stopping: Promise<void> | null = null;
     const stop = () =>
       (stopping ??= (async () => {

@@ -8,8 +8,10 @@ import { ManagementAddresses } from './hosts/management-address.ts';
 import { readinessProbe, type ReadinessProbe } from './http/health-handlers.ts';
 import type { Logger } from './logger.ts';
 import { CompatService } from './compat/compat-service.ts';
-import { hostLocksFor } from './reconciler/host-locks.ts';
+import { hostClaimsFor } from './reconciler/host-claims.ts';
+import { HostWorkStore } from './reconciler/host-work-store.ts';
 import { Reconciler } from './reconciler/reconciler.ts';
+import { RoutesKind } from './routes/routes-kind.ts';
 import { LockoutGuard } from './routes/lockout-guard.ts';
 import { RoutesService } from './routes/routes-service.ts';
 import { RoutesStore } from './routes/routes-store.ts';
@@ -32,6 +34,7 @@ export interface Services {
   compat: CompatService | null;
   reconciler: Reconciler;
   scheduler: Scheduler;
+  work: HostWorkStore;
   readiness: ReadinessProbe;
 }
 
@@ -63,22 +66,28 @@ export function wireServices(
   );
   const hostStates = new HostStateStore(db.knex);
   const hosts = new HostsService(config, inventory, hostStates, runs);
-  const routesStore = new RoutesStore(db.knex);
+  const work = new HostWorkStore(db.knex);
+  const routesStore = new RoutesStore(db.knex, work);
   const managementAddresses = new ManagementAddresses(inventory);
-  const reconciler = new Reconciler(config, routesStore, runs, hostLocksFor(db), logger, (hosts) =>
-    managementAddresses.of(hosts),
-  );
+  const reconciler = new Reconciler({
+    config,
+    work,
+    claims: hostClaimsFor(db, work, presence.id),
+    // One apply run carries every kind, in this order.
+    kinds: [new RoutesKind(routesStore, config.routeProto)],
+    runs,
+    owner: presence.id,
+    logger,
+    managementAddresses: (hosts) => managementAddresses.of(hosts),
+  });
   const lockout = new LockoutGuard({
     managementAddresses: (h) => managementAddresses.of(h),
     knownRoutes: async (h) => (await hostStates.get(h))?.state?.routes ?? null,
   });
   const routes = new RoutesService(config, routesStore, inventory, reconciler, lockout);
-  const scheduler = new Scheduler(
-    config,
-    routesStore,
-    (fired) => reconciler.markDirty(new Set(fired.map((r) => r.host))),
-    logger,
-  );
+  // A fired transition has already recorded its apply (same transaction): this only makes
+  // this process look now rather than at its next poll.
+  const scheduler = new Scheduler(config, routesStore, () => reconciler.wake(), logger);
   routes.onScheduleChange(() => scheduler.wake());
   const compat = config.compatHost
     ? new CompatService(config.compatHost, routes, hosts, config.routeWaitDefaultMs)
@@ -102,6 +111,7 @@ export function wireServices(
     compat,
     reconciler,
     scheduler,
+    work,
     readiness,
   };
 }

@@ -10,6 +10,7 @@ import os
 import re
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.routeplane_fence import take_fence
 from ansible.module_utils.routeplane_kernel import (
     MAIN_TABLE,
     best_match,
@@ -50,6 +51,18 @@ options:
       refuses to run when it has no address to protect.
     type: bool
     default: false
+  repair:
+    description: >
+      Make the host match. When false, only report what differs (added, replaced and removed
+      then name what would change) and change nothing.
+    type: bool
+    default: true
+  fence:
+    description: >
+      The host-side fence (module_utils/routeplane_fence.py), a dict with name (the inventory
+      host name) and epoch (the run's lock epoch): the module waits for any other run on the
+      host and refuses to run if a newer one has held it.
+    type: dict
 """
 
 SCOPES = {"global": 0, "universe": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
@@ -135,10 +148,14 @@ def main():
             routes=dict(type="list", elements="dict", default=[]),
             management_address=dict(type="str"),
             local_connection=dict(type="bool", default=False),
+            repair=dict(type="bool", default=True),
+            fence=dict(type="dict"),
         ),
         supports_check_mode=True,
     )
+    take_fence(module, module.params["fence"])
     proto = module.params["proto"]
+    changing = module.params["repair"] and not module.check_mode
     mgmt = management_addresses(module)
     if not mgmt and not module.params["local_connection"]:
         # Fail closed: without an address to protect, a route could cut the host off.
@@ -208,7 +225,7 @@ def main():
 
     errors = []
     failed_lines = {}
-    if lines and not module.check_mode:
+    if lines and changing:
         # -force keeps going past a failing line; its error names the line, so each failure is
         # reported against its own route while the rest of the batch still applies.
         rc, out, err = module.run_command(
@@ -233,12 +250,14 @@ def main():
         if i not in failed_lines:
             {"add": added, "replace": replaced, "del": removed}[op].append(ref)
 
+    # Counts and changes only: a host's unchanged routes (thousands) are not worth a result row.
     module.exit_json(
-        changed=bool(added or replaced or removed),
+        changed=bool(added or replaced or removed) and changing,
+        repaired=changing,
         added=added,
         replaced=replaced,
         removed=removed,
-        unchanged=unchanged,
+        unchanged_count=len(unchanged),
         conflicts=conflicts,
         errors=errors,
         management_address=str(mgmt[0]) if mgmt else None,

@@ -59,7 +59,7 @@ export class CompatService {
 
   /** Waits for the kernel like /v1/routes does; a failed apply is reported, not hidden. */
   private async settle(route: Route): Promise<Route> {
-    const { value } = await this.routes.applied([route], this.waitMs);
+    const { value } = await this.routes.waitForKernel([route], this.waitMs);
     const settled = value[0] ?? route;
     if (settled.sync.state === 'failed') {
       throw new ApplyFailedError(settled.sync.error ?? 'the apply run failed', {

@@ -644,6 +644,8 @@ export interface components {
         TaskResult: {
             host: string;
             task: string;
+            /** @description The module that produced the result (Ansible's `action`) */
+            module?: string | null;
             /** @enum {string} */
             status: "ok" | "changed" | "failed" | "unreachable" | "skipped";
             changed: boolean;
@@ -743,10 +745,12 @@ export interface components {
          * @description Whether the host's kernel matches: `in_sync`, `applying` (a run will
          *     carry it), `failed` (see `sync.error` and `sync.retry_at`), `conflict`
          *     (the kernel has a route for that destination that routeplane does not
-         *     own, or the route would capture the host's management address).
+         *     own, or the route would capture the host's management address),
+         *     `drifted` (periodic convergence found it missing or altered on the
+         *     host and `REPAIR_DRIFT` is off, so it was only reported).
          * @enum {string}
          */
-        SyncState: "in_sync" | "applying" | "failed" | "conflict";
+        SyncState: "in_sync" | "applying" | "failed" | "conflict" | "drifted";
         RouteCreate: {
             /** @description An inventory host, or a group (one route per member) */
             host: string;
@@ -883,8 +887,12 @@ export interface components {
             /** Format: date-time */
             at: string;
             actor: string;
-            /** @enum {string} */
-            action: "create" | "update" | "pause" | "resume" | "delete" | "activate" | "expire";
+            /**
+             * @description What happened. `drift_repaired` and `drift_detected` are recorded by
+             *     periodic convergence when the host had lost or altered the route.
+             * @enum {string}
+             */
+            action: "create" | "update" | "pause" | "resume" | "delete" | "activate" | "expire" | "drift_repaired" | "drift_detected";
             /** @enum {string|null} */
             from: "pending" | "active" | "paused" | "expired" | "deleted" | null;
             to: components["schemas"]["RouteStatus"];

@@ -1,8 +1,9 @@
-import type { Route, RouteConflict } from '../routes/types.ts';
+import type { Route, RouteConflict, SyncState } from '../routes/types.ts';
 import type { SyncUpdate } from '../routes/routes-store.ts';
 import type { Run } from '../runs/types.ts';
 
-export const APPLY_TASK = 'routeplane_routes';
+/** The Ansible module that applies routes; its results are found by this name. */
+export const ROUTES_MODULE = 'routeplane_routes';
 
 interface ModuleRef {
   /** null for a route the module removes: it is not in the desired set, so it has no id. */
@@ -36,8 +37,15 @@ export function moduleRoute(r: Route): Record<string, unknown> {
   };
 }
 
-/** The lists in which the module names each desired route it was given, by id. */
-const REPORTS = ['added', 'replaced', 'unchanged', 'conflicts', 'errors'] as const;
+/** The lists in which the module names each desired route it changed, by id. */
+const CHANGES = ['added', 'replaced'] as const;
+
+/** A route a run settles: whether the host should hold it, and its sync state before. */
+export interface SettledRoute {
+  id: string;
+  desired: boolean;
+  state: SyncState;
+}
 
 export interface HostResult {
   host: string;
@@ -47,26 +55,42 @@ export interface HostResult {
    */
   hostError: string | null;
   updates: SyncUpdate[];
+  /** Desired routes a convergence run found missing or altered on a host believed in sync. */
+  drift: { id: string; op: 'added' | 'replaced' }[];
+}
+
+export interface SettleOptions {
+  /** The run re-applied a host believed in sync: whatever it changes is drift. */
+  converging: boolean;
+  /** Drift was repaired (REPAIR_DRIFT); otherwise only reported, and the routes are drifted. */
+  repair: boolean;
+}
+
+/** The task result of the routes module for one host, matched by module, never by task name. */
+export function moduleResult(run: Run, host: string, module = ROUTES_MODULE) {
+  return run.results.find((r) => r.host === host && r.module === module);
 }
 
 /**
- * Turns a finished apply run into sync states for the routes it settled: conflicts and
+ * Turns a finished apply run into sync states for the routes it settles: conflicts and
  * per-route errors as the module reported them, everything else in sync, or, when the host
  * itself failed (unreachable, module crash, run canceled), every route failed with its reason.
+ * Routes already in sync that the module did not name are left as they are (not rewritten on
+ * every run).
  *
  * A removal that failed is reported by the module without an id (routes leaving the kernel are
- * not in the set it is given). It still fails the host, and every settled route the module
- * did not name, which are the ones leaving the kernel, is failed with it rather than marked in
- * sync: their rows then stay unsynced, so each retry tries the removal again until it holds.
+ * not in the set it is given). It fails the host, and every settled route that should not be
+ * in the kernel with it: their rows then stay unsynced, so each retry tries the removal again.
  */
 export function syncFromRun(
   run: Run,
-  settled: Map<string, string[]>,
+  settled: Map<string, SettledRoute[]>,
   retryAt: (host: string) => Date,
+  opts: SettleOptions = { converging: false, repair: true },
 ): HostResult[] {
-  return [...settled].map(([host, ids]) => {
+  return [...settled].map(([host, rows]) => {
     const outcome = run.summary[host];
-    const task = run.results.find((r) => r.host === host && r.task === APPLY_TASK);
+    const task = moduleResult(run, host);
     const ok = task && (task.status === 'ok' || task.status === 'changed');
     if (!ok) {
       const error =
@@ -75,8 +99,9 @@ export function syncFromRun(
       return {
         host,
         hostError: error,
-        updates: ids.map((id) => ({
-          id,
+        drift: [],
+        updates: rows.map((r) => ({
+          id: r.id,
           state: 'failed',
           error,
           conflict: null,
@@ -91,56 +116,62 @@ export function syncFromRun(
     const allErrors = (task.data.errors as ModuleError[] | undefined) ?? [];
     const errors = new Map(allErrors.filter((e) => e.id).map((e) => [e.id, e]));
     const removalError = describeRemovalFailures(allErrors.filter((e) => !e.id));
-    const named = new Set(
-      REPORTS.flatMap((k) => ((task.data[k] as ModuleRef[] | undefined) ?? []).map((r) => r.id)),
-    );
+    const drift: HostResult['drift'] = [];
+    if (opts.converging) {
+      for (const op of CHANGES) {
+        for (const ref of (task.data[op] as ModuleRef[] | undefined) ?? []) {
+          if (ref.id) drift.push({ id: ref.id, op });
+        }
+      }
+    }
+    const drifted = new Set(opts.repair ? [] : drift.map((d) => d.id));
     const failedAt = errors.size > 0 || removalError ? retryAt(host) : null;
-    return {
-      host,
-      hostError: removalError,
-      updates: ids.map((id): SyncUpdate => {
-        const c = conflicts.get(id);
-        if (c) {
-          return {
-            id,
-            state: 'conflict',
-            error:
-              c.reason === 'lockout'
-                ? `would capture the management address ${c.management_address}; set force to apply anyway`
-                : `the kernel already has a route for ${c.to} that routeplane does not own`,
-            conflict: {
-              reason: c.reason,
-              ...(c.existing ? { existing: c.existing } : {}),
-              ...(c.management_address ? { managementAddress: c.management_address } : {}),
-            },
-            retryAt: null,
-            runId: run.id,
-          };
-        }
-        const e = errors.get(id);
-        if (e) {
-          return {
-            id,
-            state: 'failed',
-            error: e.error,
-            conflict: null,
-            retryAt: failedAt,
-            runId: run.id,
-          };
-        }
-        if (removalError && !named.has(id)) {
-          return {
-            id,
-            state: 'failed',
-            error: removalError,
-            conflict: null,
-            retryAt: failedAt,
-            runId: run.id,
-          };
-        }
-        return { id, state: 'in_sync', error: null, conflict: null, retryAt: null, runId: run.id };
-      }),
-    };
+    const updates: SyncUpdate[] = [];
+    for (const r of rows) {
+      const id = r.id;
+      const c = conflicts.get(id);
+      const e = errors.get(id);
+      if (c) {
+        updates.push({
+          id,
+          state: 'conflict',
+          error:
+            c.reason === 'lockout'
+              ? `would capture the management address ${c.management_address}; set force to apply anyway`
+              : `the kernel already has a route for ${c.to} that routeplane does not own`,
+          conflict: {
+            reason: c.reason,
+            ...(c.existing ? { existing: c.existing } : {}),
+            ...(c.management_address ? { managementAddress: c.management_address } : {}),
+          },
+          retryAt: null,
+          runId: run.id,
+        });
+      } else if (e) {
+        updates.push({ id, state: 'failed', error: e.error, conflict: null, retryAt: failedAt, runId: run.id });
+      } else if (removalError && !r.desired) {
+        updates.push({
+          id,
+          state: 'failed',
+          error: removalError,
+          conflict: null,
+          retryAt: failedAt,
+          runId: run.id,
+        });
+      } else if (drifted.has(id)) {
+        updates.push({
+          id,
+          state: 'drifted',
+          error: 'missing or altered on the host; REPAIR_DRIFT is off, so it is only reported',
+          conflict: null,
+          retryAt: null,
+          runId: run.id,
+        });
+      } else if (r.state !== 'in_sync') {
+        updates.push({ id, state: 'in_sync', error: null, conflict: null, retryAt: null, runId: run.id });
+      }
+    }
+    return { host, hostError: removalError, updates, drift };
   });
 }
 

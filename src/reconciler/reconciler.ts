@@ -1,347 +1,403 @@
 import type { Actor } from '../auth/roles.ts';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
-import type { RoutesStore } from '../routes/routes-store.ts';
-import type { RunsService } from '../runs/runs-service.ts';
+import type { RunRequest } from '../runs/runs-service.ts';
 import type { Run } from '../runs/types.ts';
-import { moduleRoute, syncFromRun } from './apply-results.ts';
 import { backoffMs } from './backoff.ts';
-import type { HostLocks } from './host-locks.ts';
+import type { HostClaims, HostLease } from './host-claims.ts';
+import { HostPhases } from './host-phase.ts';
+import type { ClaimedHost, HostFinish, HostWorkStore, WorkState } from './host-work-store.ts';
+import type { DesiredKind, HostInRun } from './kind.ts';
 
 const SYSTEM: Actor = { name: 'reconciler', role: 'admin' };
-/** How soon to try again a host whose lock another routeplane process holds. */
-const LOCKED_RETRY_MS = 250;
+/** The playbook every apply run uses: one task per kind, each host's objects in its own file. */
+export const APPLY_PLAYBOOK = { name: 'apply', file: 'apply.yml' } as const;
 /**
- * Group commit across hosts: hosts that turn dirty while an apply run is going wait for it to
- * end, up to this long (about one run), and then share one run. Without it, a bulk of writes
- * for many hosts (20 POSTs of 1,000 routes, committed one after another) started a run per
- * write, each paying ansible-playbook's start-up (12 runs instead of 2-4 in bench/routes-bulk).
- * The bound keeps a slow run (an unreachable host) from holding other hosts back for long.
+ * Group commit across hosts: hosts that fall due while an apply run of this process is going
+ * wait for it to end, up to this long (about one run), and then share one run. Without it, a
+ * bulk of writes for many hosts (20 POSTs of 1,000 routes, committed one after another)
+ * started a run per write, each paying ansible-playbook's start-up. The bound keeps a slow run
+ * (an unreachable host) from holding other hosts back for long.
  */
 const GATHER_MS = 2_000;
+/** The longest the claimer sleeps: work other replicas record is found within this. */
+const POLL_MS = 1_000;
+/** How soon to look again when due hosts were there but all held elsewhere. */
+const HELD_RETRY_MS = 250;
+/** How often a waiter re-reads its hosts' rows (runs of other replicas end unannounced). */
+const WAIT_POLL_MS = 200;
 /** How long an answer given before its run ended waits for that run to exist, to name it. */
 const RUN_ID_WAIT_MS = 2_000;
 
 type ReconcilerConfig = Pick<
   Config,
-  'playbooksDir' | 'routeProto' | 'reconcileRetryBaseMs' | 'reconcileRetryMaxMs'
+  | 'playbooksDir'
+  | 'reconcileRetryBaseMs'
+  | 'reconcileRetryMaxMs'
+  | 'claimMaxHosts'
+  | 'convergeIntervalMs'
+  | 'repairDrift'
 >;
 
-/** A write's place in the queue: the per-host generation its change was given. */
-export type Ticket = Map<string, number>;
+/** The work rows as the reconciler uses them (an in-memory fake serves in unit tests). */
+export type WorkRows = Pick<
+  HostWorkStore,
+  'finish' | 'carriedBy' | 'states' | 'nextDueAt' | 'nextEpochs' | 'scheduleConvergence'
+>;
 
-export interface Settlement {
-  /** Whether every host of the ticket ran a run that carried the change. */
-  settled: boolean;
-  /** The runs that carried (or will carry) the change, when known. */
-  runIds: string[];
+/** The runs as the reconciler uses them. */
+export interface ApplyRuns {
+  start(req: RunRequest): Promise<{ run: Run; done: Promise<Run> }>;
+  cancel(id: string): Promise<unknown>;
 }
 
-interface Waiter {
-  ready(): boolean;
-  resolve(): void;
+export interface ReconcilerDeps {
+  config: ReconcilerConfig;
+  work: WorkRows;
+  claims: HostClaims;
+  kinds: DesiredKind[];
+  runs: ApplyRuns;
+  /** This process's name in claims (its presence id). */
+  owner: string;
+  logger: Logger;
+  /** Each host's management address, which its apply module must never route away. */
+  managementAddresses?: (hosts: string[]) => Promise<Record<string, string>>;
+  random?: () => number;
+}
+
+export interface Settlement {
+  /** Whether every host concerned ran a run that carried the change. */
+  settled: boolean;
+  /** Per host, the run that carried (or is carrying) the change, when one has started. */
+  runIds: Map<string, string | null>;
 }
 
 /**
- * Makes hosts' kernels match the database. Writes mark hosts dirty; one run applies every
- * dirty host that is not already being applied, and whatever arrives during a run goes into
- * the next one (group commit). Each host carries a generation counter: a write takes the next
- * one, and a run that read the database after that generation was issued settles it.
+ * Makes hosts match the database. Writes record the work they owe in durable per-host rows
+ * (host-work-store.ts); this claims due rows, runs one apply run per claim carrying every
+ * kind, and settles each host's row: converged, or due again at its backoff time. Whatever a
+ * process dies holding is released and run by another (or by itself after a restart).
  */
 export class Reconciler {
-  private readonly dirty = new Set<string>();
-  private readonly inFlight = new Map<string, string | null>();
-  /** When each dirty host was marked (the first mark since its last run). */
-  private readonly dirtySince = new Map<string, number>();
-  /** Apply runs (pump passes holding hosts) going now. */
+  private readonly phases = new HostPhases();
+  private readonly random: () => number;
+  /** Apply runs of this process going now. */
   private going = 0;
-  private readonly issued = new Map<string, number>();
-  private readonly applied = new Map<string, number>();
-  private readonly carrying = new Map<string, { gen: number; runId: string }>();
-  private readonly attempts = new Map<string, number>();
-  private readonly retryTimers = new Map<string, NodeJS.Timeout>();
-  private waiters: Waiter[] = [];
+  /** When this process was first told of work since its last claim (group commit). */
+  private wokenAt: number | null = null;
   private pumpQueued = false;
-  private lockedTimer: NodeJS.Timeout | null = null;
+  private pumping: Promise<void> | null = null;
+  private timer: NodeJS.Timeout | null = null;
   private readonly running = new Set<Promise<void>>();
+  private waiters: (() => void)[] = [];
+  private started = false;
   private stopped = false;
 
-  constructor(
-    private readonly config: ReconcilerConfig,
-    private readonly store: RoutesStore,
-    private readonly runs: RunsService,
-    private readonly locks: HostLocks,
-    private readonly logger: Logger,
-    /** Each host's management address, which its apply module must never route away. */
-    private readonly managementAddresses: (
-      hosts: string[],
-    ) => Promise<Record<string, string>> = () => Promise.resolve({}),
-  ) {}
-
-  /** Queues the hosts for an apply run and returns the ticket to wait on. */
-  markDirty(hosts: Iterable<string>): Ticket {
-    const ticket: Ticket = new Map();
-    for (const h of hosts) {
-      const gen = (this.issued.get(h) ?? 0) + 1;
-      this.issued.set(h, gen);
-      ticket.set(h, gen);
-      this.dirty.add(h);
-      if (!this.dirtySince.has(h)) this.dirtySince.set(h, Date.now());
-      // A new change gets a fresh attempt now, not at the end of a failed host's backoff.
-      this.clearRetry(h);
-    }
-    if (ticket.size > 0) this.schedulePump();
-    return ticket;
+  constructor(private readonly deps: ReconcilerDeps) {
+    this.random = deps.random ?? Math.random;
   }
 
-  private isSettled(ticket: Ticket): boolean {
-    for (const [h, gen] of ticket) if ((this.applied.get(h) ?? 0) < gen) return false;
-    return true;
+  private get convergeOn(): boolean {
+    return this.deps.config.convergeIntervalMs > 0;
   }
 
-  /** Whether a run carrying the ticket's changes has started (and so has an id). */
-  private isCarried(ticket: Ticket): boolean {
-    for (const [h, gen] of ticket) if ((this.carrying.get(h)?.gen ?? 0) < gen) return false;
-    return true;
+  /** Starts claiming: whatever is owed (also from before a restart) is run now. */
+  async start(): Promise<void> {
+    this.started = true;
+    if (this.convergeOn) await this.deps.work.scheduleConvergence(this.deps.config.convergeIntervalMs);
+    this.wake();
   }
 
-  private async until(ready: () => boolean, ms: number): Promise<void> {
-    if (ready() || ms <= 0) return;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      new Promise<void>((resolve) => this.waiters.push({ ready, resolve })),
-      new Promise<void>((r) => (timer = setTimeout(r, ms))),
-    ]);
-    clearTimeout(timer);
-  }
-
-  /** Waits until runs carrying the ticket's changes have ended, at most `ms`. */
-  async waitFor(ticket: Ticket, ms: number): Promise<Settlement> {
-    await this.until(() => this.isSettled(ticket), ms);
-    // Answering before the run ends (wait=0 too): the answer names the run, so let a run that
-    // is about to start (pump is deferred to setImmediate) get its id first.
-    await this.until(() => this.isSettled(ticket) || this.isCarried(ticket), RUN_ID_WAIT_MS);
-    const runIds = new Set<string>();
-    for (const [h, gen] of ticket) {
-      const c = this.carrying.get(h);
-      if (c && c.gen >= gen) runIds.add(c.runId);
-      else if (this.inFlight.get(h)) runIds.add(this.inFlight.get(h)!);
-    }
-    return { settled: this.isSettled(ticket), runIds: [...runIds] };
-  }
-
-  private schedulePump(delayMs = 0): void {
-    if (this.stopped) return;
-    if (delayMs > 0) {
-      this.lockedTimer ??= setTimeout(() => {
-        this.lockedTimer = null;
-        this.schedulePump();
-      }, delayMs);
-      return;
-    }
+  /** Something may have fallen due (a write, a transition): look now. */
+  wake(): void {
+    if (!this.started || this.stopped) return;
+    this.wokenAt ??= Date.now();
     if (this.pumpQueued) return;
     this.pumpQueued = true;
-    // setImmediate: writes committed in the same turn of the event loop share one run.
+    // setImmediate: writes committed in the same turn of the event loop share one claim.
     setImmediate(() => {
       this.pumpQueued = false;
-      const p = this.pump().catch((err) =>
-        this.logger.error({ event: 'reconcile.failed', err }, 'reconcile pass failed'),
-      );
-      this.running.add(p);
-      void p.finally(() => this.running.delete(p));
+      void this.pump();
     });
   }
 
-  private async pump(): Promise<void> {
-    const ready = [...this.dirty].filter((h) => !this.inFlight.has(h));
-    if (ready.length === 0 || this.stopped) return;
-    if (this.going > 0) {
+  private pump(): Promise<void> {
+    if (this.pumping) return this.pumping.then(() => this.wake());
+    this.pumping = this.claimAndRun()
+      .catch((err) => {
+        this.deps.logger.error({ event: 'reconcile.failed', err }, 'reconcile pass failed');
+        this.sleep(POLL_MS);
+      })
+      .finally(() => {
+        this.pumping = null;
+      });
+    return this.pumping;
+  }
+
+  private async claimAndRun(): Promise<void> {
+    if (this.stopped) return;
+    if (this.going > 0 && this.wokenAt !== null) {
       // Group commit: gather behind the run that is going, unless it takes too long.
-      const oldest = Math.min(...ready.map((h) => this.dirtySince.get(h) ?? 0));
-      const wait = oldest + GATHER_MS - Date.now();
-      if (wait > 0) {
-        this.schedulePump(wait);
-        return;
-      }
+      const wait = this.wokenAt + GATHER_MS - Date.now();
+      if (wait > 0) return this.sleep(wait);
     }
-    for (const h of ready) {
-      this.dirty.delete(h);
-      this.dirtySince.delete(h);
-      this.inFlight.set(h, null);
-    }
-    this.going++;
-    let lease;
-    try {
-      lease = await this.locks.acquire(ready);
-    } catch (err) {
-      for (const h of ready) {
-        this.inFlight.delete(h);
-        this.dirty.add(h);
-      }
+    this.wokenAt = null;
+    const lease = await this.deps.claims.claim(this.deps.config.claimMaxHosts, this.convergeOn);
+    if (lease.hosts.length === 0) return this.sleepUntilDue();
+    const p = this.carry(lease).finally(() => {
+      this.running.delete(p);
       this.going--;
-      this.logger.warn({ event: 'reconcile.lock_failed', err }, 'could not take host locks');
-      this.schedulePump(LOCKED_RETRY_MS * 4);
-      return;
-    }
-    const busy = ready.filter((h) => !lease.hosts.includes(h));
-    for (const h of busy) {
-      this.inFlight.delete(h);
-      this.dirty.add(h);
-    }
-    if (busy.length > 0) this.schedulePump(LOCKED_RETRY_MS);
-    const hosts = lease.hosts;
+      this.notifyWaiters();
+      this.wake();
+    });
+    this.going++;
+    this.running.add(p);
+    // A full claim leaves more due hosts behind: look again at once.
+    if (lease.hosts.length >= this.deps.config.claimMaxHosts) this.wake();
+    else await this.sleepUntilDue();
+  }
+
+  private async sleepUntilDue(): Promise<void> {
+    const next = await this.deps.work.nextDueAt(this.convergeOn);
+    const ms = next === null ? POLL_MS : Math.max(HELD_RETRY_MS, next.getTime() - Date.now());
+    this.sleep(Math.min(ms, POLL_MS));
+  }
+
+  private sleep(ms: number): void {
+    if (this.stopped) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.wake();
+    }, ms);
+  }
+
+  /** One apply run for the claimed hosts, then each host's row settled. */
+  private async carry(lease: HostLease): Promise<void> {
+    const claims = lease.hosts;
+    for (const c of claims) this.phases.apply(c.host, { type: 'claimed', claim: c });
+    let lost: string | null = null;
+    let run: Run | null = null;
+    const retryAt = new Map(claims.map((c) => [c.host, this.retryTime(c)]));
+    let problems = new Map<string, string | null>();
     try {
-      if (hosts.length > 0) await this.apply(hosts);
+      const started = await this.startRun(claims);
+      for (const c of claims) this.phases.apply(c.host, { type: 'started', runId: started.run.id });
+      await this.deps.work.carriedBy(claims, this.deps.owner, started.run.id);
+      this.notifyWaiters();
+      lease.onLost((reason) => {
+        lost = reason;
+        this.deps.logger.error(
+          { event: 'reconcile.lock_lost', run_id: started.run.id, hosts: claims.map((c) => c.host), reason },
+          'host lock lost: stopping the run that depended on it',
+        );
+        void this.deps.runs.cancel(started.run.id).catch(() => undefined);
+      });
+      run = await started.done;
+      for (const c of claims) this.phases.apply(c.host, { type: 'ended' });
+      problems = await this.settle(run, claims, retryAt);
+    } catch (err) {
+      this.deps.logger.error(
+        { event: 'reconcile.apply_failed', hosts: claims.map((c) => c.host), err },
+        'apply could not run',
+      );
+      for (const c of claims) {
+        if (this.phases.get(c.host)?.phase !== 'settling') this.phases.apply(c.host, { type: 'failed' });
+        problems.set(c.host, (err as Error).message);
+      }
+    }
+    const finishes: HostFinish[] = claims.map((c) => {
+      const error = lost ?? problems.get(c.host) ?? null;
+      return {
+        host: c.host,
+        gen: c.gen,
+        epoch: c.epoch,
+        runId: run?.id ?? null,
+        error,
+        retryAt: error === null ? null : retryAt.get(c.host)!,
+      };
+    });
+    for (const f of finishes) {
+      if (f.error !== null) {
+        this.deps.logger.warn(
+          { event: 'reconcile.retry_scheduled', host: f.host, retry_at: f.retryAt, reason: f.error },
+          'host will be retried',
+        );
+      }
+    }
+    try {
+      await this.deps.work.finish(finishes, this.deps.owner, () => this.convergeDelay());
+    } catch (err) {
+      // The claim stays recorded: the orphan check (or a restart) makes the host due again.
+      this.deps.logger.error({ event: 'reconcile.finish_failed', err }, 'could not record the outcome');
     } finally {
       await lease.release();
-      this.going--;
-      for (const h of hosts) this.inFlight.delete(h);
-      this.notifyWaiters();
-      if (this.dirty.size > 0) this.schedulePump();
+      for (const c of claims) this.phases.apply(c.host, { type: 'finished' });
     }
   }
 
-  private async apply(hosts: string[]): Promise<void> {
-    // Generations first, then the read: every change issued up to here is in what we read.
-    const gens = new Map(hosts.map((h) => [h, this.issued.get(h) ?? 0]));
-    let run: Run;
-    try {
-      const [desired, settled] = await Promise.all([
-        this.store.desiredFor(hosts),
-        this.store.unsyncedIds(hosts),
-      ]);
-      const started = await this.startApply(
-        hosts,
-        Object.fromEntries([...desired].map(([h, routes]) => [h, routes.map(moduleRoute)])),
-      );
-      for (const h of hosts) {
-        this.inFlight.set(h, started.run.id);
-        this.carrying.set(h, { gen: gens.get(h)!, runId: started.run.id });
+  /** Every kind settles its objects; a host converged only if every kind did. */
+  private async settle(run: Run, claims: ClaimedHost[], retryAt: Map<string, Date>) {
+    const hosts: HostInRun[] = claims.map((c) => ({
+      host: c.host,
+      converging: c.converging,
+      retryAt: retryAt.get(c.host)!,
+    }));
+    const problems = new Map<string, string | null>(claims.map((c) => [c.host, null]));
+    for (const kind of this.deps.kinds) {
+      const found = await kind.settle(run, hosts, this.deps.config.repairDrift);
+      for (const [host, problem] of found) {
+        if (problem && !problems.get(host)) problems.set(host, `${kind.name}: ${problem}`);
       }
-      this.notifyWaiters();
-      run = await started.done;
-      // Every host of the run, also those with no row to settle: a host that failed, or whose
-      // kernel kept a route it was told to remove, is retried either way.
-      const everyHost = new Map(hosts.map((h) => [h, settled.get(h) ?? []]));
-      const results = syncFromRun(run, everyHost, (h) => new Date(Date.now() + this.nextDelay(h)));
-      await this.store.recordSync(results.flatMap((r) => r.updates));
-      for (const r of results) {
-        if (r.hostError) this.scheduleRetry(r.host, r.hostError);
-        else if (r.updates.some((u) => u.state === 'failed'))
-          this.scheduleRetry(r.host, 'route errors');
-        else this.attempts.delete(r.host);
-      }
-    } catch (err) {
-      this.logger.error({ event: 'reconcile.apply_failed', hosts, err }, 'apply could not run');
-      for (const h of hosts) this.scheduleRetry(h, (err as Error).message);
     }
-    for (const [h, gen] of gens) {
-      if ((this.applied.get(h) ?? 0) < gen) this.applied.set(h, gen);
-    }
+    return problems;
   }
 
-  /** One apply_routes run: each host's kernel is made to hold exactly its desired routes. */
-  private async startApply(hosts: string[], desired: Record<string, Record<string, unknown>[]>) {
-    const managementAddresses = await this.managementAddresses(hosts);
-    return this.runs.start({
+  private retryTime(c: ClaimedHost): Date {
+    const { reconcileRetryBaseMs, reconcileRetryMaxMs } = this.deps.config;
+    return new Date(Date.now() + backoffMs(c.attempts, reconcileRetryBaseMs, reconcileRetryMaxMs, this.random));
+  }
+
+  /** When a converged host is re-applied: about one interval, spread so hosts do not bunch. */
+  private convergeDelay(): number {
+    const interval = this.deps.config.convergeIntervalMs;
+    return interval > 0 ? Math.round(interval * (0.8 + 0.4 * this.random())) : 0;
+  }
+
+  /** The apply run: each host's desired objects in its own file, one task per kind. */
+  private async startRun(claims: ClaimedHost[], removeAll = false) {
+    const hosts = claims.map((c) => c.host);
+    const [mgmt, ...rendered] = await Promise.all([
+      this.deps.managementAddresses?.(hosts) ?? Promise.resolve({} as Record<string, string>),
+      ...this.deps.kinds.map((k) => k.render(hosts)),
+    ]);
+    const hostVars: Record<string, Record<string, unknown>> = {};
+    for (const c of claims) {
+      const vars: Record<string, unknown> = {
+        routeplane_fence: { name: c.host, epoch: c.epoch },
+        // Drift found by a convergence run is repaired only with REPAIR_DRIFT; a run that
+        // carries a write always makes the host match.
+        routeplane_repair: !c.converging || this.deps.config.repairDrift,
+        routeplane_management_address: mgmt[c.host] ?? null,
+      };
+      this.deps.kinds.forEach((k, i) => {
+        vars[`routeplane_${k.name}`] = (
+          removeAll ? k.nothing() : (rendered[i]!.get(c.host) ?? k.nothing())
+        ).args;
+      });
+      hostVars[c.host] = vars;
+    }
+    return this.deps.runs.start({
       kind: 'apply',
-      playbookName: 'apply_routes',
-      playbookRoot: this.config.playbooksDir,
-      playbookFile: 'apply_routes.yml',
+      playbookName: APPLY_PLAYBOOK.name,
+      playbookRoot: this.deps.config.playbooksDir,
+      playbookFile: APPLY_PLAYBOOK.file,
       hosts,
       limit: hosts,
-      extravars: {
-        routeplane_route_proto: this.config.routeProto,
-        routeplane_desired_routes: desired,
-        routeplane_management_addresses: managementAddresses,
-      },
+      extravars: {},
+      hostVars,
       actor: SYSTEM,
     });
   }
 
-  private nextDelay(host: string): number {
-    return backoffMs(
-      this.attempts.get(host) ?? 0,
-      this.config.reconcileRetryBaseMs,
-      this.config.reconcileRetryMaxMs,
-    );
+  /**
+   * Waits up to `ms` until runs carrying every change made so far to these hosts have ended,
+   * then names the run carrying each host's change (waiting a little for one to start, so a
+   * 202 can point at it).
+   */
+  async waitForKernel(hosts: Iterable<string>, ms: number): Promise<Settlement> {
+    const wanted = [...new Set(hosts)];
+    const ticket = new Map([...(await this.deps.work.states(wanted))].map(([h, s]) => [h, s.desiredGen]));
+    const settledIn = (states: Map<string, WorkState>) =>
+      [...ticket].every(([h, gen]) => (states.get(h)?.attemptedGen ?? gen) >= gen);
+    const carriedIn = (states: Map<string, WorkState>) =>
+      [...ticket].every(([h, gen]) => {
+        const s = states.get(h);
+        return !s || s.attemptedGen >= gen || (s.runGen !== null && s.runGen >= gen && s.runId !== null);
+      });
+    let states = await this.until(ticket, settledIn, ms);
+    if (!settledIn(states)) states = await this.until(ticket, (s) => settledIn(s) || carriedIn(s), RUN_ID_WAIT_MS);
+    const runIds = new Map<string, string | null>();
+    for (const [h, gen] of ticket) {
+      const s = states.get(h);
+      if (s && s.attemptedGen >= gen) runIds.set(h, s.lastRunId);
+      else if (s && s.runGen !== null && s.runGen >= gen) runIds.set(h, s.runId);
+      else runIds.set(h, null);
+    }
+    return { settled: settledIn(states), runIds };
   }
 
-  /** Unreachable or failing hosts are retried forever, backing off up to a cap. */
-  private scheduleRetry(host: string, reason: string): void {
-    if (this.stopped) return;
-    const delay = this.nextDelay(host);
-    this.attempts.set(host, (this.attempts.get(host) ?? 0) + 1);
-    this.clearRetry(host);
-    this.logger.warn(
-      { event: 'reconcile.retry_scheduled', host, delay_ms: delay, reason },
-      'host will be retried',
-    );
-    this.retryTimers.set(
-      host,
-      setTimeout(() => {
-        this.retryTimers.delete(host);
-        this.markDirty([host]);
-      }, delay),
-    );
-  }
-
-  private clearRetry(host: string): void {
-    const t = this.retryTimers.get(host);
-    if (t) clearTimeout(t);
-    this.retryTimers.delete(host);
+  private async until(
+    ticket: Map<string, number>,
+    ready: (s: Map<string, WorkState>) => boolean,
+    ms: number,
+  ): Promise<Map<string, WorkState>> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const states = await this.deps.work.states([...ticket.keys()]);
+      const left = deadline - Date.now();
+      if (ready(states) || left <= 0 || this.stopped) return states;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, Math.min(WAIT_POLL_MS, left));
+        this.waiters.push(done);
+        function done() {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    }
   }
 
   private notifyWaiters(): void {
-    const still: Waiter[] = [];
-    for (const w of this.waiters) {
-      if (w.ready()) w.resolve();
-      else still.push(w);
-    }
-    this.waiters = still;
-  }
-
-  /** Reconciles every host whose kernel may differ from the database (start-up, recovery). */
-  async reconcileAll(): Promise<Ticket> {
-    return this.markDirty(await this.store.hostsToReconcile());
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
   }
 
   /**
-   * Removes routeplane's routes from every host that has some, without touching the database:
-   * the next start-up puts them back. Hosts whose lock is held (an apply still going, here or
-   * in another process) are left alone, so no apply can put routes back behind the removal.
+   * Removes routeplane's objects from every host that has some, without touching the
+   * database: the next start-up puts them back. Hosts whose lock is held (an apply still
+   * going, here or in another process) are left alone, so no apply can put them back behind
+   * the removal.
    */
   async removeAllFromHosts(): Promise<{ run: Run | null; skipped: string[] }> {
-    const wanted = await this.store.hostsWithActiveRoutes();
+    const wanted = [...new Set((await Promise.all(this.deps.kinds.map((k) => k.hostsWithObjects()))).flat())];
     if (wanted.length === 0) return { run: null, skipped: [] };
-    const lease = await this.locks.acquire(wanted);
-    const skipped = wanted.filter((h) => !lease.hosts.includes(h));
+    const lock = await this.deps.claims.lock(wanted);
+    const skipped = wanted.filter((h) => !lock.hosts.includes(h));
     try {
-      if (lease.hosts.length === 0) return { run: null, skipped };
-      const hosts = lease.hosts;
-      const { done } = await this.startApply(hosts, Object.fromEntries(hosts.map((h) => [h, []])));
+      if (lock.hosts.length === 0) return { run: null, skipped };
+      const epochs = await this.deps.work.nextEpochs(lock.hosts);
+      const claims = lock.hosts.map((host) => ({
+        host,
+        gen: 0,
+        epoch: epochs.get(host) ?? 0,
+        attempts: 0,
+        converging: false,
+      }));
+      const { done } = await this.startRun(claims, true);
       return { run: await done, skipped };
     } finally {
-      await lease.release();
+      await lock.release();
     }
   }
 
-  /** Stops starting runs; the current ones go on (the runs service bounds them). */
+  /** Stops claiming; the runs going on end (the runs service bounds them). */
   stop(): void {
     this.stopped = true;
-    for (const h of [...this.retryTimers.keys()]) this.clearRetry(h);
-    if (this.lockedTimer) clearTimeout(this.lockedTimer);
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
   }
 
-  /** Resolves once the runs in flight at stop() have been recorded. */
+  /** Resolves once the runs in flight at stop() have been settled. */
   async drained(): Promise<void> {
+    await this.pumping;
     await Promise.allSettled([...this.running]);
-    for (const w of this.waiters) w.resolve();
-    this.waiters = [];
+    this.notifyWaiters();
   }
 
-  /** Hosts with changes not yet applied, for readiness and tests. */
-  get pendingHosts(): string[] {
-    return [...new Set([...this.dirty, ...this.inFlight.keys()])];
+  /** Hosts this process holds now (tests, readiness). */
+  get heldHosts(): string[] {
+    return this.phases.hosts;
   }
 }

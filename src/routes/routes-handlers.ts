@@ -25,8 +25,9 @@ function filterOf(req: Request): RouteFilter {
 /** The route as the response shows it: while a run is still carrying it, that run's id. */
 function present(route: Route, applied: Applied<unknown>): Schemas['Route'] {
   const body = presentRoute(route);
-  if (!applied.settlement.settled && applied.settlement.runIds[0]) {
-    body.sync.run_id = applied.settlement.runIds[0];
+  const runId = applied.settlement.runIds.get(route.host);
+  if (!applied.settlement.settled && route.sync.state === 'applying' && runId) {
+    body.sync.run_id = runId;
   }
   return body;
 }
@@ -39,8 +40,10 @@ function failure(route: Route): ApplyFailedError {
   });
 }
 
-function sendPending(res: Response, applied: Applied<unknown>): void {
-  const runId = applied.settlement.runIds[0];
+/** 202, pointing at a run carrying the change when one has started. */
+function sendPending(res: Response, applied: Applied<unknown>, host?: string): void {
+  const ids = applied.settlement.runIds;
+  const runId = (host ? ids.get(host) : undefined) ?? [...ids.values()].find((id) => id);
   if (runId) res.location(`/v1/runs/${runId}`);
   res.status(202);
 }
@@ -52,9 +55,9 @@ export function routesHandlers(routes: RoutesService, defaultWaitMs: number): Ro
 
   /** Answers a write of one route once its run has ended, or 202 while it is still going. */
   async function respondOne(req: Request, res: Response, route: Route, okStatus: number) {
-    const applied = await routes.applied([route], waitMs(req));
+    const applied = await routes.waitForKernel([route], waitMs(req));
     const current = applied.value[0]!;
-    if (!applied.settlement.settled) sendPending(res, applied);
+    if (!applied.settlement.settled) sendPending(res, applied, current.host);
     else if (current.sync.state === 'failed') throw failure(current);
     else res.status(okStatus);
     res.json(present(current, applied));
@@ -73,7 +76,7 @@ export function routesHandlers(routes: RoutesService, defaultWaitMs: number): Ro
       const { route, outcome } = items[0]!;
       return respondOne(req, res, route, outcome === 'created' ? 201 : 200);
     }
-    const applied = await routes.applied(
+    const applied = await routes.waitForKernel(
       items.map((i) => i.route),
       waitMs(req),
     );

@@ -5,6 +5,7 @@ import { ConflictError, NotFoundError, ValidationError } from '../http/errors.ts
 import type { InventorySource } from '../hosts/inventory-source.ts';
 import type { LockoutGuard } from './lockout-guard.ts';
 import type { Reconciler, Settlement } from '../reconciler/reconciler.ts';
+import { LOST, retryLostRaces, won } from '../shared/retry-races.ts';
 import { checkSchedule, parseAddress, parseSchedule, type RouteInput } from './route-input.ts';
 import { kernelMetric } from './kernel-route.ts';
 import {
@@ -85,13 +86,27 @@ export class RoutesService {
     return this.createPlanned(uniquePlanned(planned, now), planned, actor, upsert, now);
   }
 
-  private async createPlanned(
+  private createPlanned(
     unique: PlannedRoute[],
     planned: PlannedRoute[],
     actor: Actor,
     upsert: boolean,
     now: Date,
   ): Promise<CreateItem[]> {
+    return retryLostRaces('a route of this request', async () => {
+      const items = await this.createOnce(unique, planned, actor, upsert, now);
+      return items ? won(items) : LOST;
+    });
+  }
+
+  /** One try; null when another request created one of these identities meanwhile. */
+  private async createOnce(
+    unique: PlannedRoute[],
+    planned: PlannedRoute[],
+    actor: Actor,
+    upsert: boolean,
+    now: Date,
+  ): Promise<CreateItem[] | null> {
     const existing = new Map(
       (await this.store.findLive(unique.map((p) => p.spec))).map((r) => [keyOf(r), r]),
     );
@@ -120,9 +135,7 @@ export class RoutesService {
     } catch (err) {
       // Another request created one of these identities between our read and our insert:
       // answering from the database again is the idempotent outcome.
-      if ((err as { code?: string }).code === '23505') {
-        return this.createPlanned(unique, planned, actor, upsert, now);
-      }
+      if ((err as { code?: string }).code === '23505') return null;
       throw err;
     }
     const updated: Route[] = [];
@@ -144,7 +157,19 @@ export class RoutesService {
    * with nothing to fire it), except that a paused route stays paused.
    */
   private async move(route: Route, p: PlannedRoute, actor: Actor, now: Date): Promise<Route> {
-    for (let current = route; ;) {
+    let current = route;
+    return retryLostRaces(`route ${route.id}`, async (tryNumber) => {
+      if (tryNumber > 0) {
+        // Its status changed under us (the scheduler fired it, someone paused it): decide again.
+        const latest = await this.get(current.id);
+        if (REMOVED_STATUSES.includes(latest.status)) {
+          throw new ConflictError(
+            `Route ${latest.id} was ${latest.status} while this request changed it; send the request again`,
+            { field: `${p.base}/to`, route_id: latest.id, current_status: latest.status },
+          );
+        }
+        current = latest;
+      }
       const moved = await this.store.change(
         current.id,
         [current.status],
@@ -157,17 +182,8 @@ export class RoutesService {
         actor.name,
         'update',
       );
-      if (moved) return moved;
-      // Its status changed under us (the scheduler fired it, someone paused it): decide again.
-      const latest = await this.get(current.id);
-      if (REMOVED_STATUSES.includes(latest.status)) {
-        throw new ConflictError(
-          `Route ${latest.id} was ${latest.status} while this request changed it; send the request again`,
-          { field: `${p.base}/to`, route_id: latest.id, current_status: latest.status },
-        );
-      }
-      current = latest;
-    }
+      return moved ? won(moved) : LOST;
+    });
   }
 
   async get(id: string): Promise<Route> {
@@ -190,6 +206,14 @@ export class RoutesService {
   }
 
   async patch(id: string, patch: RoutePatch, actor: Actor): Promise<Route> {
+    return retryLostRaces(`route ${id}`, async () => {
+      const changed = await this.patchOnce(id, patch, actor);
+      return changed ? won(changed) : LOST;
+    });
+  }
+
+  /** One try; null when the route's status changed between the read and the write. */
+  private async patchOnce(id: string, patch: RoutePatch, actor: Actor): Promise<Route | null> {
     const route = await this.liveRoute(id, 'changed');
     const spec: RouteSpec = { ...route };
     if (patch.via !== undefined)
@@ -235,8 +259,7 @@ export class RoutesService {
       actor.name,
       'update',
     );
-    if (!changed) return this.patch(id, patch, actor);
-    if (rescheduled) this.scheduleChanged();
+    if (changed && rescheduled) this.scheduleChanged();
     return changed;
   }
 
@@ -286,11 +309,14 @@ export class RoutesService {
     );
   }
 
-  /** Waits up to `ms` for the kernels to reflect the routes, then reads them again. */
-  async applied(routes: Route[], ms: number): Promise<Applied<Route[]>> {
+  /**
+   * Waits up to `ms` for the runs carrying these routes' changes to end, then reads the
+   * routes again. The writes themselves already recorded the work they owe (routes-store.ts):
+   * this only waits, and nothing is lost if the caller never does.
+   */
+  async waitForKernel(routes: Route[], ms: number): Promise<Applied<Route[]>> {
     const hosts = new Set(routes.filter((r) => r.sync.state === 'applying').map((r) => r.host));
-    const ticket = this.reconciler.markDirty(hosts);
-    const settlement = await this.reconciler.waitFor(ticket, ms);
+    const settlement = await this.reconciler.waitForKernel(hosts, ms);
     return { value: await this.store.getMany(routes.map((r) => r.id)), settlement };
   }
 }

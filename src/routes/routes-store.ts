@@ -1,4 +1,6 @@
 import type { Knex } from 'knex';
+import type { SettledRoute } from '../reconciler/apply-results.ts';
+import type { HostWorkStore } from '../reconciler/host-work-store.ts';
 import type {
   Route,
   RouteConflict,
@@ -141,8 +143,16 @@ const LIVE = ['pending', 'active', 'paused'];
 /** Rows per INSERT statement: 1,000 routes x 17 columns stays far below the parameter limit. */
 const WRITE_CHUNK = 1000;
 
+/**
+ * Routes and their events. Every write that changes what a host's kernel should hold bumps
+ * that host's work row in the same transaction (`work.bump`), so the change cannot be
+ * recorded without the apply it owes, whoever calls and whatever crashes after the commit.
+ */
 export class RoutesStore {
-  constructor(private readonly knex: Knex) {}
+  constructor(
+    private readonly knex: Knex,
+    private readonly work: HostWorkStore,
+  ) {}
 
   private routes(trx: Knex | Knex.Transaction = this.knex) {
     return trx<RouteRow>('routes');
@@ -206,6 +216,10 @@ export class RoutesStore {
           );
         }
       }
+      await this.work.bump(
+        trx,
+        inserted.filter((r) => r.status === IN_KERNEL).map((r) => r.host),
+      );
       return inserted;
     });
   }
@@ -342,6 +356,8 @@ export class RoutesStore {
         } as never)
         .returning('*');
       await this.event(trx, [{ routeId: id, from: current.status, to: status, action }], actor);
+      // A route moved to another host leaves the old one's kernel too.
+      if (kernelChanged) await this.work.bump(trx, [current.host, (row as RouteRow).host]);
       return fromRow(row as RouteRow);
     });
   }
@@ -416,6 +432,12 @@ export class RoutesStore {
         })),
         'scheduler',
       );
+      // The transition and the apply it owes commit together: whichever replica survives
+      // applies it, even if this one dies right after the commit.
+      await this.work.bump(
+        trx,
+        fired.map((r) => r.host),
+      );
       return fired.map(fromRow);
     });
   }
@@ -445,19 +467,47 @@ export class RoutesStore {
     return byHost;
   }
 
-  /** Routes of these hosts whose sync state a run will settle: all not yet in sync. */
-  async unsyncedIds(hosts: string[]): Promise<Map<string, string[]>> {
+  /**
+   * The routes a run settles on these hosts: every route that should be in the kernel, and
+   * every one whose last change is not yet in sync.
+   */
+  async settleable(hosts: string[]): Promise<Map<string, SettledRoute[]>> {
+    const byHost = new Map<string, SettledRoute[]>(hosts.map((h) => [h, []]));
+    if (hosts.length === 0) return byHost;
     const rows = await this.routes()
-      .select('id', 'host')
+      .select('id', 'host', 'status', 'sync_state')
       .whereIn('host', hosts)
       .where((w) => w.whereNot('sync_state', 'in_sync').orWhere('status', IN_KERNEL));
-    const byHost = new Map<string, string[]>();
     for (const r of rows) {
-      const ids = byHost.get(r.host);
-      if (ids) ids.push(r.id);
-      else byHost.set(r.host, [r.id]);
+      byHost.get(r.host)!.push({ id: r.id, desired: r.status === IN_KERNEL, state: r.sync_state });
     }
     return byHost;
+  }
+
+  /**
+   * Records drift a convergence run found: routes the host had lost or altered, repaired or
+   * (REPAIR_DRIFT off) only reported.
+   */
+  async recordDrift(
+    items: { id: string; host: string; op: string }[],
+    runId: string,
+    repaired: boolean,
+  ): Promise<void> {
+    if (items.length === 0) return;
+    await this.knex('route_events').insert(
+      items.map((d) => ({
+        route_id: d.id,
+        actor: 'reconciler',
+        from_status: IN_KERNEL,
+        to_status: IN_KERNEL,
+        action: repaired ? 'drift_repaired' : 'drift_detected',
+        detail: JSON.stringify({
+          run_id: runId,
+          host: d.host,
+          found: d.op === 'added' ? 'missing' : 'altered',
+        }),
+      })),
+    );
   }
 
   async recordSync(updates: SyncUpdate[]): Promise<void> {
@@ -487,14 +537,6 @@ export class RoutesStore {
         ),
       ],
     );
-  }
-
-  /** Hosts whose kernels may not match: something unsynced, or routes that should be there. */
-  async hostsToReconcile(): Promise<string[]> {
-    const rows = await this.routes()
-      .distinct('host')
-      .where((w) => w.whereNot('sync_state', 'in_sync').orWhere('status', IN_KERNEL));
-    return rows.map((r) => r.host);
   }
 
   /** Hosts that have routes routeplane put in their kernels. */

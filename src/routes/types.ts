@@ -3,7 +3,7 @@ export type RouteStatus = (typeof ROUTE_STATUSES)[number];
 /** Statuses a route never leaves: it is history from then on. */
 export const REMOVED_STATUSES: readonly RouteStatus[] = ['expired', 'deleted'];
 
-export const SYNC_STATES = ['in_sync', 'applying', 'failed', 'conflict'] as const;
+export const SYNC_STATES = ['in_sync', 'applying', 'failed', 'conflict', 'drifted'] as const;
 export type SyncState = (typeof SYNC_STATES)[number];
 
 export type Family = 4 | 6;

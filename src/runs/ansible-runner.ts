@@ -116,6 +116,7 @@ export class AnsibleRunner implements PlaybookRunner {
       libraryDir: path.join(this.config.playbooksDir, 'library'),
       inventoryPath: this.config.inventoryPath,
       extravars: spec.extravars,
+      hostVars: spec.hostVars,
       vaultPassword: await this.vaultPassword(),
       parentDir: spec.workspaceParent,
     });

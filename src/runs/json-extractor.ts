@@ -86,6 +86,7 @@ export class ResultsCollector {
     this.results.push({
       host,
       task: taskName,
+      module: typeof r.action === 'string' ? r.action : null,
       status,
       changed: Boolean(r.changed),
       msg: status === 'ok' || status === 'changed' ? null : msg,

@@ -9,6 +9,8 @@ export interface WorkspaceSources {
   libraryDir: string;
   inventoryPath: string;
   extravars: Record<string, unknown>;
+  /** Written one file per host to `project/desired/<host>.json`, every value marked unsafe. */
+  hostVars?: Record<string, Record<string, unknown>>;
   vaultPassword: string | undefined;
   /**
    * The directory of this routeplane instance's workspaces (per data directory and instance,
@@ -90,6 +92,7 @@ export async function createWorkspace(src: WorkspaceSources): Promise<RunWorkspa
     }
     // Every value marked unsafe: extravars come from requests, and Ansible templates what it loads.
     await writeFile(ws.extravarsPath, JSON.stringify(markUnsafe(src.extravars)), { mode: 0o600 });
+    if (src.hostVars) await writeHostFiles(path.join(ws.projectDir, 'desired'), src.hostVars);
     if (ws.vaultPasswordPath) {
       await writeFile(ws.vaultPasswordPath, src.vaultPassword + '\n', { mode: 0o600 });
     }
@@ -99,6 +102,26 @@ export async function createWorkspace(src: WorkspaceSources): Promise<RunWorkspa
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
     throw err;
+  }
+}
+
+/** An inventory name as a file name: one path segment, never `..` or hidden. */
+export function hostFileName(host: string): string {
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.:@-]*$/.test(host) || host.includes('..')) {
+    throw new Error(`host name '${host}' cannot name a file of desired state`);
+  }
+  return `${host}.json`;
+}
+
+async function writeHostFiles(
+  dir: string,
+  hostVars: Record<string, Record<string, unknown>>,
+): Promise<void> {
+  await mkdir(dir, { mode: 0o700, recursive: true });
+  for (const [host, vars] of Object.entries(hostVars)) {
+    await writeFile(path.join(dir, hostFileName(host)), JSON.stringify(markUnsafe(vars)), {
+      mode: 0o600,
+    });
   }
 }
 

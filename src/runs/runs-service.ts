@@ -43,6 +43,8 @@ export interface RunRequest {
   hosts: string[];
   limit: string[];
   extravars: Record<string, unknown>;
+  /** Per-host variables, each host's in its own file (routeplane's apply runs). */
+  hostVars?: Record<string, Record<string, unknown>>;
   actor: Actor;
 }
 
@@ -180,6 +182,7 @@ export class RunsService {
             playbookFile: req.playbookFile,
             hosts: req.hosts,
             extravars: req.extravars,
+            ...(req.hostVars ? { hostVars: req.hostVars } : {}),
             workspaceParent: this.presence.workspaceDir ?? undefined,
             onSpawned: (pgid) =>
               void this.store

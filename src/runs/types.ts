@@ -35,6 +35,8 @@ export interface HostOutcome {
 export interface TaskResult {
   host: string;
   task: string;
+  /** The module (Ansible's `action`) that produced the result: consumers match on this. */
+  module: string | null;
   status: OutcomeStatus;
   changed: boolean;
   msg: string | null;
@@ -68,6 +70,11 @@ export interface RunSpec {
   playbookFile: string;
   hosts: string[];
   extravars: Record<string, unknown>;
+  /**
+   * Per-host variables: each host's go to `desired/<host>.json` beside the playbook (loaded by
+   * a play-level `vars_files`), so a host's objects reach that host only.
+   */
+  hostVars?: Record<string, Record<string, unknown>>;
   /** Where the run's temp dir goes: its instance's workspace directory. */
   workspaceParent?: string;
   /**

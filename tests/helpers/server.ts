@@ -69,6 +69,8 @@ export async function startTestServer(
     RUN_CANCEL_GRACE_S: '2',
     // Tests change a host and refresh at once; the storm test sets its own interval.
     REFRESH_MIN_INTERVAL_S: '0',
+    // Background convergence is off in tests unless a test turns it on.
+    CONVERGE_INTERVAL_S: '0',
     ...env,
   });
   const logs: string[] = [];

@@ -4,6 +4,7 @@ import * as m002 from './002_host_snapshots.ts';
 import * as m003 from './003_routes.ts';
 import * as m004 from './004_run_process.ts';
 import * as m005 from './005_route_kernel_integers.ts';
+import * as m006 from './006_host_work.ts';
 
 type Migration = { up: (k: Knex) => Promise<void>; down: (k: Knex) => Promise<void> };
 
@@ -15,6 +16,7 @@ const migrations: Record<string, Migration> = {
   '003_routes': m003,
   '004_run_process': m004,
   '005_route_kernel_integers': m005,
+  '006_host_work': m006,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

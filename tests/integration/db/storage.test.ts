@@ -204,6 +204,7 @@ describe.each(backends)('storage on $name', (backend) => {
           {
             host: 'h1',
             task: 'routes',
+            module: 'routeplane_routes',
             status: 'changed',
             changed: true,
             msg: null,
@@ -249,7 +250,7 @@ describe.each(backends)('storage on $name', (backend) => {
         status: 'succeeded',
         rc: 0,
         summary: {},
-        results: [{ host, task: 't', status: 'ok', changed: false, msg: null, data: {} }],
+        results: [{ host, task: 't', module: null, status: 'ok', changed: false, msg: null, data: {} }],
         error: null,
         log: 'secret-ish log',
       });
