@@ -219,6 +219,9 @@ export async function benchServer(
     SHUTDOWN_GRACE_S: '5',
     RUN_CANCEL_GRACE_S: '2',
     RUN_TIMEOUT_S: '120',
+    // Benchmarks flush kernels and run bare apply runs behind the server's back between their
+    // phases: periodic convergence would repair that mid-measurement (and add runs of its own).
+    CONVERGE_INTERVAL_S: '0',
     ...env,
   });
   const server = await startServer(config, { logger: opts.logger ?? productionLikeLogger() });

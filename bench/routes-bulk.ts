@@ -1,6 +1,6 @@
 // Bulk: R routes on each of H lab hosts (default 1,000 x 20) created through the API as batch
-// POSTs, timed until every kernel has them. Against the same apply module run by bare
-// ansible-playbook with the same extravars (goal: at most 1.3x), against `ip -batch` straight in
+// POSTs, timed until every kernel has them. Against the same apply playbook run by bare
+// ansible-playbook with the same per-host desired files (goal: at most 1.3x), against `ip -batch` straight in
 // each namespace (the physical limit), and against one Ansible task per route (the naive way,
 // measured with a few routes per host and extrapolated). Kernels are cleared between phases.
 import { writeFile } from 'node:fs/promises';
@@ -26,10 +26,12 @@ import {
   api,
   applyRunCount,
   assertKernelCounts,
+  applyHostVars,
   bareAnsible,
+  bareApply,
   benchFleet,
+  desiredFromServer,
   destinations,
-  extravarsFromServer,
   flushAll,
   ipBatchAll,
   kernelPollers,
@@ -125,11 +127,13 @@ export async function routesBulk(): Promise<BenchResult> {
     const dests = destinations(s.routes, s.ipv4);
 
     // Untimed: ansible's first start (bytecode caches) and every host's first SSH connection.
-    await bareAnsible({
+    await bareApply({
       scratch,
       inventoryPath: fleet.inventoryPath,
-      hosts: names,
-      extravars: { routeplane_route_proto: PROTO, routeplane_desired_routes: {} },
+      hostVars: await applyHostVars(
+        server,
+        new Map(names.map((n) => [n, { proto: PROTO, routes: [] }])),
+      ),
     });
 
     // 1. The API: batch POSTs (one per host unless BENCH_CHUNK says otherwise), all at once,
@@ -177,18 +181,16 @@ export async function routesBulk(): Promise<BenchResult> {
           .join(' '),
     );
 
-    // 2. Bare ansible-playbook with the reconciler's extravars for the same routes.
-    const extravars = await extravarsFromServer(server, names);
-    const desired = extravars.routeplane_desired_routes as Record<string, ModuleRoute[]>;
+    // 2. Bare ansible-playbook with the reconciler's desired files for the same routes.
+    const rendered = await desiredFromServer(server, names);
+    const hostVars = await applyHostVars(server, rendered);
+    const desired = Object.fromEntries(
+      [...rendered].map(([h, args]) => [h, args.routes as unknown as ModuleRoute[]]),
+    );
     await flushAll(hosts);
     const t1 = performance.now();
     const bareKernel = kernelsReach(pollers, s.routes, { timeoutMs: 240_000 });
-    const bare = await bareAnsible({
-      scratch,
-      inventoryPath: fleet.inventoryPath,
-      hosts: names,
-      extravars,
-    });
+    const bare = await bareApply({ scratch, inventoryPath: fleet.inventoryPath, hostVars });
     const bareKernelMs = (await bareKernel) - t1;
     const added = Object.values(bare.hosts).map((h) => (h.added as unknown[] | undefined)?.length);
     if (added.some((n) => n !== s.routes)) throw new Error(`bare run added ${added.join(',')}`);

@@ -1,6 +1,7 @@
 // Latency: one route created through the API (POST /v1/routes, default wait) until the answer
-// says it is in the kernel, against a bare single-host ansible-playbook run of apply_routes.yml
-// with that one route (same module, same extravars shape, same environment). Median of K each,
+// says it is in the kernel, against a bare single-host ansible-playbook run of apply.yml with
+// that one route (same module, the same desired file the reconciler writes, same environment).
+// Median of K each,
 // interleaved. Goal: at most 1.2x. Also where the API's time goes, from the run's timestamps.
 import { moduleRoute } from '../src/reconciler/apply-results.ts';
 import {
@@ -21,7 +22,8 @@ import {
 import {
   PROTO,
   api,
-  bareAnsible,
+  applyHostVars,
+  bareApply,
   benchFleet,
   destinations,
   flushOwned,
@@ -41,7 +43,7 @@ interface RunBody {
 
 interface ApiSample {
   totalMs: number;
-  /** request sent → run row inserted (HTTP, validation, route insert, batcher, run insert) */
+  /** request sent → run row inserted (HTTP, validation, route insert + work row, claim, run insert) */
   acceptMs: number;
   /** run inserted → running (slot, update) */
   queueMs: number;
@@ -109,15 +111,11 @@ export async function routesLatency(): Promise<BenchResult> {
         onlink: false,
         force: false,
       } as Parameters<typeof moduleRoute>[0]);
-      const r = await bareAnsible({
-        scratch,
-        inventoryPath: fleet.inventoryPath,
-        hosts: [host.name],
-        extravars: {
-          routeplane_route_proto: PROTO,
-          routeplane_desired_routes: { [host.name]: [route] },
-        },
-      });
+      const hostVars = await applyHostVars(
+        server,
+        new Map([[host.name, { proto: PROTO, routes: [route] }]]),
+      );
+      const r = await bareApply({ scratch, inventoryPath: fleet.inventoryPath, hostVars });
       if ((await kernelCount(host.netns)) !== 1) throw new Error(`${to} is not in the kernel`);
       await flushOwned(host.netns);
       return r.ms;
@@ -166,10 +164,10 @@ export async function routesLatency(): Promise<BenchResult> {
     log(
       table([
         ['phase', 'median', 'what'],
-        ['accept', med('acceptMs'), 'HTTP, validation, route insert, batcher, run insert'],
+        ['accept', med('acceptMs'), 'HTTP, validation, route insert + work row, claim, run insert'],
         ['queue', med('queueMs'), 'run slot, mark running'],
         ['run', med('runMs'), 'workspace, ansible-playbook, SSH cleanup, result extraction'],
-        ['reply', med('replyMs'), 'run finish, sync write, route re-read, response'],
+        ['reply', med('replyMs'), 'run finish, sync write, work row, route re-read, response'],
       ]),
     );
     log('');

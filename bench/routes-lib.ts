@@ -1,21 +1,26 @@
 // Plumbing shared by the routes benchmarks (routes-bulk, routes-burst, routes-latency,
 // schedule-precision): a fleet of lab hosts behind one inventory, the kernel's view of
-// routeplane's routes, the API, and ansible-playbook run bare the way AnsibleRunner runs it.
+// routeplane's routes, the API, and ansible-playbook run bare the way AnsibleRunner runs it
+// (for apply.yml: in a run workspace holding each host's desired file, as the reconciler
+// writes it).
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { execa, type ResultPromise } from 'execa';
 import { dump, load } from 'js-yaml';
+import { ManagementAddresses } from '../src/hosts/management-address.ts';
 import { MAX_HOSTS, type Lab } from '../src/lab/index.ts';
-import { moduleRoute } from '../src/reconciler/apply-results.ts';
+import { APPLY_PLAYBOOK } from '../src/reconciler/reconciler.ts';
+import { RoutesKind } from '../src/routes/routes-kind.ts';
+import { RoutesStore } from '../src/routes/routes-store.ts';
 import { parseCallbackJson } from '../src/runs/json-extractor.ts';
 import { closeSshMasters } from '../src/runs/process-reaper.ts';
+import { createWorkspace, removeWorkspace } from '../src/runs/run-workspace.ts';
 import type { RunningServer } from '../src/server.ts';
 import { ADMIN_TOKEN, PLAYBOOKS_DIR, benchLab, tempDir, type Cleanup } from './lib.ts';
 
 /** routeplane's default ROUTE_PROTO: the marker on every route it (and the baselines) install. */
 export const PROTO = 147;
-export const APPLY_PLAYBOOK = path.join(PLAYBOOKS_DIR, 'apply_routes.yml');
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -283,31 +288,71 @@ export async function recentApplyRuns(
     .sort((a, b) => Date.parse(a.created_at) - Date.parse(b.created_at));
 }
 
+/** The routes module's arguments for one host: `routeplane_routes` in its desired file. */
+export interface RoutesArgs {
+  proto: number;
+  routes: Record<string, unknown>[];
+}
+
+/** An apply run's desired files: per host, the variables of `desired/<host>.json`. */
+export type ApplyHostVars = Record<string, Record<string, unknown>>;
+
+let lastEpoch = 0;
+
 /**
- * The extravars the reconciler gives apply_routes.yml for these hosts, built from the server's
- * active routes with the reconciler's own mapping: the bare baseline gets the very same file.
+ * A lock epoch for a bare apply run, made as the work rows make them: at least the current
+ * time in milliseconds and above the last one. The host-side fence then takes the bare run as
+ * the newest, and the server's next claim (`greatest(epoch + 1, now in ms)`) ranks above it.
  */
-export async function extravarsFromServer(
+export function benchEpoch(): number {
+  lastEpoch = Math.max(Date.now(), lastEpoch + 1);
+  return lastEpoch;
+}
+
+/**
+ * Each host's routes as the reconciler renders them for a run (`RoutesKind.render` on the
+ * server's database: its active routes, mapped by `moduleRoute`).
+ */
+export async function desiredFromServer(
   server: RunningServer,
   hosts: string[],
-): Promise<Record<string, unknown>> {
-  const desired: Record<string, Record<string, unknown>[]> = {};
+): Promise<Map<string, RoutesArgs>> {
+  const { db, work } = server.services;
+  const rendered = await new RoutesKind(new RoutesStore(db.knex, work), PROTO).render(hosts);
+  return new Map(hosts.map((h) => [h, rendered.get(h)!.args as unknown as RoutesArgs]));
+}
+
+/**
+ * The desired files the reconciler's `startRun` writes for a run that carries a write (so
+ * `routeplane_repair` is true): the fence with a fresh epoch, the host's management address
+ * computed the same way (`ip route get` towards its ansible_host), and its routes.
+ */
+export async function applyHostVars(
+  server: RunningServer,
+  routes: Map<string, RoutesArgs>,
+): Promise<ApplyHostVars> {
+  const hosts = [...routes.keys()];
+  const mgmt = await new ManagementAddresses(server.services.inventory).of(hosts);
+  const epoch = benchEpoch();
+  const vars: ApplyHostVars = {};
   for (const host of hosts) {
-    const { items } = await server.services.routes.list({
-      host,
-      status: 'active',
-      limit: 100_000,
-      offset: 0,
-    });
-    desired[host] = items.map(moduleRoute);
+    vars[host] = {
+      routeplane_fence: { name: host, epoch },
+      routeplane_repair: true,
+      routeplane_management_address: mgmt[host] ?? null,
+      routeplane_routes: routes.get(host)!,
+    };
   }
-  return { routeplane_route_proto: PROTO, routeplane_desired_routes: desired };
+  return vars;
 }
 
 // The environment AnsibleRunner gives ansible-playbook (src/runs/ansible-runner.ts).
 const INHERITED_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LC_ALL', 'TZ', 'SSH_AUTH_SOCK'];
 
-export function ansibleEnv(dirs: { cp: string; tmp: string }): Record<string, string> {
+export function ansibleEnv(
+  dirs: { cp: string; tmp: string },
+  libraryDir = path.join(PLAYBOOKS_DIR, 'library'),
+): Record<string, string> {
   const env: Record<string, string> = {};
   for (const k of INHERITED_ENV) {
     const v = process.env[k];
@@ -324,7 +369,7 @@ export function ansibleEnv(dirs: { cp: string; tmp: string }): Record<string, st
     ANSIBLE_FORCE_COLOR: 'False',
     ANSIBLE_SSH_CONTROL_PATH_DIR: dirs.cp,
     ANSIBLE_LOCAL_TEMP: dirs.tmp,
-    ANSIBLE_LIBRARY: path.join(PLAYBOOKS_DIR, 'library'),
+    ANSIBLE_LIBRARY: libraryDir,
     ANSIBLE_PYTHON_INTERPRETER: 'auto_silent',
     ANSIBLE_DEPRECATION_WARNINGS: 'False',
     ANSIBLE_SYSTEM_WARNINGS: 'False',
@@ -335,21 +380,22 @@ export function ansibleEnv(dirs: { cp: string; tmp: string }): Record<string, st
 export interface BareRun {
   /** ansible-playbook start to exit. */
   ms: number;
-  /** Per host, the module's result (added/removed/unchanged/...) or the failure. */
+  /** Per host, the last task's result (the module's counts and changes) or the failure. */
   hosts: Record<string, Record<string, unknown>>;
 }
 
 /**
- * ansible-playbook by hand: the given playbook (default apply_routes.yml) with extravars from
- * a JSON file, the runner's environment, a fresh SSH control dir; fails unless every host ran
- * every task without failure. SSH masters are closed afterwards, outside the timing.
+ * ansible-playbook by hand: a playbook (a catalog one, gather_state.yml, a generated one) with
+ * extravars from a JSON file, the runner's environment, a fresh SSH control dir; fails unless
+ * every host ran every task without failure. SSH masters are closed afterwards, outside the
+ * timing. For routeplane's apply playbook use `bareApply`.
  */
 export async function bareAnsible(opts: {
   scratch: string;
   inventoryPath: string;
   hosts: string[];
   extravars: Record<string, unknown>;
-  playbook?: string;
+  playbook: string;
   onSpawn?: (child: ResultPromise) => void;
 }): Promise<BareRun> {
   const dir = await mkdtemp(path.join(opts.scratch, 'bare-'));
@@ -359,35 +405,100 @@ export async function bareAnsible(opts: {
     await mkdir(dirs.tmp, { mode: 0o700 });
     const extravarsPath = path.join(dir, 'extravars.json');
     await writeFile(extravarsPath, JSON.stringify(opts.extravars), { mode: 0o600 });
-    const args = ['-i', opts.inventoryPath, '-e', `@${extravarsPath}`, '--limit'];
-    args.push(opts.hosts.join(','), opts.playbook ?? APPLY_PLAYBOOK);
-    const t0 = performance.now();
-    const r = await execa('ansible-playbook', args, {
+    return await spawnBare({
       cwd: dir,
-      env: ansibleEnv(dirs),
-      extendEnv: false,
-      reject: false,
-      stdin: 'ignore',
-      maxBuffer: { stdout: 512 * 1024 * 1024 },
+      dirs,
+      hosts: opts.hosts,
+      args: ['-i', opts.inventoryPath, '-e', `@${extravarsPath}`, '--limit', opts.hosts.join(',')],
+      playbook: opts.playbook,
+      onSpawn: opts.onSpawn,
     });
-    const elapsed = performance.now() - t0;
-    await closeSshMasters(dirs.cp, dir);
-    const doc = parseCallbackJson(String(r.stdout));
-    const stats = doc?.stats ?? {};
-    const bad = opts.hosts.filter((h) => !stats[h] || stats[h].failures || stats[h].unreachable);
-    if (r.exitCode !== 0 || bad.length > 0) {
-      throw new Error(
-        `bare ansible-playbook failed (rc ${r.exitCode}, hosts ${bad.join(',')}): ` +
-          `${String(r.stderr).slice(-1500)} ${String(r.stdout).slice(-1500)}`,
-      );
-    }
-    const hosts: Record<string, Record<string, unknown>> = {};
-    const tasks = doc?.plays?.[0]?.tasks ?? [];
-    for (const h of opts.hosts) hosts[h] = tasks.at(-1)?.hosts?.[h] ?? {};
-    return { ms: elapsed, hosts };
   } finally {
     await rm(dir, { recursive: true, force: true, maxRetries: 3 });
   }
+}
+
+/**
+ * routeplane's apply playbook (playbooks/apply.yml) by hand, exactly as an apply run gets it:
+ * a workspace built by the runner's own `createWorkspace` (a copy of the playbooks, library and
+ * inventory, an empty extravars file, and `project/desired/<host>.json` per host with every
+ * value marked unsafe), then ansible-playbook on the copy with the runner's arguments. Only
+ * ansible-playbook is timed, not building the workspace. A host whose module task failed is a
+ * failure here too (the playbook ignores task errors so that later kinds still run).
+ */
+export async function bareApply(opts: {
+  scratch: string;
+  inventoryPath: string;
+  hostVars: ApplyHostVars;
+  onSpawn?: (child: ResultPromise) => void;
+}): Promise<BareRun> {
+  const hosts = Object.keys(opts.hostVars);
+  const ws = await createWorkspace({
+    playbookRoot: PLAYBOOKS_DIR,
+    libraryDir: path.join(PLAYBOOKS_DIR, 'library'),
+    inventoryPath: opts.inventoryPath,
+    extravars: {},
+    hostVars: opts.hostVars,
+    vaultPassword: undefined,
+    parentDir: opts.scratch,
+  });
+  try {
+    return await spawnBare({
+      cwd: ws.dir,
+      dirs: { cp: ws.controlPathDir, tmp: ws.localTempDir },
+      libraryDir: ws.libraryDir,
+      hosts,
+      args: ['-i', ws.inventoryPath, '-e', `@${ws.extravarsPath}`, '--limit', hosts.join(',')],
+      playbook: path.join(ws.projectDir, APPLY_PLAYBOOK.file),
+      onSpawn: opts.onSpawn,
+    });
+  } finally {
+    await removeWorkspace(ws);
+  }
+}
+
+async function spawnBare(opts: {
+  cwd: string;
+  dirs: { cp: string; tmp: string };
+  libraryDir?: string;
+  hosts: string[];
+  args: string[];
+  playbook: string;
+  onSpawn?: (child: ResultPromise) => void;
+}): Promise<BareRun> {
+  const t0 = performance.now();
+  const child = execa('ansible-playbook', [...opts.args, opts.playbook], {
+    cwd: opts.cwd,
+    env: ansibleEnv(opts.dirs, opts.libraryDir),
+    extendEnv: false,
+    reject: false,
+    stdin: 'ignore',
+    maxBuffer: { stdout: 512 * 1024 * 1024 },
+  });
+  opts.onSpawn?.(child);
+  const r = await child;
+  const elapsed = performance.now() - t0;
+  await closeSshMasters(opts.dirs.cp, opts.cwd);
+  const doc = parseCallbackJson(String(r.stdout));
+  const stats = doc?.stats ?? {};
+  const tasks = doc?.plays?.[0]?.tasks ?? [];
+  const hosts: Record<string, Record<string, unknown>> = {};
+  for (const h of opts.hosts) hosts[h] = tasks.at(-1)?.hosts?.[h] ?? {};
+  const bad = opts.hosts.filter(
+    (h) =>
+      !stats[h] ||
+      stats[h].failures ||
+      stats[h].unreachable ||
+      tasks.some((t) => t.hosts?.[h]?.failed),
+  );
+  if (r.exitCode !== 0 || bad.length > 0) {
+    const why = bad.map((h) => `${h}: ${String(hosts[h]?.msg ?? '')}`).join('; ');
+    throw new Error(
+      `bare ansible-playbook failed (rc ${r.exitCode}, hosts ${bad.join(',')}): ${why} ` +
+        `${String(r.stderr).slice(-1500)} ${String(r.stdout).slice(-1500)}`,
+    );
+  }
+  return { ms: elapsed, hosts };
 }
 
 /** `ip -batch` of `lines` in each host's namespace at once; resolves when all have exited. */
