@@ -1,17 +1,27 @@
 import { describe, expect, it } from 'vitest';
-import { APPLY_TASK, syncFromRun } from '../../../src/reconciler/apply-results.ts';
+import {
+  ROUTES_MODULE,
+  syncFromRun,
+  type SettledRoute,
+  type SettleOptions,
+} from '../../../src/reconciler/apply-results.ts';
 import type { Run, TaskResult } from '../../../src/runs/types.ts';
 
 // The module's output (playbooks/library/routeplane_routes.py) for one host, as the run records it.
 const RETRY = new Date('2030-01-01T00:00:10Z');
+const RUN_ID = 'r0000000-0000-4000-8000-000000000000';
 const ACTIVE = 'a0000000-0000-4000-8000-000000000001';
 const DELETED = 'd0000000-0000-4000-8000-000000000002';
+const OTHER = 'b0000000-0000-4000-8000-000000000003';
 
-function runWith(task: Partial<TaskResult> & { data: Record<string, unknown> }): Run {
+function runWith(
+  task: Partial<TaskResult> & { data: Record<string, unknown> },
+  over: Partial<Run> = {},
+): Run {
   return {
-    id: 'r0000000-0000-4000-8000-000000000000',
+    id: RUN_ID,
     kind: 'apply',
-    playbook: 'apply_routes',
+    playbook: 'apply',
     hosts: ['h1'],
     limit: ['h1'],
     status: 'succeeded',
@@ -23,10 +33,21 @@ function runWith(task: Partial<TaskResult> & { data: Record<string, unknown> }):
     summary: {
       h1: { status: 'ok', ok: 1, changed: 0, failures: 0, unreachable: 0, skipped: 0, msg: null },
     },
-    results: [{ host: 'h1', task: APPLY_TASK, status: 'ok', changed: false, msg: null, ...task }],
+    results: [
+      {
+        host: 'h1',
+        task: 'Apply routes',
+        module: ROUTES_MODULE,
+        status: 'ok',
+        changed: false,
+        msg: null,
+        ...task,
+      },
+    ],
     error: null,
     log: '',
     owner: 'test',
+    ...over,
   };
 }
 
@@ -34,14 +55,21 @@ const moduleOutput = (over: Record<string, unknown> = {}) => ({
   added: [],
   replaced: [],
   removed: [],
-  unchanged: [{ id: ACTIVE, to: '203.0.113.0/28', table: 254, metric: 0 }],
+  unchanged_count: 1,
   conflicts: [],
   errors: [],
   ...over,
 });
 
-const sync = (run: Run) => syncFromRun(run, new Map([['h1', [ACTIVE, DELETED]]]), () => RETRY)[0]!;
-const stateOf = (r: ReturnType<typeof sync>, id: string) => r.updates.find((u) => u.id === id);
+/** A route that should be in the kernel and one leaving it, both being applied. */
+const APPLYING: SettledRoute[] = [
+  { id: ACTIVE, desired: true, state: 'applying' },
+  { id: DELETED, desired: false, state: 'applying' },
+];
+
+const sync = (run: Run, rows: SettledRoute[] = APPLYING, opts?: SettleOptions) =>
+  syncFromRun(run, new Map([['h1', rows]]), () => RETRY, opts)[0]!;
+const updateOf = (r: ReturnType<typeof sync>, id: string) => r.updates.find((u) => u.id === id);
 
 describe('syncFromRun', () => {
   it('when the module applied everything, then every settled route is in sync and the host has no error', () => {
@@ -53,10 +81,11 @@ describe('syncFromRun', () => {
       }),
     );
     expect(result.hostError).toBeNull();
-    expect(result.updates.map((u) => [u.id, u.state, u.retryAt])).toEqual([
-      [ACTIVE, 'in_sync', null],
-      [DELETED, 'in_sync', null],
+    expect(result.updates.map((u) => [u.id, u.state, u.retryAt, u.runId])).toEqual([
+      [ACTIVE, 'in_sync', null, RUN_ID],
+      [DELETED, 'in_sync', null, RUN_ID],
     ]);
+    expect(result.drift).toEqual([]);
   });
 
   it('when a removal failed, then the host is failed and the route leaving the kernel is failed with the reason, to be retried', () => {
@@ -79,20 +108,20 @@ describe('syncFromRun', () => {
     const reason =
       'could not remove 203.0.113.16/28 (table 254, metric 0): RTNETLINK answers: No such process';
     expect(result.hostError).toBe(reason);
-    expect(stateOf(result, DELETED)).toMatchObject({
+    expect(updateOf(result, DELETED)).toMatchObject({
       state: 'failed',
       error: reason,
       retryAt: RETRY,
     });
     // The route the host kept as asked is not blamed for another route's removal.
-    expect(stateOf(result, ACTIVE)).toMatchObject({ state: 'in_sync', error: null });
+    expect(updateOf(result, ACTIVE)).toMatchObject({ state: 'in_sync', error: null });
   });
 
   it('when a route could not be added, then that route is failed by id and the host is not', () => {
     const result = sync(
       runWith({
         data: moduleOutput({
-          unchanged: [],
+          unchanged_count: 0,
           errors: [
             {
               id: ACTIVE,
@@ -107,38 +136,230 @@ describe('syncFromRun', () => {
       }),
     );
     expect(result.hostError).toBeNull();
-    expect(stateOf(result, ACTIVE)).toMatchObject({
+    expect(updateOf(result, ACTIVE)).toMatchObject({
       state: 'failed',
       error: 'Error: Nexthop has invalid gateway.',
       retryAt: RETRY,
     });
-    expect(stateOf(result, DELETED)).toMatchObject({ state: 'in_sync' });
+    expect(updateOf(result, DELETED)).toMatchObject({ state: 'in_sync' });
   });
 
   it('when the host was unreachable, then every settled route is failed with the connection error', () => {
     const msg = 'Failed to connect to the host via ssh: Connection refused';
     const result = sync(runWith({ status: 'unreachable', msg, data: {} }));
     expect(result.hostError).toBe(msg);
-    expect(result.updates.map((u) => [u.state, u.error])).toEqual([
-      ['failed', msg],
-      ['failed', msg],
+    expect(result.updates.map((u) => [u.state, u.error, u.retryAt])).toEqual([
+      ['failed', msg, RETRY],
+      ['failed', msg, RETRY],
     ]);
+  });
+
+  it('when the run was canceled before reaching the host, then every settled route is failed with the run error', () => {
+    const result = sync(
+      runWith({ data: {} }, { status: 'canceled', error: 'canceled', results: [], summary: {} }),
+    );
+    expect(result.hostError).toBe('canceled');
+    expect(result.updates.map((u) => u.state)).toEqual(['failed', 'failed']);
   });
 
   it('when a host with no row to settle could not remove a leftover route, then the host is failed so it is retried', () => {
     const run = runWith({
       data: moduleOutput({
-        unchanged: [],
+        unchanged_count: 0,
         errors: [
           { id: null, op: 'del', to: '203.0.113.32/28', table: 254, metric: 0, error: 'busy' },
         ],
       }),
     });
-    const [result] = syncFromRun(run, new Map([['h1', []]]), () => RETRY);
-    expect(result).toEqual({
+    expect(sync(run, [])).toEqual({
       host: 'h1',
       hostError: 'could not remove 203.0.113.32/28 (table 254, metric 0): busy',
       updates: [],
+      drift: [],
     });
+  });
+
+  it('when the module found a route it does not own, then that route is a conflict, not retried', () => {
+    const existing = { dst: '203.0.113.0/28', protocol: 'static' };
+    const result = sync(
+      runWith({
+        data: moduleOutput({
+          conflicts: [
+            {
+              id: ACTIVE,
+              to: '203.0.113.0/28',
+              table: 254,
+              metric: 0,
+              reason: 'unowned',
+              existing,
+            },
+          ],
+        }),
+      }),
+    );
+    expect(result.hostError).toBeNull();
+    expect(updateOf(result, ACTIVE)).toEqual({
+      id: ACTIVE,
+      state: 'conflict',
+      error: 'the kernel already has a route for 203.0.113.0/28 that routeplane does not own',
+      conflict: { reason: 'unowned', existing },
+      retryAt: null,
+      runId: RUN_ID,
+    });
+  });
+
+  it('when a route would capture the management address, then it is a lockout conflict naming that address', () => {
+    const result = sync(
+      runWith({
+        data: moduleOutput({
+          conflicts: [
+            {
+              id: ACTIVE,
+              to: '0.0.0.0/0',
+              table: 254,
+              metric: 0,
+              reason: 'lockout',
+              management_address: '192.0.2.10',
+            },
+          ],
+        }),
+      }),
+    );
+    expect(updateOf(result, ACTIVE)).toMatchObject({
+      state: 'conflict',
+      error: 'would capture the management address 192.0.2.10; set force to apply anyway',
+      conflict: { reason: 'lockout', managementAddress: '192.0.2.10' },
+    });
+  });
+
+  it('when the result comes from a task of another name but the routes module, then it is used', () => {
+    const result = sync(runWith({ task: 'Apply desired state', data: moduleOutput() }));
+    expect(result.hostError).toBeNull();
+    expect(result.updates.map((u) => u.state)).toEqual(['in_sync', 'in_sync']);
+  });
+
+  it('when a task is named routeplane_routes but ran another module, then its result is not used', () => {
+    const result = sync(
+      runWith({ task: ROUTES_MODULE, module: 'ansible.builtin.debug', data: moduleOutput() }),
+    );
+    expect(result.hostError).toBe('apply run succeeded before reaching h1');
+    expect(result.updates.map((u) => u.state)).toEqual(['failed', 'failed']);
+  });
+
+  it('when a desired route already in sync is not named by the module, then it gets no update', () => {
+    const rows: SettledRoute[] = [
+      { id: ACTIVE, desired: true, state: 'in_sync' },
+      { id: OTHER, desired: true, state: 'applying' },
+    ];
+    const result = sync(runWith({ data: moduleOutput({ unchanged_count: 2 }) }), rows);
+    expect(result.updates.map((u) => [u.id, u.state])).toEqual([[OTHER, 'in_sync']]);
+  });
+
+  it('when a route was failed and the module now applied it, then it is in sync again', () => {
+    const rows: SettledRoute[] = [{ id: ACTIVE, desired: true, state: 'failed' }];
+    const result = sync(
+      runWith({ data: moduleOutput({ added: [{ id: ACTIVE, to: '203.0.113.0/28' }] }) }),
+      rows,
+    );
+    expect(result.updates).toEqual([
+      { id: ACTIVE, state: 'in_sync', error: null, conflict: null, retryAt: null, runId: RUN_ID },
+    ]);
+  });
+
+  it('when a converging run added or replaced routes, then they are reported as drift', () => {
+    const rows: SettledRoute[] = [
+      { id: ACTIVE, desired: true, state: 'in_sync' },
+      { id: OTHER, desired: true, state: 'in_sync' },
+    ];
+    const result = sync(
+      runWith({
+        data: moduleOutput({
+          added: [{ id: ACTIVE, to: '203.0.113.0/28', table: 254, metric: 0 }],
+          replaced: [{ id: OTHER, to: '198.51.100.0/24', table: 254, metric: 0 }],
+        }),
+      }),
+      rows,
+      { converging: true, repair: true },
+    );
+    expect(result.drift).toEqual([
+      { id: ACTIVE, op: 'added' },
+      { id: OTHER, op: 'replaced' },
+    ]);
+    // Repaired: the routes are in sync as they were, so nothing is rewritten.
+    expect(result.updates).toEqual([]);
+  });
+
+  it('when a run that carries a write added routes, then they are not drift', () => {
+    const rows: SettledRoute[] = [{ id: ACTIVE, desired: true, state: 'applying' }];
+    const result = sync(
+      runWith({ data: moduleOutput({ added: [{ id: ACTIVE, to: '203.0.113.0/28' }] }) }),
+      rows,
+      { converging: false, repair: false },
+    );
+    expect(result.drift).toEqual([]);
+    expect(updateOf(result, ACTIVE)).toMatchObject({ state: 'in_sync' });
+  });
+
+  it('when a converging run found drift with repair off, then those routes are drifted and not retried', () => {
+    const rows: SettledRoute[] = [
+      { id: ACTIVE, desired: true, state: 'in_sync' },
+      { id: OTHER, desired: true, state: 'in_sync' },
+    ];
+    const result = sync(
+      runWith({ data: moduleOutput({ added: [{ id: ACTIVE, to: '203.0.113.0/28' }] }) }),
+      rows,
+      { converging: true, repair: false },
+    );
+    expect(result.hostError).toBeNull();
+    expect(result.drift).toEqual([{ id: ACTIVE, op: 'added' }]);
+    expect(result.updates).toEqual([
+      {
+        id: ACTIVE,
+        state: 'drifted',
+        error: 'missing or altered on the host; REPAIR_DRIFT is off, so it is only reported',
+        conflict: null,
+        retryAt: null,
+        runId: RUN_ID,
+      },
+    ]);
+  });
+
+  it('when a converging run names a change without an id, then it is not drift', () => {
+    const rows: SettledRoute[] = [{ id: ACTIVE, desired: true, state: 'in_sync' }];
+    const result = sync(
+      runWith({ data: moduleOutput({ added: [{ id: null, to: '203.0.113.0/28' }] }) }),
+      rows,
+      { converging: true, repair: false },
+    );
+    expect(result.drift).toEqual([]);
+    expect(result.updates).toEqual([]);
+  });
+
+  it('when several hosts are settled, then each is matched to its own result and retry time', () => {
+    const run = runWith({ data: moduleOutput() });
+    run.results.push({
+      host: 'h2',
+      task: 'Apply routes',
+      module: ROUTES_MODULE,
+      status: 'unreachable',
+      changed: false,
+      msg: 'no route to host',
+      data: {},
+    });
+    const h2Retry = new Date('2030-01-01T00:01:00Z');
+    const results = syncFromRun(
+      run,
+      new Map([
+        ['h1', [{ id: ACTIVE, desired: true, state: 'applying' }]],
+        ['h2', [{ id: OTHER, desired: true, state: 'applying' }]],
+      ]),
+      (h) => (h === 'h2' ? h2Retry : RETRY),
+    );
+    expect(
+      results.map((r) => [r.host, r.hostError, r.updates[0]!.state, r.updates[0]!.retryAt]),
+    ).toEqual([
+      ['h1', null, 'in_sync', null],
+      ['h2', 'no route to host', 'failed', h2Retry],
+    ]);
   });
 });
