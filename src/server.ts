@@ -21,6 +21,8 @@ import { RunRetention } from './runs/run-retention.ts';
 import { RunsStore } from './runs/runs-store.ts';
 import { wireServices, type Services, type WiringOverrides } from './wiring.ts';
 
+const ORPHAN_SWEEP_MS = 5_000;
+
 export interface RunningServer {
   url: string;
   port: number;
@@ -96,11 +98,25 @@ export async function startServer(
     if (live.db.backend === 'pglite') await live.work.releaseAll();
     await live.scheduler.start();
     await live.reconciler.start();
+    // A replica that died while others run leaves runs marked running: they are ended once
+    // its presence has lapsed (instance-presence.ts), looked for this often.
+    const orphanSweep =
+      live.db.backend === 'postgres'
+        ? setInterval(() => {
+            live.runs
+              .interruptOrphans()
+              .catch((err: unknown) =>
+                logger.warn({ event: 'runs.orphan_sweep_failed', err }, 'orphan sweep failed'),
+              );
+          }, ORPHAN_SWEEP_MS)
+        : null;
+    orphanSweep?.unref();
     let stopping: Promise<void> | null = null;
     const stop = () =>
       (stopping ??= (async () => {
         logger.info({ event: 'server.stopping' }, 'shutting down');
         const closed = new Promise<void>((r) => server.close(() => r()));
+        if (orphanSweep) clearInterval(orphanSweep);
         await live.scheduler.stop();
         await retention.stop();
         live.reconciler.stop();

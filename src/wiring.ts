@@ -80,6 +80,8 @@ export function wireServices(
     logger,
     managementAddresses: (hosts) => managementAddresses.of(hosts),
   });
+  // A write committed here is claimed at once, not at the next poll.
+  work.onBumpCommitted(() => reconciler.wake());
   const lockout = new LockoutGuard({
     managementAddresses: (h) => managementAddresses.of(h),
     knownRoutes: async (h) => (await hostStates.get(h))?.state?.routes ?? null,
@@ -87,7 +89,18 @@ export function wireServices(
   const routes = new RoutesService(config, routesStore, inventory, reconciler, lockout);
   // A fired transition has already recorded its apply (same transaction): this only makes
   // this process look now rather than at its next poll.
-  const scheduler = new Scheduler(config, routesStore, () => reconciler.wake(), logger);
+  const scheduler = new Scheduler(
+    config,
+    [
+      {
+        name: 'routes',
+        fireDue: (n) => routesStore.fireDue(n),
+        nextDueAt: () => routesStore.nextDueAt(),
+      },
+    ],
+    () => reconciler.wake(),
+    logger,
+  );
   routes.onScheduleChange(() => scheduler.wake());
   const compat = config.compatHost
     ? new CompatService(config.compatHost, routes, hosts, config.routeWaitDefaultMs)

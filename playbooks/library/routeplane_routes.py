@@ -252,7 +252,8 @@ def main():
 
     # Counts and changes only: a host's unchanged routes (thousands) are not worth a result row.
     module.exit_json(
-        changed=bool(added or replaced or removed) and changing,
+        # As Ansible's check mode: changed says what would change when nothing was applied.
+        changed=bool(added or replaced or removed),
         repaired=changing,
         added=added,
         replaced=replaced,

@@ -148,7 +148,14 @@ export function syncFromRun(
           runId: run.id,
         });
       } else if (e) {
-        updates.push({ id, state: 'failed', error: e.error, conflict: null, retryAt: failedAt, runId: run.id });
+        updates.push({
+          id,
+          state: 'failed',
+          error: e.error,
+          conflict: null,
+          retryAt: failedAt,
+          runId: run.id,
+        });
       } else if (removalError && !r.desired) {
         updates.push({
           id,
@@ -168,7 +175,14 @@ export function syncFromRun(
           runId: run.id,
         });
       } else if (r.state !== 'in_sync') {
-        updates.push({ id, state: 'in_sync', error: null, conflict: null, retryAt: null, runId: run.id });
+        updates.push({
+          id,
+          state: 'in_sync',
+          error: null,
+          conflict: null,
+          retryAt: null,
+          runId: run.id,
+        });
       }
     }
     return { host, hostError: removalError, updates, drift };

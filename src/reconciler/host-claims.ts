@@ -32,6 +32,9 @@ export interface HostClaims {
 }
 
 const noLoss = { onLost: () => undefined };
+const EMPTY: HostLease = { hosts: [], ...noLoss, release: async () => undefined };
+/** How often an idle replica checks for claims whose holder died (each check connects). */
+const ORPHAN_CHECK_MS = 5_000;
 
 /**
  * Postgres: each claim opens a dedicated connection (never a pooled one) that claims due rows
@@ -41,6 +44,8 @@ const noLoss = { onLost: () => undefined };
  * The connection has TCP keepalive on and its error and end events end the lease at once.
  */
 export class PostgresHostClaims implements HostClaims {
+  private lastOrphanCheck = 0;
+
   constructor(
     private readonly url: string,
     private readonly work: HostWorkStore,
@@ -59,6 +64,10 @@ export class PostgresHostClaims implements HostClaims {
   }
 
   async claim(max: number, converge: boolean): Promise<HostLease> {
+    const worth = await this.work.claimWorth(this.owner, converge);
+    const orphanCheckDue = Date.now() - this.lastOrphanCheck >= ORPHAN_CHECK_MS;
+    if (!worth.due && !(worth.heldByOthers && orphanCheckDue)) return EMPTY;
+    this.lastOrphanCheck = Date.now();
     const client = await this.connect();
     const sql = clientSql(client);
     let claimed: ClaimedHost[] = [];
@@ -75,7 +84,7 @@ export class PostgresHostClaims implements HostClaims {
     }
     if (claimed.length === 0) {
       await client.end().catch(() => undefined);
-      return { hosts: [], ...noLoss, release: async () => undefined };
+      return EMPTY;
     }
     return this.lease(client, claimed);
   }
@@ -105,7 +114,12 @@ export class PostgresHostClaims implements HostClaims {
   private async orphans(sql: ReturnType<typeof clientSql>) {
     const claimed = await this.work.claimedByOthers(sql, this.owner);
     if (claimed.length === 0) return [];
-    const free = new Set(await this.tryLocks(sql, claimed.map((c) => c.host)));
+    const free = new Set(
+      await this.tryLocks(
+        sql,
+        claimed.map((c) => c.host),
+      ),
+    );
     if (free.size > 0) {
       await sql(
         `select pg_advisory_unlock(?::int, hashtext(h)) from jsonb_array_elements_text(?::jsonb) as t(h)`,
@@ -153,7 +167,9 @@ export class InProcessHostClaims implements HostClaims {
   async claim(max: number, converge: boolean): Promise<HostLease> {
     const claimed = await this.db.knex.transaction(async (trx) => {
       const sql = knexSql(trx);
-      const free = (await this.work.candidates(sql, max, converge)).filter((h) => !this.held.has(h));
+      const free = (await this.work.candidates(sql, max, converge)).filter(
+        (h) => !this.held.has(h),
+      );
       return this.work.markClaimed(sql, free, this.owner);
     });
     for (const c of claimed) this.held.add(c.host);

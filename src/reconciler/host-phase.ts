@@ -37,7 +37,11 @@ export function nextPhase(current: HostPhase | null, event: HostEvent): HostPhas
     case 'failed':
       // The run could not start or could not be settled: the claim is settled as a failure.
       if (!current || current.phase === 'settling') throw bad();
-      return { phase: 'settling', claim: current.claim, runId: current.phase === 'running' ? current.runId : null };
+      return {
+        phase: 'settling',
+        claim: current.claim,
+        runId: current.phase === 'running' ? current.runId : null,
+      };
     case 'finished':
       if (current?.phase !== 'settling') throw bad();
       return null;

@@ -88,7 +88,14 @@ function stateOf(r: WorkRow): WorkState {
  * runs inside the caller's transaction so the change and the work it owes commit together.
  */
 export class HostWorkStore {
+  private readonly committedListeners: (() => void)[] = [];
+
   constructor(private readonly knex: Knex) {}
+
+  /** Called after a transaction that bumped work commits (this process then looks at once). */
+  onBumpCommitted(fn: () => void): void {
+    this.committedListeners.push(fn);
+  }
 
   /**
    * Records that these hosts' desired state changed: each gets the next generation and is due
@@ -106,7 +113,30 @@ export class HostWorkStore {
        returning host, desired_gen`,
       [json(list)],
     );
+    // After the commit, never before: a claim must be able to see the row.
+    void trx.executionPromise?.then(
+      () => this.committedListeners.forEach((fn) => fn()),
+      () => undefined,
+    );
     return new Map(rows.map((r) => [r.host, Number(r.desired_gen)]));
+  }
+
+  /**
+   * Whether a claim could find anything: an unclaimed host due now, or (for the orphan check)
+   * a host another instance holds. Asked on the pool, so an idle replica does not open a
+   * dedicated connection every poll.
+   */
+  async claimWorth(
+    owner: string,
+    converge: boolean,
+  ): Promise<{ due: boolean; heldByOthers: boolean }> {
+    const [row] = await knexSql(this.knex)<{ due: boolean; held: boolean }>(
+      `select exists (select 1 from host_work where claimed_by is null
+                        and (due_at <= now() or (?::boolean and converge_at <= now()))) as due,
+              exists (select 1 from host_work where claimed_by is not null and claimed_by <> ?) as held`,
+      [converge, owner],
+    );
+    return { due: Boolean(row?.due), heldByOthers: Boolean(row?.held) };
   }
 
   /**
@@ -129,12 +159,12 @@ export class HostWorkStore {
   /** Marks the hosts claimed by `owner` with a new epoch; returns what each run carries. */
   async markClaimed(sql: Sql, hosts: string[], owner: string): Promise<ClaimedHost[]> {
     if (hosts.length === 0) return [];
-    const rows = await sql<WorkRow & { was_due: boolean }>(
+    const rows = await sql<WorkRow & { owes_nothing: boolean }>(
       `update host_work
           set claimed_by = ?, claimed_at = now(), epoch = ${NEXT_EPOCH}, run_gen = desired_gen,
               run_id = null, updated_at = now()
         where host in ${hostsIn}
-        returning *, (due_at is not null and due_at <= now()) as was_due`,
+        returning *, (desired_gen <= applied_gen) as owes_nothing`,
       [owner, json(hosts)],
     );
     return rows.map((r) => ({
@@ -142,7 +172,9 @@ export class HostWorkStore {
       gen: Number(r.desired_gen),
       epoch: Number(r.epoch),
       attempts: r.attempts,
-      converging: !r.was_due,
+      // Only a host whose every generation was applied is converging: a write in backoff that
+      // convergence happens to pick up is still a write, applied in full.
+      converging: r.owes_nothing,
     }));
   }
 
@@ -287,6 +319,18 @@ export class HostWorkStore {
       [converge],
     );
     return date(row?.at ?? null);
+  }
+
+  /**
+   * Makes hosts due now without a new generation: their kernels no longer hold what the rows
+   * say was applied (routeplane removed its objects on shutdown), so the next start re-applies.
+   */
+  async markDue(hosts: string[]): Promise<void> {
+    if (hosts.length === 0) return;
+    await knexSql(this.knex)(
+      `update host_work set due_at = now(), updated_at = now() where host in ${hostsIn}`,
+      [json(hosts)],
+    );
   }
 
   /** Hosts that owe a run now or later, or are being run (readiness, tests). */

@@ -42,7 +42,7 @@ type ReconcilerConfig = Pick<
 /** The work rows as the reconciler uses them (an in-memory fake serves in unit tests). */
 export type WorkRows = Pick<
   HostWorkStore,
-  'finish' | 'carriedBy' | 'states' | 'nextDueAt' | 'nextEpochs' | 'scheduleConvergence'
+  'finish' | 'carriedBy' | 'states' | 'nextDueAt' | 'nextEpochs' | 'scheduleConvergence' | 'markDue'
 >;
 
 /** The runs as the reconciler uses them. */
@@ -85,6 +85,7 @@ export class Reconciler {
   private going = 0;
   /** When this process was first told of work since its last claim (group commit). */
   private wokenAt: number | null = null;
+  private claimNow = false;
   private pumpQueued = false;
   private pumping: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -104,14 +105,19 @@ export class Reconciler {
   /** Starts claiming: whatever is owed (also from before a restart) is run now. */
   async start(): Promise<void> {
     this.started = true;
-    if (this.convergeOn) await this.deps.work.scheduleConvergence(this.deps.config.convergeIntervalMs);
+    if (this.convergeOn)
+      await this.deps.work.scheduleConvergence(this.deps.config.convergeIntervalMs);
     this.wake();
   }
 
-  /** Something may have fallen due (a write, a transition): look now. */
-  wake(): void {
+  /**
+   * Something may have fallen due (a write, a transition): look now. `now` skips the group
+   * commit wait (a full claim left due hosts behind: they are not waiting to join a run).
+   */
+  wake(now = false): void {
     if (!this.started || this.stopped) return;
-    this.wokenAt ??= Date.now();
+    if (now) this.claimNow = true;
+    else this.wokenAt ??= Date.now();
     if (this.pumpQueued) return;
     this.pumpQueued = true;
     // setImmediate: writes committed in the same turn of the event loop share one claim.
@@ -136,7 +142,9 @@ export class Reconciler {
 
   private async claimAndRun(): Promise<void> {
     if (this.stopped) return;
-    if (this.going > 0 && this.wokenAt !== null) {
+    const now = this.claimNow;
+    this.claimNow = false;
+    if (!now && this.going > 0 && this.wokenAt !== null) {
       // Group commit: gather behind the run that is going, unless it takes too long.
       const wait = this.wokenAt + GATHER_MS - Date.now();
       if (wait > 0) return this.sleep(wait);
@@ -153,7 +161,7 @@ export class Reconciler {
     this.going++;
     this.running.add(p);
     // A full claim leaves more due hosts behind: look again at once.
-    if (lease.hosts.length >= this.deps.config.claimMaxHosts) this.wake();
+    if (lease.hosts.length >= this.deps.config.claimMaxHosts) this.wake(true);
     else await this.sleepUntilDue();
   }
 
@@ -178,7 +186,8 @@ export class Reconciler {
     for (const c of claims) this.phases.apply(c.host, { type: 'claimed', claim: c });
     let lost: string | null = null;
     let run: Run | null = null;
-    const retryAt = new Map(claims.map((c) => [c.host, this.retryTime(c)]));
+    // Taken when the run has ended (a run may outlast a backoff), and recorded as it is shown.
+    let retryAt = new Map(claims.map((c) => [c.host, this.retryTime(c)]));
     let problems = new Map<string, string | null>();
     try {
       const started = await this.startRun(claims);
@@ -188,13 +197,19 @@ export class Reconciler {
       lease.onLost((reason) => {
         lost = reason;
         this.deps.logger.error(
-          { event: 'reconcile.lock_lost', run_id: started.run.id, hosts: claims.map((c) => c.host), reason },
+          {
+            event: 'reconcile.lock_lost',
+            run_id: started.run.id,
+            hosts: claims.map((c) => c.host),
+            reason,
+          },
           'host lock lost: stopping the run that depended on it',
         );
         void this.deps.runs.cancel(started.run.id).catch(() => undefined);
       });
       run = await started.done;
       for (const c of claims) this.phases.apply(c.host, { type: 'ended' });
+      retryAt = new Map(claims.map((c) => [c.host, this.retryTime(c)]));
       problems = await this.settle(run, claims, retryAt);
     } catch (err) {
       this.deps.logger.error(
@@ -202,7 +217,8 @@ export class Reconciler {
         'apply could not run',
       );
       for (const c of claims) {
-        if (this.phases.get(c.host)?.phase !== 'settling') this.phases.apply(c.host, { type: 'failed' });
+        if (this.phases.get(c.host)?.phase !== 'settling')
+          this.phases.apply(c.host, { type: 'failed' });
         problems.set(c.host, (err as Error).message);
       }
     }
@@ -220,7 +236,12 @@ export class Reconciler {
     for (const f of finishes) {
       if (f.error !== null) {
         this.deps.logger.warn(
-          { event: 'reconcile.retry_scheduled', host: f.host, retry_at: f.retryAt, reason: f.error },
+          {
+            event: 'reconcile.retry_scheduled',
+            host: f.host,
+            retry_at: f.retryAt,
+            reason: f.error,
+          },
           'host will be retried',
         );
       }
@@ -229,7 +250,10 @@ export class Reconciler {
       await this.deps.work.finish(finishes, this.deps.owner, () => this.convergeDelay());
     } catch (err) {
       // The claim stays recorded: the orphan check (or a restart) makes the host due again.
-      this.deps.logger.error({ event: 'reconcile.finish_failed', err }, 'could not record the outcome');
+      this.deps.logger.error(
+        { event: 'reconcile.finish_failed', err },
+        'could not record the outcome',
+      );
     } finally {
       await lease.release();
       for (const c of claims) this.phases.apply(c.host, { type: 'finished' });
@@ -255,7 +279,9 @@ export class Reconciler {
 
   private retryTime(c: ClaimedHost): Date {
     const { reconcileRetryBaseMs, reconcileRetryMaxMs } = this.deps.config;
-    return new Date(Date.now() + backoffMs(c.attempts, reconcileRetryBaseMs, reconcileRetryMaxMs, this.random));
+    return new Date(
+      Date.now() + backoffMs(c.attempts, reconcileRetryBaseMs, reconcileRetryMaxMs, this.random),
+    );
   }
 
   /** When a converged host is re-applied: about one interval, spread so hosts do not bunch. */
@@ -307,16 +333,21 @@ export class Reconciler {
    */
   async waitForKernel(hosts: Iterable<string>, ms: number): Promise<Settlement> {
     const wanted = [...new Set(hosts)];
-    const ticket = new Map([...(await this.deps.work.states(wanted))].map(([h, s]) => [h, s.desiredGen]));
+    const ticket = new Map(
+      [...(await this.deps.work.states(wanted))].map(([h, s]) => [h, s.desiredGen]),
+    );
     const settledIn = (states: Map<string, WorkState>) =>
       [...ticket].every(([h, gen]) => (states.get(h)?.attemptedGen ?? gen) >= gen);
     const carriedIn = (states: Map<string, WorkState>) =>
       [...ticket].every(([h, gen]) => {
         const s = states.get(h);
-        return !s || s.attemptedGen >= gen || (s.runGen !== null && s.runGen >= gen && s.runId !== null);
+        return (
+          !s || s.attemptedGen >= gen || (s.runGen !== null && s.runGen >= gen && s.runId !== null)
+        );
       });
     let states = await this.until(ticket, settledIn, ms);
-    if (!settledIn(states)) states = await this.until(ticket, (s) => settledIn(s) || carriedIn(s), RUN_ID_WAIT_MS);
+    if (!settledIn(states))
+      states = await this.until(ticket, (s) => settledIn(s) || carriedIn(s), RUN_ID_WAIT_MS);
     const runIds = new Map<string, string | null>();
     for (const [h, gen] of ticket) {
       const s = states.get(h);
@@ -361,7 +392,9 @@ export class Reconciler {
    * the removal.
    */
   async removeAllFromHosts(): Promise<{ run: Run | null; skipped: string[] }> {
-    const wanted = [...new Set((await Promise.all(this.deps.kinds.map((k) => k.hostsWithObjects()))).flat())];
+    const wanted = [
+      ...new Set((await Promise.all(this.deps.kinds.map((k) => k.hostsWithObjects()))).flat()),
+    ];
     if (wanted.length === 0) return { run: null, skipped: [] };
     const lock = await this.deps.claims.lock(wanted);
     const skipped = wanted.filter((h) => !lock.hosts.includes(h));
@@ -376,7 +409,11 @@ export class Reconciler {
         converging: false,
       }));
       const { done } = await this.startRun(claims, true);
-      return { run: await done, skipped };
+      const run = await done;
+      // The rows say these hosts hold their objects; they no longer do: the next start-up
+      // (of this or any replica) applies them again.
+      await this.deps.work.markDue(lock.hosts);
+      return { run, skipped };
     } finally {
       await lock.release();
     }

@@ -14,19 +14,20 @@ const PRESENCE_CLASS = 0x7270494e;
  * other owner is dead by construction.
  */
 /** How often a live instance says so in its `instances` row. */
-const HEARTBEAT_MS = 5_000;
+const HEARTBEAT_MS = 2_000;
 /**
  * An instance whose heartbeat is younger than this counts as alive even when its presence
  * lock is gone: it may be reconnecting after a Postgres restart, and its runs go on meanwhile.
  */
-const HEARTBEAT_GRACE_S = 30;
-const RECONNECT_MAX_MS = 10_000;
+const HEARTBEAT_GRACE_S = 12;
+const RECONNECT_MAX_MS = 4_000;
 
 /**
  * Tells live routeplane processes from dead ones, so a starting replica can end the runs of a
  * crashed one without touching runs another live replica is executing. On Postgres each
  * instance holds an advisory lock on a dedicated connection for its lifetime (the lock vanishes
- * with the process) and beats a heartbeat row; an instance is dead only when both are gone.
+ * with the process) and beats a heartbeat row; an instance is dead only when both are gone (so the runs of a
+ * crashed replica are ended within about HEARTBEAT_GRACE_S, by the periodic orphan sweep).
  * A lost connection is re-opened and the lock re-taken. On PGlite only one process can open
  * the data directory, so every other owner is dead by construction.
  */

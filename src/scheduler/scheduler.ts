@@ -1,7 +1,16 @@
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
-import type { RoutesStore } from '../routes/routes-store.ts';
-import type { Route } from '../routes/types.ts';
+
+/**
+ * A kind's scheduled transitions. `fireDue` claims and fires what is due (SKIP LOCKED) and, in
+ * the same transaction, records the apply each fired transition owes (its host's work row), so
+ * whichever replica survives applies it.
+ */
+export interface ScheduleSource {
+  readonly name: string;
+  fireDue(limit: number): Promise<{ host: string }[]>;
+  nextDueAt(): Promise<Date | null>;
+}
 
 const CLAIM_BATCH = 500;
 
@@ -20,8 +29,8 @@ export class Scheduler {
 
   constructor(
     private readonly config: SchedulerConfig,
-    private readonly store: RoutesStore,
-    private readonly onFired: (routes: Route[]) => void,
+    private readonly sources: ScheduleSource[],
+    private readonly onFired: () => void,
     private readonly logger: Logger,
   ) {}
 
@@ -46,17 +55,19 @@ export class Scheduler {
       do {
         this.again = false;
         try {
-          let fired: Route[];
-          do {
-            fired = await this.store.fireDue(CLAIM_BATCH);
-            if (fired.length > 0) {
-              this.logger.info(
-                { event: 'scheduler.fired', count: fired.length },
-                'scheduled transitions fired',
-              );
-              this.onFired(fired);
-            }
-          } while (fired.length === CLAIM_BATCH && !this.stopped);
+          for (const source of this.sources) {
+            let fired: { host: string }[];
+            do {
+              fired = await source.fireDue(CLAIM_BATCH);
+              if (fired.length > 0) {
+                this.logger.info(
+                  { event: 'scheduler.fired', kind: source.name, count: fired.length },
+                  'scheduled transitions fired',
+                );
+                this.onFired();
+              }
+            } while (fired.length === CLAIM_BATCH && !this.stopped);
+          }
           await this.arm();
         } catch (err) {
           this.logger.error({ event: 'scheduler.failed', err }, 'scheduler pass failed');
@@ -73,7 +84,8 @@ export class Scheduler {
     if (this.stopped) return;
     let delay = fixedMs;
     if (delay === undefined) {
-      const next = await this.store.nextDueAt();
+      const dues = await Promise.all(this.sources.map((s) => s.nextDueAt()));
+      const next = dues.reduce<Date | null>((a, b) => (b && (!a || b < a) ? b : a), null);
       delay = next ? Math.max(0, next.getTime() - Date.now()) : this.config.schedulerMaxSleepMs;
     }
     if (this.timer) clearTimeout(this.timer);

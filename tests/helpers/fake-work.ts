@@ -151,17 +151,23 @@ export class FakeWork implements WorkRows, HostClaims {
 
   /** markClaimed(): a new epoch; the run carries the desired generation. */
   markClaimed(hosts: string[], owner: string): ClaimedHost[] {
-    const now = Date.now();
     return hosts.map((host) => {
       const r = this.row(host);
-      const wasDue = r.dueAt !== null && r.dueAt <= now;
+      // As the SQL: converging only when every generation was applied.
+      const owesNothing = r.desiredGen <= r.appliedGen;
       Object.assign(r, {
         claimedBy: owner,
         epoch: nextEpoch(r.epoch),
         runGen: r.desiredGen,
         runId: null,
       });
-      return { host, gen: r.desiredGen, epoch: r.epoch, attempts: r.attempts, converging: !wasDue };
+      return {
+        host,
+        gen: r.desiredGen,
+        epoch: r.epoch,
+        attempts: r.attempts,
+        converging: owesNothing,
+      };
     });
   }
 
@@ -288,6 +294,13 @@ export class FakeWork implements WorkRows, HostClaims {
       out.set(h, r.epoch);
     }
     return out;
+  }
+
+  async markDue(hosts: string[]): Promise<void> {
+    for (const h of hosts) {
+      const r = this.rows.get(h);
+      if (r) r.dueAt = Date.now();
+    }
   }
 
   async scheduleConvergence(intervalMs: number): Promise<void> {

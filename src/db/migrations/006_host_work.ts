@@ -33,7 +33,9 @@ export async function up(knex: Knex): Promise<void> {
   await knex.raw(
     `create index host_work_converge on host_work (converge_at) where converge_at is not null`,
   );
-  await knex.raw(`create index host_work_claimed on host_work (claimed_by) where claimed_by is not null`);
+  await knex.raw(
+    `create index host_work_claimed on host_work (claimed_by) where claimed_by is not null`,
+  );
   // Hosts whose kernels may differ from the routes recorded so far are owed a run at once.
   await knex.raw(`insert into host_work (host, desired_gen, due_at)
     select distinct host, 1, now() from routes

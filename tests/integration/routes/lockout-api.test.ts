@@ -51,12 +51,16 @@ describe('the management address, through the API, on a lab of 2 hosts', { timeo
       });
       expect(res.status, res.text).toBe(202);
       for (let i = 0; i < 50 && runner.specs.length === 0; i++) await sleep(100);
-      const applies = runner.specs.filter((s) => s.playbookFile === 'apply_routes.yml');
+      const applies = runner.specs.filter((s) => s.playbookFile === 'apply.yml');
       expect(applies.length).toBeGreaterThan(0);
-      expect(applies[0]!.extravars.routeplane_management_addresses).toEqual({
-        h1: mgmt(),
-        h2: mgmt(),
-      });
+      // Each host's address travels in that host's own file, never in a fleet-wide dictionary.
+      const given = Object.fromEntries(
+        applies.flatMap((s) =>
+          Object.entries(s.hostVars ?? {}).map(([h, v]) => [h, v.routeplane_management_address]),
+        ),
+      );
+      expect(given).toEqual({ h1: mgmt(), h2: mgmt() });
+      expect(applies[0]!.extravars).not.toHaveProperty('routeplane_management_addresses');
     });
   });
 

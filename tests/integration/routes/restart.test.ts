@@ -108,8 +108,16 @@ describe.skipIf(!postgres)('a server killed with -9 and started again (Postgres)
       const got = await second.request('GET', `/v1/routes/${p.body.id}`);
       expect(got.body).toMatchObject({ status: 'active', sync: { state: 'in_sync' } });
 
-      // The run the dead process left running is ended as interrupted.
-      const after = await second.request('GET', `/v1/runs/${runId}`, { token: 'viewer' });
+      // The run the dead process left running is ended as interrupted, once the dead
+      // process's presence has lapsed (a live one that is only reconnecting keeps its runs).
+      const after = await poll(
+        'the dead run interrupted',
+        async () => {
+          const r = await second.request('GET', `/v1/runs/${runId}`, { token: 'viewer' });
+          return r.body.status === 'interrupted' ? r : undefined;
+        },
+        30_000,
+      );
       expect(after.body).toMatchObject({ kind: 'apply', status: 'interrupted' });
     },
   );

@@ -150,7 +150,7 @@ describe('loadConfig, for the files its settings name', () => {
     },
   );
 
-  it('when CATALOG_DIR is PLAYBOOKS_DIR itself, then loading refuses it: apply_routes would be runnable by name', () => {
+  it('when CATALOG_DIR is PLAYBOOKS_DIR itself, then loading refuses it: the apply playbook would be runnable by name', () => {
     expect(configError({ CATALOG_DIR: 'playbooks' }).message).toMatch(
       /CATALOG_DIR: .* holds routeplane's own playbooks/,
     );
@@ -163,7 +163,7 @@ describe('loadConfig, for the files its settings name', () => {
   it('when PLAYBOOKS_DIR lacks routeplane own playbooks, then loading throws naming the missing one', () => {
     mkdirSync(path.join(dir, 'catalog'));
     const err = configError({ PLAYBOOKS_DIR: dir, CATALOG_DIR: path.join(dir, 'catalog') });
-    expect(err.message).toMatch(/PLAYBOOKS_DIR: cannot read .*apply_routes\.yml/);
+    expect(err.message).toMatch(/PLAYBOOKS_DIR: cannot read .*apply\.yml/);
   });
 
   it('when API_TOKENS_FILE has a malformed line, then loading throws naming API_TOKENS_FILE and the line', () => {

@@ -167,20 +167,14 @@ describe('Reconciler: claims and runs', () => {
     expect(s.work.claimed.every((c) => c.max === 10)).toBe(true);
   });
 
-  // BUG (src/reconciler/reconciler.ts, claimAndRun): after a full claim, wake() sets wokenAt
-  // while the run just started counts in `going`, so the next pass takes the group-commit
-  // branch and sleeps GATHER_MS instead of "looking again at once". Remove `.fails` once fixed.
-  it.fails(
-    'when a claim is full, then the hosts left behind are claimed at once, without waiting for the run',
-    async () => {
-      const s = setup({ claimMaxHosts: 10 });
-      await s.rec.start();
-      write(s, ...Array.from({ length: 25 }, (_, i) => `h${String(i).padStart(2, '0')}`));
-      await flush();
+  it('when a claim is full, then the hosts left behind are claimed at once, without waiting for the run', async () => {
+    const s = setup({ claimMaxHosts: 10 });
+    await s.rec.start();
+    write(s, ...Array.from({ length: 25 }, (_, i) => `h${String(i).padStart(2, '0')}`));
+    await flush();
 
-      expect(s.runs.started.map((r) => r.req.hosts.length)).toEqual([10, 10, 5]);
-    },
-  );
+    expect(s.runs.started.map((r) => r.req.hosts.length)).toEqual([10, 10, 5]);
+  });
 
   it('when a host is written to during its run, then it is due again right after: a run carries the newer generation', async () => {
     const s = setup();
@@ -423,50 +417,37 @@ describe('Reconciler: convergence', () => {
     expect(s.work.row('h1').convergeAt).toBe(T0 + 30_000);
   });
 
-  // BUG (src/reconciler/host-work-store.ts, markClaimed): `converging` is "was not due", not
-  // "owed nothing", so the retry of a failed convergence is claimed as due and runs as a write
-  // (routeplane_repair true), repairing drift with REPAIR_DRIFT off. Remove `.fails` once fixed.
-  it.fails(
-    'when a convergence run fails with repairDrift off, then its retry still only reports drift',
-    async () => {
-      const s = setup({ convergeIntervalMs: 60_000, repairDrift: false });
-      await s.rec.start();
-      write(s, 'h1');
-      await flush();
-      s.runs.succeed(only(s.runs));
-      await advance(60_000);
-      s.runs.end(only(s.runs), { h1: hostUnreachable() });
-      await advance(FIRST_RETRY_MS);
+  it('when a convergence run fails with repairDrift off, then its retry still only reports drift', async () => {
+    const s = setup({ convergeIntervalMs: 60_000, repairDrift: false });
+    await s.rec.start();
+    write(s, 'h1');
+    await flush();
+    s.runs.succeed(only(s.runs));
+    await advance(60_000);
+    s.runs.end(only(s.runs), { h1: hostUnreachable() });
+    await advance(FIRST_RETRY_MS);
 
-      expect(s.runs.started).toHaveLength(3);
-      expect(only(s.runs).req.hostVars!.h1!.routeplane_repair).toBe(false);
-    },
-  );
+    expect(s.runs.started).toHaveLength(3);
+    expect(only(s.runs).req.hostVars!.h1!.routeplane_repair).toBe(false);
+  });
 
-  // BUG (same cause): when a failed write's retry lies further out than its convergence time
-  // (backoff above 0.8x the interval), the convergence claim takes it first, as converging: with
-  // REPAIR_DRIFT off the write is not applied, yet the run succeeds and finish records it as
-  // applied. Remove `.fails` once fixed.
-  it.fails(
-    'when a failed write is claimed for convergence before its retry, then its run still applies the write',
-    async () => {
-      const s = setup({
-        convergeIntervalMs: 10_000,
-        reconcileRetryBaseMs: 20_000,
-        repairDrift: false,
-      });
-      await s.rec.start();
-      write(s, 'h1');
-      await flush();
-      s.runs.end(only(s.runs), { h1: hostUnreachable() });
-      await flush();
-      expect(s.work.row('h1').convergeAt!).toBeLessThan(s.work.row('h1').dueAt!);
-      await advance(s.work.row('h1').convergeAt! - Date.now());
+  it('when a failed write is claimed for convergence before its retry, then its run still applies the write', async () => {
+    const s = setup({
+      convergeIntervalMs: 10_000,
+      reconcileRetryBaseMs: 20_000,
+      repairDrift: false,
+    });
+    await s.rec.start();
+    write(s, 'h1');
+    await flush();
+    s.runs.end(only(s.runs), { h1: hostUnreachable() });
+    await flush();
+    expect(s.work.row('h1').convergeAt!).toBeLessThan(s.work.row('h1').dueAt!);
+    await advance(s.work.row('h1').convergeAt! - Date.now());
 
-      expect(s.runs.started).toHaveLength(2);
-      expect(only(s.runs).req.hostVars!.h1!.routeplane_repair).toBe(true);
-    },
-  );
+    expect(s.runs.started).toHaveLength(2);
+    expect(only(s.runs).req.hostVars!.h1!.routeplane_repair).toBe(true);
+  });
 });
 
 describe('Reconciler: waitForKernel', () => {
@@ -621,7 +602,7 @@ describe('FakeWork: the SQL guards it mirrors', () => {
   it('when writes and convergences are both due, then the writes are claimed first', async () => {
     const work = new FakeWork('me');
     work.bump(['c1', 'w1']);
-    work.row('c1').dueAt = null;
+    Object.assign(work.row('c1'), { dueAt: null, appliedGen: 1, attemptedGen: 1 });
     work.row('c1').convergeAt = T0 - 1;
 
     const lease = await work.claim(1, true);

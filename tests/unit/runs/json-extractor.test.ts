@@ -54,6 +54,7 @@ describe('extractResults', () => {
       ['h1', 'h2', 'h3'].map((host) => ({
         host,
         task: 'ping',
+        module: 'ansible.builtin.ping',
         status: 'ok',
         changed: false,
         msg: null,

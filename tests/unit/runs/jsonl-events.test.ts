@@ -122,6 +122,7 @@ describe('parseJsonlEvent', () => {
         {
           host: 'a',
           task: 't',
+          module: 'x',
           status: 'failed',
           changed: false,
           msg: 'no',
