@@ -64,7 +64,7 @@ export function checkConfiguredPaths(p: ConfiguredPaths): void {
     readable('PLAYBOOKS_DIR', path.join(p.playbooksDir, own), 'file');
   }
   readable('CATALOG_DIR', p.catalogDir, 'directory');
-  // A catalog at or above PLAYBOOKS_DIR would let an admin start apply_routes or gather_state
+  // A catalog at or above PLAYBOOKS_DIR would let an admin start apply or gather_state
   // by name with extravars of their choosing.
   if (isWithin(realpathSync(p.playbooksDir), realpathSync(p.catalogDir))) {
     throw new Error(

@@ -1801,7 +1801,7 @@ export interface operations {
                 kind?: components["schemas"]["RunKind"];
                 /** @description Only runs that targeted this host */
                 host?: string;
-                /** @description Only runs of this playbook (a catalog name, or routeplane's own `apply_routes`, `gather_state`) */
+                /** @description Only runs of this playbook (a catalog name, or routeplane's own `apply`, `gather_state`) */
                 playbook?: components["schemas"]["PlaybookName"];
                 /** @description Page size */
                 limit?: number;

@@ -1,4 +1,5 @@
-import { readdir, stat } from 'node:fs/promises';
+import { readdir, rm, stat, statfs } from 'node:fs/promises';
+import path from 'node:path';
 import { execa } from 'execa';
 import { V4_PREFIX_LEN, V6_PREFIX_LEN } from './addressing.ts';
 import { errnoCode } from './errors.ts';
@@ -8,6 +9,8 @@ import { settleAll } from './settle.ts';
 import type { Lab } from './types.ts';
 
 const NETNS_DIR = '/run/netns';
+// statfs type of a namespace file (a bind mount of nsfs); an unmounted leftover file is not.
+const NSFS_MAGIC = 0x6e736673;
 
 async function ipBatch(lines: string[], ns?: string): Promise<void> {
   const args = ns ? ['-n', ns, '-batch', '-'] : ['-batch', '-'];
@@ -70,6 +73,9 @@ export async function buildNetwork(lab: Lab): Promise<void> {
   ]);
   await settleAll(
     lab.hosts.map(async (h) => {
+      // The kernel recycles namespace inodes: fence files a lab torn down without cleanup (a
+      // crash, an older version) left under this inode are not this host's history.
+      await removeFenceFiles(h.netns);
       // DAD would leave fresh IPv6 addresses (and eth0's link-local) tentative for ~1-2 s.
       const dadOff = ['all', 'default', 'eth0'].map((i) => `net.ipv6.conf.${i}.accept_dad=0`);
       await execa('ip', ['netns', 'exec', h.netns, 'sysctl', '-q', '-w', ...dadOff]);
@@ -89,12 +95,57 @@ export async function buildNetwork(lab: Lab): Promise<void> {
   );
 }
 
+/**
+ * The namespace's inode number, as its own processes see it in /proc/self/ns/net; undefined
+ * when `ns` is not a mounted namespace (gone, or a leftover file).
+ */
+export async function netnsInode(ns: string): Promise<number | undefined> {
+  const file = `${NETNS_DIR}/${ns}`;
+  try {
+    if ((await statfs(file)).type !== NSFS_MAGIC) return undefined;
+    return (await stat(file)).ino;
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Where the apply module's host-side fence keeps its files (playbooks/module_utils/
+ * routeplane_fence.py): `routeplane-<inventory host>-<netns inode>.lock`, `.log` and the rotated
+ * `.log.1`, in /run/lock (or /tmp where there is none).
+ */
+export async function fenceDir(): Promise<string> {
+  const dir = await stat('/run/lock').catch(() => undefined);
+  return dir?.isDirectory() ? '/run/lock' : '/tmp';
+}
+
+/** The fence files of whichever hosts ran in the namespace with this inode. */
+export async function fenceFilesOf(inode: number): Promise<string[]> {
+  const dir = await fenceDir();
+  const own = new RegExp(`^routeplane-.+-${inode}\\.(lock|log|log\\.1)$`);
+  const names = await readdir(dir).catch(() => [] as string[]);
+  return names.filter((n) => own.test(n)).map((n) => path.join(dir, n));
+}
+
+/**
+ * Removes the namespace's fence files: the inode is unique only while the namespace lives, so
+ * they would otherwise pile up as labs come and go. Call with nothing left running in it.
+ */
+export async function removeFenceFiles(ns: string): Promise<void> {
+  const inode = await netnsInode(ns);
+  if (inode === undefined) return;
+  await settleAll((await fenceFilesOf(inode)).map((f) => rm(f, { force: true })));
+}
+
 /** Remove every namespace and link named for the lab id, reaping the namespaces' processes. */
 export async function destroyNetwork(id: string): Promise<void> {
   const namespaces = (await listNetns()).filter((ns) => labIdOfNetns(ns) === id);
   await settleAll(
     namespaces.map(async (ns) => {
       await killNamespaceProcs(ns);
+      // Before the namespace goes: its inode names the files.
+      await removeFenceFiles(ns);
       await execa('ip', ['netns', 'del', ns], { reject: false });
     }),
   );

@@ -3,6 +3,8 @@ import type { Run } from '../runs/types.ts';
 /** One host of an apply run, as each kind settles it. */
 export interface HostInRun {
   host: string;
+  /** What the kind rendered for this host before the run (what the run carried). */
+  rendered: RenderedHost | undefined;
   /** Nothing new was owed: a periodic convergence of a host believed in sync. */
   converging: boolean;
   /** When the host is retried if it failed (the same time its work row records). */
@@ -13,6 +15,12 @@ export interface HostInRun {
 export interface RenderedHost {
   /** The module's arguments for this host (the value of `routeplane_<kind>` in its file). */
   args: Record<string, unknown>;
+  /**
+   * The kind's own note of what the run will settle, read in the same snapshot as `args`:
+   * objects written while the run goes are not in it, so they are never settled by a run
+   * that did not carry them.
+   */
+  settles?: unknown;
 }
 
 /**

@@ -7,7 +7,7 @@ import { backoffMs } from './backoff.ts';
 import type { HostClaims, HostLease } from './host-claims.ts';
 import { HostPhases } from './host-phase.ts';
 import type { ClaimedHost, HostFinish, HostWorkStore, WorkState } from './host-work-store.ts';
-import type { DesiredKind, HostInRun } from './kind.ts';
+import type { DesiredKind, HostInRun, RenderedHost } from './kind.ts';
 
 const SYSTEM: Actor = { name: 'reconciler', role: 'admin' };
 /** The playbook every apply run uses: one task per kind, each host's objects in its own file. */
@@ -189,8 +189,9 @@ export class Reconciler {
     // Taken when the run has ended (a run may outlast a backoff), and recorded as it is shown.
     let retryAt = new Map(claims.map((c) => [c.host, this.retryTime(c)]));
     let problems = new Map<string, string | null>();
+    let rendered: Map<string, RenderedHost>[] = [];
     try {
-      const started = await this.startRun(claims);
+      const started = await this.startRun(claims, false, (r) => (rendered = r));
       for (const c of claims) this.phases.apply(c.host, { type: 'started', runId: started.run.id });
       await this.deps.work.carriedBy(claims, this.deps.owner, started.run.id);
       this.notifyWaiters();
@@ -210,7 +211,7 @@ export class Reconciler {
       run = await started.done;
       for (const c of claims) this.phases.apply(c.host, { type: 'ended' });
       retryAt = new Map(claims.map((c) => [c.host, this.retryTime(c)]));
-      problems = await this.settle(run, claims, retryAt);
+      problems = await this.settle(run, claims, retryAt, rendered);
     } catch (err) {
       this.deps.logger.error(
         { event: 'reconcile.apply_failed', hosts: claims.map((c) => c.host), err },
@@ -261,14 +262,20 @@ export class Reconciler {
   }
 
   /** Every kind settles its objects; a host converged only if every kind did. */
-  private async settle(run: Run, claims: ClaimedHost[], retryAt: Map<string, Date>) {
-    const hosts: HostInRun[] = claims.map((c) => ({
-      host: c.host,
-      converging: c.converging,
-      retryAt: retryAt.get(c.host)!,
-    }));
+  private async settle(
+    run: Run,
+    claims: ClaimedHost[],
+    retryAt: Map<string, Date>,
+    rendered: Map<string, RenderedHost>[],
+  ) {
     const problems = new Map<string, string | null>(claims.map((c) => [c.host, null]));
-    for (const kind of this.deps.kinds) {
+    for (const [i, kind] of this.deps.kinds.entries()) {
+      const hosts: HostInRun[] = claims.map((c) => ({
+        host: c.host,
+        rendered: rendered[i]?.get(c.host),
+        converging: c.converging,
+        retryAt: retryAt.get(c.host)!,
+      }));
       const found = await kind.settle(run, hosts, this.deps.config.repairDrift);
       for (const [host, problem] of found) {
         if (problem && !problems.get(host)) problems.set(host, `${kind.name}: ${problem}`);
@@ -291,12 +298,17 @@ export class Reconciler {
   }
 
   /** The apply run: each host's desired objects in its own file, one task per kind. */
-  private async startRun(claims: ClaimedHost[], removeAll = false) {
+  private async startRun(
+    claims: ClaimedHost[],
+    removeAll = false,
+    onRendered: (rendered: Map<string, RenderedHost>[]) => void = () => undefined,
+  ) {
     const hosts = claims.map((c) => c.host);
     const [mgmt, ...rendered] = await Promise.all([
       this.deps.managementAddresses?.(hosts) ?? Promise.resolve({} as Record<string, string>),
       ...this.deps.kinds.map((k) => k.render(hosts)),
     ]);
+    onRendered(rendered);
     const hostVars: Record<string, Record<string, unknown>> = {};
     for (const c of claims) {
       const vars: Record<string, unknown> = {

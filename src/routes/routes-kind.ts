@@ -1,6 +1,11 @@
 import type { DesiredKind, HostInRun, RenderedHost } from '../reconciler/kind.ts';
 import type { Run } from '../runs/types.ts';
-import { moduleRoute, ROUTES_MODULE, syncFromRun } from '../reconciler/apply-results.ts';
+import {
+  moduleRoute,
+  ROUTES_MODULE,
+  syncFromRun,
+  type SettledRoute,
+} from '../reconciler/apply-results.ts';
 import type { RoutesStore } from './routes-store.ts';
 
 /** Routes as a kind of desired state: rendered for routeplane_routes, settled from its result. */
@@ -13,19 +18,28 @@ export class RoutesKind implements DesiredKind {
     private readonly routeProto: number,
   ) {}
 
+  /** One read: what each host should hold, and which rows the run settles, in one snapshot. */
   async render(hosts: string[]): Promise<Map<string, RenderedHost>> {
-    const desired = await this.store.desiredFor(hosts);
+    const rows = await this.store.settleable(hosts);
     return new Map(
-      hosts.map((h) => [
-        h,
-        { args: { proto: this.routeProto, routes: (desired.get(h) ?? []).map(moduleRoute) } },
-      ]),
+      hosts.map((h) => {
+        const mine = rows.get(h) ?? [];
+        const settles: SettledRoute[] = mine.map((r) => ({
+          id: r.id,
+          desired: r.status === 'active',
+          state: r.sync.state,
+        }));
+        const routes = mine.filter((r) => r.status === 'active').map(moduleRoute);
+        return [h, { args: { proto: this.routeProto, routes }, settles }];
+      }),
     );
   }
 
   async settle(run: Run, hosts: HostInRun[], repairDrift: boolean) {
     const byHost = new Map(hosts.map((h) => [h.host, h]));
-    const settled = await this.store.settleable(hosts.map((h) => h.host));
+    const settled = new Map(
+      hosts.map((h) => [h.host, (h.rendered?.settles as SettledRoute[] | undefined) ?? []]),
+    );
     const problems = new Map<string, string | null>();
     for (const converging of [false, true]) {
       const mine = new Map([...settled].filter(([h]) => byHost.get(h)!.converging === converging));

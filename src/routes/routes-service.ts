@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import type { Actor } from '../auth/roles.ts';
 import type { Config } from '../config.ts';
-import { ConflictError, NotFoundError, ValidationError } from '../http/errors.ts';
+import { ConflictError, ValidationError } from '../http/errors.ts';
 import type { InventorySource } from '../hosts/inventory-source.ts';
 import type { LockoutGuard } from './lockout-guard.ts';
 import type { Reconciler, Settlement } from '../reconciler/reconciler.ts';
 import { LOST, retryLostRaces, won } from '../shared/retry-races.ts';
+import { LifecycleActions } from '../lifecycle/lifecycle-actions.ts';
 import { checkSchedule, parseAddress, parseSchedule, type RouteInput } from './route-input.ts';
 import { kernelMetric } from './kernel-route.ts';
 import {
@@ -23,7 +24,6 @@ import {
   scheduledStatus,
   type Route,
   type RouteSpec,
-  type RouteStatus,
 } from './types.ts';
 
 export type CreateOutcome = 'created' | 'existing' | 'updated';
@@ -49,13 +49,12 @@ export interface Applied<T> {
   settlement: Settlement;
 }
 
-const LIVE: RouteStatus[] = ['pending', 'active', 'paused'];
-
 type ServiceConfig = Pick<Config, 'allowLocalWrites' | 'maxBatchItems'>;
 
 /** Declared routes: creation, lifecycle, and waiting for the kernels to match. */
 export class RoutesService {
   private scheduleChanged: () => void = () => undefined;
+  private readonly lifecycle: LifecycleActions<Route>;
 
   constructor(
     private readonly config: ServiceConfig,
@@ -63,7 +62,9 @@ export class RoutesService {
     private readonly inventory: InventorySource,
     private readonly reconciler: Reconciler,
     private readonly lockout: LockoutGuard,
-  ) {}
+  ) {
+    this.lifecycle = new LifecycleActions<Route>(store, 'Route', 'route_id');
+  }
 
   /** The scheduler re-aims its timer when told a schedule changed. */
   onScheduleChange(fn: () => void): void {
@@ -186,10 +187,8 @@ export class RoutesService {
     });
   }
 
-  async get(id: string): Promise<Route> {
-    const route = await this.store.get(id);
-    if (!route) throw new NotFoundError(`No route ${id}`);
-    return route;
+  get(id: string): Promise<Route> {
+    return this.lifecycle.get(id);
   }
 
   list(filter: RouteFilter) {
@@ -263,50 +262,20 @@ export class RoutesService {
     return changed;
   }
 
-  async delete(id: string, actor: Actor): Promise<Route> {
-    const route = await this.liveRoute(id, 'deleted');
-    const changed = await this.store.change(id, LIVE, { status: 'deleted' }, actor.name, 'delete');
-    if (!changed) throw this.notLive(await this.get(route.id), 'deleted');
-    return changed;
+  delete(id: string, actor: Actor): Promise<Route> {
+    return this.lifecycle.perform(id, 'delete', actor.name);
   }
 
-  async pause(id: string, actor: Actor): Promise<Route> {
-    return this.transition(id, 'active', 'paused', 'pause', actor);
+  pause(id: string, actor: Actor): Promise<Route> {
+    return this.lifecycle.perform(id, 'pause', actor.name);
   }
 
-  async resume(id: string, actor: Actor): Promise<Route> {
-    return this.transition(id, 'paused', 'active', 'resume', actor);
+  resume(id: string, actor: Actor): Promise<Route> {
+    return this.lifecycle.perform(id, 'resume', actor.name);
   }
 
-  private async transition(
-    id: string,
-    from: RouteStatus,
-    to: RouteStatus,
-    action: string,
-    actor: Actor,
-  ): Promise<Route> {
-    const changed = await this.store.change(id, [from], { status: to }, actor.name, action);
-    if (changed) return changed;
-    const route = await this.get(id);
-    throw new ConflictError(
-      `Route ${id} is ${route.status}; only ${from} routes can be ${action}d`,
-      {
-        route_id: id,
-        current_status: route.status,
-      },
-    );
-  }
-
-  private async liveRoute(id: string, verb: string): Promise<Route> {
-    const route = await this.get(id);
-    if (REMOVED_STATUSES.includes(route.status)) throw this.notLive(route, verb);
-    return route;
-  }
-
-  private notLive(route: Route, verb: string): NotFoundError {
-    return new NotFoundError(
-      `Route ${route.id} was ${route.status} at ${route.removedAt?.toISOString()} and cannot be ${verb}`,
-    );
+  private liveRoute(id: string, verb: string): Promise<Route> {
+    return this.lifecycle.live(id, verb);
   }
 
   /**

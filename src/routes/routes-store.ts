@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
-import type { SettledRoute } from '../reconciler/apply-results.ts';
 import type { HostWorkStore } from '../reconciler/host-work-store.ts';
+import { LifecycleTable } from '../lifecycle/lifecycle-table.ts';
 import type {
   Route,
   RouteConflict,
@@ -149,32 +149,22 @@ const WRITE_CHUNK = 1000;
  * recorded without the apply it owes, whoever calls and whatever crashes after the commit.
  */
 export class RoutesStore {
+  /** Transitions, events, schedules and host work: the machinery every kind shares. */
+  private readonly lifecycle: LifecycleTable<RouteRow>;
+
   constructor(
     private readonly knex: Knex,
-    private readonly work: HostWorkStore,
-  ) {}
+    work: HostWorkStore,
+  ) {
+    this.lifecycle = new LifecycleTable<RouteRow>(
+      knex,
+      { table: 'routes', eventsTable: 'route_events', eventKey: 'route_id' },
+      work,
+    );
+  }
 
   private routes(trx: Knex | Knex.Transaction = this.knex) {
     return trx<RouteRow>('routes');
-  }
-
-  private async event(
-    trx: Knex.Transaction,
-    rows: { routeId: string; from: RouteStatus | null; to: RouteStatus; action: string }[],
-    actor: string,
-    detail: Record<string, unknown> = {},
-  ): Promise<void> {
-    if (rows.length === 0) return;
-    await trx('route_events').insert(
-      rows.map((r) => ({
-        route_id: r.routeId,
-        actor,
-        from_status: r.from,
-        to_status: r.to,
-        action: r.action,
-        detail: JSON.stringify(detail),
-      })),
-    );
   }
 
   /** Inserts new routes with their `created` events, all or none. */
@@ -209,14 +199,14 @@ export class RoutesStore {
           else byActor.set(r.actor, [r]);
         }
         for (const [actor, mine] of byActor) {
-          await this.event(
+          await this.lifecycle.recordEvents(
             trx,
-            mine.map((r) => ({ routeId: r.id, from: null, to: r.status, action: 'create' })),
+            mine.map((r) => ({ objectId: r.id, from: null, to: r.status, action: 'create' })),
             actor,
           );
         }
       }
-      await this.work.bump(
+      await this.lifecycle.bumpHosts(
         trx,
         inserted.filter((r) => r.status === IN_KERNEL).map((r) => r.host),
       );
@@ -302,22 +292,16 @@ export class RoutesStore {
   }
 
   async events(routeId: string): Promise<RouteEvent[]> {
-    const rows = await this.knex('route_events').where({ route_id: routeId }).orderBy('id');
-    return rows.map((r) => ({
-      id: Number(r.id),
-      routeId: r.route_id,
-      at: new Date(r.at),
-      actor: r.actor,
-      action: r.action,
-      from: r.from_status,
-      to: r.to_status,
-      detail: r.detail,
+    return (await this.lifecycle.events(routeId)).map(({ objectId, ...e }) => ({
+      ...e,
+      routeId: objectId,
     }));
   }
 
   /**
-   * Changes a route if its status is one of `from`, recording the event in the same
-   * transaction; null when the route is not (or no longer) in such a status.
+   * Changes a route if its status is one of `from`, recording the event (and the host work a
+   * change of its kernel state owes) in the same transaction; null when the route is not (or
+   * no longer) in such a status.
    */
   async change(
     id: string,
@@ -326,161 +310,47 @@ export class RoutesStore {
     actor: string,
     action: string,
   ): Promise<Route | null> {
-    return this.knex.transaction(async (trx) => {
-      const current = await this.routes(trx)
-        .where({ id })
-        .whereIn('status', from)
-        .forUpdate()
-        .first();
-      if (!current) return null;
-      const status = change.status ?? current.status;
-      const removed = status === 'expired' || status === 'deleted';
-      const kernelChanged =
-        status !== current.status || (change.spec !== undefined && status === IN_KERNEL);
-      const [row] = await this.routes(trx)
-        .where({ id })
-        .update({
+    const row = await this.lifecycle.change(
+      id,
+      from,
+      {
+        columns: {
           ...(change.spec ? specColumns(change.spec) : {}),
           ...(change.schedule
             ? { create_at: change.schedule.createAt, delete_at: change.schedule.deleteAt }
             : {}),
           ...(change.comment !== undefined ? { comment: change.comment } : {}),
-          status,
-          ...(kernelChanged
-            ? { sync_state: 'applying', sync_error: null, sync_conflict: null }
-            : {}),
-          ...(removed
-            ? { removed_at: this.knex.fn.now(), removed_reason: status, removed_by: actor }
-            : {}),
-          updated_at: this.knex.fn.now(),
-        } as never)
-        .returning('*');
-      await this.event(trx, [{ routeId: id, from: current.status, to: status, action }], actor);
-      // A route moved to another host leaves the old one's kernel too.
-      if (kernelChanged) await this.work.bump(trx, [current.host, (row as RouteRow).host]);
-      return fromRow(row as RouteRow);
-    });
+        },
+        affectsHost: change.spec !== undefined,
+        status: change.status,
+      },
+      actor,
+      action,
+    );
+    return row ? fromRow(row) : null;
+  }
+
+  /** Fires the routes' due transitions (lifecycle-table.ts). */
+  async fireDue(limit: number): Promise<Route[]> {
+    return (await this.lifecycle.fireDue(limit)).map(fromRow);
+  }
+
+  nextDueAt(): Promise<Date | null> {
+    return this.lifecycle.nextDueAt();
   }
 
   /**
-   * Claims and fires every transition due at the database's `now()`: pending routes whose
-   * create_at has come become active, live routes whose delete_at has come expire. Rows are
-   * locked with SKIP LOCKED, so replicas sharing the database never fire one twice.
+   * The routes a run settles on these hosts, read in one statement (one snapshot): every
+   * route that should be in the kernel (active), and every one whose last change is not yet
+   * in sync.
    */
-  async fireDue(limit: number): Promise<Route[]> {
-    return this.knex.transaction(async (trx) => {
-      const due = (await this.routes(trx)
-        .select('id', 'status', 'create_at', 'delete_at')
-        .where((w) =>
-          w
-            .where((p) => p.where('status', 'pending').where('create_at', '<=', trx.fn.now()))
-            .orWhere((e) => e.whereIn('status', LIVE).where('delete_at', '<=', trx.fn.now())),
-        )
-        .orderByRaw('least(create_at, delete_at)')
-        .limit(limit)
-        .forUpdate()
-        .skipLocked()) as Pick<RouteRow, 'id' | 'status' | 'create_at' | 'delete_at'>[];
-      if (due.length === 0) return [];
-      const now = (await trx.raw('select now() as now')).rows[0].now as Date;
-      const expire = due.filter((r) => r.delete_at && new Date(r.delete_at) <= new Date(now));
-      const activate = due.filter((r) => !expire.includes(r));
-      const fired: RouteRow[] = [];
-      if (activate.length > 0) {
-        fired.push(
-          ...((await this.routes(trx)
-            .whereIn(
-              'id',
-              activate.map((r) => r.id),
-            )
-            .update({
-              status: 'active',
-              sync_state: 'applying',
-              sync_error: null,
-              updated_at: trx.fn.now(),
-            } as never)
-            .returning('*')) as RouteRow[]),
-        );
-      }
-      if (expire.length > 0) {
-        fired.push(
-          ...((await this.routes(trx)
-            .whereIn(
-              'id',
-              expire.map((r) => r.id),
-            )
-            .update({
-              status: 'expired',
-              sync_state: 'applying',
-              sync_error: null,
-              sync_conflict: null,
-              removed_at: trx.fn.now(),
-              removed_reason: 'expired',
-              removed_by: 'scheduler',
-              updated_at: trx.fn.now(),
-            } as never)
-            .returning('*')) as RouteRow[]),
-        );
-      }
-      const before = new Map(due.map((r) => [r.id, r.status]));
-      await this.event(
-        trx,
-        fired.map((r) => ({
-          routeId: r.id,
-          from: before.get(r.id)!,
-          to: r.status,
-          action: r.status === 'expired' ? 'expire' : 'activate',
-        })),
-        'scheduler',
-      );
-      // The transition and the apply it owes commit together: whichever replica survives
-      // applies it, even if this one dies right after the commit.
-      await this.work.bump(
-        trx,
-        fired.map((r) => r.host),
-      );
-      return fired.map(fromRow);
-    });
-  }
-
-  /** When the next transition is due, or null when nothing is scheduled. */
-  async nextDueAt(): Promise<Date | null> {
-    const row = await this.knex
-      .from(
-        this.knex.raw(`(
-          select min(create_at) as at from routes where status = 'pending'
-          union all
-          select min(delete_at) from routes
-            where status in ('pending', 'active', 'paused') and delete_at is not null
-        ) as due`),
-      )
-      .min({ at: 'at' })
-      .first();
-    return row?.at ? new Date(row.at) : null;
-  }
-
-  /** The routes each host should have in its kernel right now. */
-  async desiredFor(hosts: string[]): Promise<Map<string, Route[]>> {
+  async settleable(hosts: string[]): Promise<Map<string, Route[]>> {
     const byHost = new Map<string, Route[]>(hosts.map((h) => [h, []]));
     if (hosts.length === 0) return byHost;
-    const rows = await this.routes().whereIn('host', hosts).where('status', IN_KERNEL);
-    for (const r of rows) byHost.get(r.host)!.push(fromRow(r));
-    return byHost;
-  }
-
-  /**
-   * The routes a run settles on these hosts: every route that should be in the kernel, and
-   * every one whose last change is not yet in sync.
-   */
-  async settleable(hosts: string[]): Promise<Map<string, SettledRoute[]>> {
-    const byHost = new Map<string, SettledRoute[]>(hosts.map((h) => [h, []]));
-    if (hosts.length === 0) return byHost;
     const rows = await this.routes()
-      .select('id', 'host', 'status', 'sync_state')
       .whereIn('host', hosts)
       .where((w) => w.whereNot('sync_state', 'in_sync').orWhere('status', IN_KERNEL));
-    for (const r of rows) {
-      byHost.get(r.host)!.push({ id: r.id, desired: r.status === IN_KERNEL, state: r.sync_state });
-    }
+    for (const r of rows) byHost.get(r.host)!.push(fromRow(r));
     return byHost;
   }
 

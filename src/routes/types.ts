@@ -1,7 +1,15 @@
-export const ROUTE_STATUSES = ['pending', 'active', 'paused', 'expired', 'deleted'] as const;
-export type RouteStatus = (typeof ROUTE_STATUSES)[number];
-/** Statuses a route never leaves: it is history from then on. */
-export const REMOVED_STATUSES: readonly RouteStatus[] = ['expired', 'deleted'];
+import { LIFECYCLE_STATUSES, type LifecycleStatus, type Schedule } from '../lifecycle/status.ts';
+
+export {
+  REMOVED_STATUSES,
+  rescheduledStatus,
+  sameSchedule,
+  scheduledStatus,
+} from '../lifecycle/status.ts';
+
+/** A route's lifecycle is the one every kind shares (lifecycle/status.ts). */
+export const ROUTE_STATUSES = LIFECYCLE_STATUSES;
+export type RouteStatus = LifecycleStatus;
 
 export const SYNC_STATES = ['in_sync', 'applying', 'failed', 'conflict', 'drifted'] as const;
 export type SyncState = (typeof SYNC_STATES)[number];
@@ -24,10 +32,7 @@ export interface RouteSpec {
   force: boolean;
 }
 
-export interface RouteSchedule {
-  createAt: Date | null;
-  deleteAt: Date | null;
-}
+export type RouteSchedule = Schedule;
 
 export interface RouteConflict {
   reason: 'unowned' | 'lockout';
@@ -80,29 +85,5 @@ export function sameForwarding(a: RouteSpec, b: RouteSpec): boolean {
     a.src === b.src &&
     a.onlink === b.onlink &&
     a.force === b.force
-  );
-}
-
-/** The status a route should have at `now` given its schedule (for new or rescheduled ones). */
-export function scheduledStatus(s: RouteSchedule, now: Date): RouteStatus {
-  if (s.deleteAt && s.deleteAt <= now) return 'expired';
-  if (s.createAt && s.createAt > now) return 'pending';
-  return 'active';
-}
-
-/** The status of a live route given a new schedule: a paused route stays paused. */
-export function rescheduledStatus(current: RouteStatus, s: RouteSchedule, now: Date): RouteStatus {
-  return current === 'paused' ? 'paused' : scheduledStatus(s, now);
-}
-
-/**
- * Whether two schedules ask the same of the kernel at `now`: a create_at that has come means
- * "now", as no create_at does, so re-sending a route whose start has passed is not a change.
- */
-export function sameSchedule(a: RouteSchedule, b: RouteSchedule, now: Date): boolean {
-  const start = (d: Date | null) => (d === null || d <= now ? null : d.getTime());
-  return (
-    start(a.createAt) === start(b.createAt) &&
-    (a.deleteAt?.getTime() ?? null) === (b.deleteAt?.getTime() ?? null)
   );
 }

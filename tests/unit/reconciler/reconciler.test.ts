@@ -240,7 +240,9 @@ describe('Reconciler: failures and retries', () => {
     await flush();
 
     const dueAt = new Date(s.work.row('h1').dueAt!);
-    expect(s.kind.settled[0]!.hosts).toEqual([{ host: 'h1', converging: false, retryAt: dueAt }]);
+    expect(s.kind.settled[0]!.hosts).toEqual([
+      { host: 'h1', rendered: expect.anything(), converging: false, retryAt: dueAt },
+    ]);
     const logged = s.lines.filter((l) => l.event === 'reconcile.retry_scheduled');
     expect(logged).toHaveLength(1);
     expect(logged[0]).toMatchObject({ host: 'h1', retry_at: dueAt.toISOString() });
