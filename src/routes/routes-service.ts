@@ -21,6 +21,7 @@ import type { NewRoute, RouteFilter, RoutesStore } from './routes-store.ts';
 import {
   REMOVED_STATUSES,
   rescheduledStatus,
+  sameForwarding,
   scheduledStatus,
   type Route,
   type RouteSpec,
@@ -246,11 +247,13 @@ export class RoutesService {
       }
     }
     const status = rescheduled ? rescheduledStatus(route.status, schedule, now) : route.status;
+    // Only new forwarding is kernel work: a comment or a schedule alone costs no apply run.
+    const forwardingChanged = spec.metric !== route.metric || !sameForwarding(spec, route);
     const changed = await this.store.change(
       id,
       [route.status],
       {
-        spec,
+        ...(forwardingChanged ? { spec } : {}),
         schedule,
         ...(patch.comment !== undefined ? { comment: patch.comment } : {}),
         status,
