@@ -118,13 +118,24 @@ export function syncFromRun(
     const removalError = describeRemovalFailures(allErrors.filter((e) => !e.id));
     const drift: HostResult['drift'] = [];
     if (opts.converging) {
+      // Reported drift is recorded when it is found, not again at each convergence after.
+      const known = new Set(
+        opts.repair ? [] : rows.filter((r) => r.state === 'drifted').map((r) => r.id),
+      );
       for (const op of CHANGES) {
         for (const ref of (task.data[op] as ModuleRef[] | undefined) ?? []) {
-          if (ref.id) drift.push({ id: ref.id, op });
+          if (ref.id && !known.has(ref.id)) drift.push({ id: ref.id, op });
         }
       }
     }
-    const drifted = new Set(opts.repair ? [] : drift.map((d) => d.id));
+    // A run that carried a write repaired everything; only a report-only convergence leaves drift.
+    const drifted = new Set(
+      opts.repair || !opts.converging
+        ? []
+        : CHANGES.flatMap((op) =>
+            ((task.data[op] as ModuleRef[] | undefined) ?? []).map((r) => r.id),
+          ),
+    );
     const failedAt = errors.size > 0 || removalError ? retryAt(host) : null;
     const updates: SyncUpdate[] = [];
     for (const r of rows) {
@@ -166,6 +177,8 @@ export function syncFromRun(
           runId: run.id,
         });
       } else if (drifted.has(id)) {
+        // Once: a route still drifted at the next convergence keeps its state and its run.
+        if (r.state === 'drifted') continue;
         updates.push({
           id,
           state: 'drifted',

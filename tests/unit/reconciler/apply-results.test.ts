@@ -324,6 +324,27 @@ describe('syncFromRun', () => {
     ]);
   });
 
+  it('when a route already drifted is still missing at the next convergence, then it is neither rewritten nor reported again', () => {
+    const rows: SettledRoute[] = [{ id: ACTIVE, desired: true, state: 'drifted' }];
+    const result = sync(
+      runWith({ data: moduleOutput({ added: [{ id: ACTIVE, to: '203.0.113.0/28' }] }) }),
+      rows,
+      { converging: true, repair: false },
+    );
+    expect(result.drift).toEqual([]);
+    expect(result.updates).toEqual([]);
+  });
+
+  it('when a drifted route is put back by a run that carries a write, then it is in sync again', () => {
+    const rows: SettledRoute[] = [{ id: ACTIVE, desired: true, state: 'drifted' }];
+    const result = sync(
+      runWith({ data: moduleOutput({ added: [{ id: ACTIVE, to: '203.0.113.0/28' }] }) }),
+      rows,
+      { converging: false, repair: false },
+    );
+    expect(updateOf(result, ACTIVE)).toMatchObject({ state: 'in_sync', runId: RUN_ID });
+  });
+
   it('when a converging run names a change without an id, then it is not drift', () => {
     const rows: SettledRoute[] = [{ id: ACTIVE, desired: true, state: 'in_sync' }];
     const result = sync(
