@@ -3,7 +3,7 @@
 // that one route (same module, the same desired file the reconciler writes, same environment).
 // Median of K each,
 // interleaved. Goal: at most 1.2x. Also where the API's time goes, from the run's timestamps.
-import { moduleRoute } from '../src/reconciler/apply-results.ts';
+import { moduleRoute } from '../src/routes/route-results.ts';
 import {
   benchServer,
   databaseLabel,

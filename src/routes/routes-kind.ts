@@ -5,7 +5,7 @@ import {
   ROUTES_MODULE,
   syncFromRun,
   type SettledRoute,
-} from '../reconciler/apply-results.ts';
+} from './route-results.ts';
 import type { RoutesStore } from './routes-store.ts';
 
 /** Routes as a kind of desired state: rendered for routeplane_routes, settled from its result. */

@@ -4,7 +4,7 @@ import {
   syncFromRun,
   type SettledRoute,
   type SettleOptions,
-} from '../../../src/reconciler/apply-results.ts';
+} from '../../../src/routes/route-results.ts';
 import type { Run, TaskResult } from '../../../src/runs/types.ts';
 
 // The module's output (playbooks/library/routeplane_routes.py) for one host, as the run records it.

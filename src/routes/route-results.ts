@@ -1,5 +1,5 @@
-import type { Route, RouteConflict, SyncState } from '../routes/types.ts';
-import type { SyncUpdate } from '../routes/routes-store.ts';
+import type { Route, RouteConflict, SyncState } from './types.ts';
+import type { SyncUpdate } from './routes-store.ts';
 import type { Run } from '../runs/types.ts';
 
 /** The Ansible module that applies routes; its results are found by this name. */
