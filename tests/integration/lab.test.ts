@@ -5,12 +5,14 @@ import { execa } from 'execa';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import {
   defaultLabRoot,
+  findHost,
   labDown,
   labDownStale,
   labUp,
   nsExec,
   startSshd,
   stopSshd,
+  type Lab,
 } from '../../src/lab/index.ts';
 import {
   createTestLab,
@@ -36,6 +38,49 @@ interface IpAddr {
 
 const globalAddrs = (link: IpAddr) =>
   link.addr_info.filter((a) => a.scope === 'global').map((a) => `${a.local}/${a.prefixlen}`);
+
+const FENCE_UTILS = path.resolve(import.meta.dirname, '../../playbooks/module_utils');
+
+/**
+ * Takes and lets go of the host's apply fence over ssh, as the apply module does (inside the
+ * host's namespace): leaves its `.lock` and `.log` (plus a rotated `.log.1`) in /run/lock.
+ */
+async function takeFence(lab: Lab, host: string, ip: string) {
+  const script = [
+    'import sys',
+    `sys.path.insert(0, ${JSON.stringify(FENCE_UTILS)})`,
+    'import routeplane_fence as f',
+    `base = f.fence_base(${JSON.stringify(host)})`,
+    'open(base + ".log.1", "a").close()',
+    `f.take_fence(None, {"name": ${JSON.stringify(host)}, "epoch": 7})`,
+    'print(base)',
+  ].join('; ');
+  const result = await sshTo(lab, ip, ['python3', '-c', `'${script}'`]);
+  expect(result.exitCode, result.stderr).toBe(0);
+  const base = result.stdout.trim();
+  const inode = (
+    await execa('ip', [
+      'netns',
+      'exec',
+      findHost(lab, host).netns,
+      'stat',
+      '-L',
+      '-c',
+      '%i',
+      '/proc/self/ns/net',
+    ])
+  ).stdout.trim();
+  // The module names the files for the host and the inode of the namespace it runs in.
+  expect(base).toBe(`/run/lock/routeplane-${host}-${inode}`);
+  expect(
+    (await readdir('/run/lock')).filter((n) => n.startsWith(`routeplane-${host}-${inode}.`)).sort(),
+  ).toEqual([
+    `routeplane-${host}-${inode}.lock`,
+    `routeplane-${host}-${inode}.log`,
+    `routeplane-${host}-${inode}.log.1`,
+  ]);
+  return { host, inode, base };
+}
 
 async function ansible(args: string[], cwd: string) {
   return execa('ansible', args, { cwd, reject: false, env: { ANSIBLE_NOCOLOR: '1' } });
@@ -155,8 +200,18 @@ describe('lab lifecycle', { timeout: T }, () => {
     await client;
     expect(await sleeping()).toHaveLength(1);
     const pids = await nsPids(h1.netns);
+    const fences = await Promise.all(lab.hosts.map((h) => takeFence(lab, h.name, h.ipv4)));
+    for (const f of fences) {
+      expect(await readFile(`${f.base}.log`, 'utf8')).toMatch(/ start 7 \d+\n.* end 7 \d+\n$/);
+    }
 
     await labDown({ id: lab.id });
+    for (const f of fences) {
+      const left = (await readdir(path.dirname(f.base))).filter((n) =>
+        n.startsWith(path.basename(f.base)),
+      );
+      expect(left, `${f.host}: fence files of inode ${f.inode}`).toEqual([]);
+    }
     expect(await labNamespaces(lab.id)).toEqual([]);
     expect(await labLinks(lab.id)).toEqual([]);
     expect(await processesMentioning(lab.dir)).toEqual([]);
