@@ -213,6 +213,22 @@ export class HostWorkStore {
     );
   }
 
+  /**
+   * Of these claims, the hosts still held by `owner` with the same epoch: a claim another
+   * instance took over (this one lost its lock) must not settle anything any more.
+   */
+  async stillClaimed(claims: ClaimedHost[], owner: string): Promise<Set<string>> {
+    if (claims.length === 0) return new Set();
+    const rows = await knexSql(this.knex)<{ host: string }>(
+      `select w.host from host_work w
+         join jsonb_to_recordset(?::jsonb) as c(host text, epoch bigint)
+           on c.host = w.host and c.epoch = w.epoch
+        where w.claimed_by = ?`,
+      [json(claims.map((c) => ({ host: c.host, epoch: c.epoch }))), owner],
+    );
+    return new Set(rows.map((r) => r.host));
+  }
+
   /** Names the run that carries the claimed hosts' generations. */
   async carriedBy(hosts: ClaimedHost[], owner: string, runId: string): Promise<void> {
     await knexSql(this.knex)(

@@ -42,7 +42,14 @@ type ReconcilerConfig = Pick<
 /** The work rows as the reconciler uses them (an in-memory fake serves in unit tests). */
 export type WorkRows = Pick<
   HostWorkStore,
-  'finish' | 'carriedBy' | 'states' | 'nextDueAt' | 'nextEpochs' | 'scheduleConvergence' | 'markDue'
+  | 'finish'
+  | 'carriedBy'
+  | 'states'
+  | 'nextDueAt'
+  | 'nextEpochs'
+  | 'scheduleConvergence'
+  | 'markDue'
+  | 'stillClaimed'
 >;
 
 /** The runs as the reconciler uses them. */
@@ -211,7 +218,20 @@ export class Reconciler {
       run = await started.done;
       for (const c of claims) this.phases.apply(c.host, { type: 'ended' });
       retryAt = new Map(claims.map((c) => [c.host, this.retryTime(c)]));
-      problems = await this.settle(run, claims, retryAt, rendered);
+      // Only hosts this process still holds are settled: after a lost lock another replica
+      // may have taken a host over, and its run's outcome is the one that counts.
+      const held = lost
+        ? new Set<string>()
+        : await this.deps.work.stillClaimed(claims, this.deps.owner);
+      problems = await this.settle(
+        run,
+        claims.filter((c) => held.has(c.host)),
+        retryAt,
+        rendered,
+      );
+      for (const c of claims) {
+        if (!held.has(c.host)) problems.set(c.host, 'the host lock was lost during the run');
+      }
     } catch (err) {
       this.deps.logger.error(
         { event: 'reconcile.apply_failed', hosts: claims.map((c) => c.host), err },

@@ -296,6 +296,17 @@ export class FakeWork implements WorkRows, HostClaims {
     return out;
   }
 
+  async stillClaimed(claims: ClaimedHost[], owner: string): Promise<Set<string>> {
+    return new Set(
+      claims
+        .filter((c) => {
+          const r = this.rows.get(c.host);
+          return r?.claimedBy === owner && r.epoch === c.epoch;
+        })
+        .map((c) => c.host),
+    );
+  }
+
   async markDue(hosts: string[]): Promise<void> {
     for (const h of hosts) {
       const r = this.rows.get(h);

@@ -404,18 +404,10 @@ describe.skipIf(!postgres)('two replicas share the apply work by claims (Postgre
     },
   );
 
-  // BUG in src/reconciler/reconciler.ts, carry(): after the lease is lost (onLost sets `lost`)
-  // it still runs `problems = await this.settle(run, claims, ...)` for the canceled run, and
-  // RoutesKind.settle -> RoutesStore.recordSync (src/routes/routes-store.ts) updates routes by
-  // id with no guard on the claim (only HostWorkStore.finish checks claimed_by and epoch). When
-  // another replica has taken the host over meanwhile, the stale settle overwrites its outcome
-  // with "failed: canceled on request": after the new claim's settle, every route the stale run
-  // carried; between the new claim's render and its settle, those the new claim saw in_sync
-  // (syncFromRun in src/routes/route-results.ts leaves routes it rendered in_sync alone). The
-  // host_work row says converged (due_at null, applied_gen = desired_gen), so nothing retries
-  // them: the routes read `failed` with a past retry_at for good, while the kernel has them.
-  it.fails(
-    'when the lock-loss test has ended, then every route of its host reads in_sync (fails: the lost claim still settles its routes)',
+  // A run whose lock was lost settles nothing (reconciler.ts, carry): the replica that took the
+  // host over settles its routes, and a stale "canceled" never overwrites them.
+  it(
+    'when the lock-loss test has ended, then every route of its host reads in_sync',
     { timeout: T },
     async () => {
       expect(stopped, 'the lock-loss test ran').toBeDefined();

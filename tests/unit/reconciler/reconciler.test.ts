@@ -340,6 +340,32 @@ describe('Reconciler: failures and retries', () => {
   });
 });
 
+describe('Reconciler: settling only what it still holds', () => {
+  it('when another instance took the host over during the run, then the run ends without settling any of its objects', async () => {
+    const s = setup();
+    await s.rec.start();
+    write(s, 'h1');
+    await flush();
+    s.work.takeOver('h1', 'other');
+
+    s.runs.succeed(only(s.runs));
+    await flush();
+    expect(s.kind.settled.flatMap((x) => x.hosts)).toEqual([]);
+  });
+
+  it('when the lock is lost, then the canceled run settles nothing', async () => {
+    const s = setup();
+    await s.rec.start();
+    write(s, 'h1');
+    await flush();
+
+    s.work.loseLock();
+    await flush();
+    expect(s.runs.canceled).toHaveLength(1);
+    expect(s.kind.settled.flatMap((x) => x.hosts)).toEqual([]);
+  });
+});
+
 describe('Reconciler: convergence', () => {
   it.each([
     [0, 48_000],
