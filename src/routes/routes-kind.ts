@@ -1,11 +1,6 @@
 import type { DesiredKind, HostInRun, RenderedHost } from '../reconciler/kind.ts';
 import type { Run } from '../runs/types.ts';
-import {
-  moduleRoute,
-  ROUTES_MODULE,
-  syncFromRun,
-  type SettledRoute,
-} from './route-results.ts';
+import { moduleRoute, ROUTES_MODULE, syncFromRun, type SettledRoute } from './route-results.ts';
 import type { RoutesStore } from './routes-store.ts';
 
 /** Routes as a kind of desired state: rendered for routeplane_routes, settled from its result. */

@@ -250,7 +250,9 @@ describe.each(backends)('storage on $name', (backend) => {
         status: 'succeeded',
         rc: 0,
         summary: {},
-        results: [{ host, task: 't', module: null, status: 'ok', changed: false, msg: null, data: {} }],
+        results: [
+          { host, task: 't', module: null, status: 'ok', changed: false, msg: null, data: {} },
+        ],
         error: null,
         log: 'secret-ish log',
       });

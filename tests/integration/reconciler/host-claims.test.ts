@@ -10,6 +10,7 @@ import {
 import { HostWorkStore, type ClaimedHost } from '../../../src/reconciler/host-work-store.ts';
 import { createTestDatabase, type TestDatabase } from '../../helpers/db.ts';
 import { sleep } from '../../helpers/runs.ts';
+import { advisoryLockHolders } from '../../helpers/advisory-locks.ts';
 
 // The durable host_work rows and the claims on them (ADR 008), against a real database: on
 // Postgres two PostgresHostClaims of different owners stand for two replicas (each claim opens
@@ -197,15 +198,9 @@ describe.runIf(postgres)('host work and claims on Postgres (PostgresHostClaims)'
 
   /** The backend holding the host's advisory lock in this test's database. */
   async function lockHolder(host: string): Promise<number | undefined> {
-    const { rows } = await admin.query<{ pid: number }>(
-      `select pid from pg_locks
-        where locktype = 'advisory' and granted
-          and database = (select oid from pg_database where datname = current_database())
-          and classid = $1::int::oid and objid = hashtext($2)::oid and objsubid = 2`,
-      [HOST_LOCK_CLASS, host],
-    );
-    expect(rows.length).toBeLessThanOrEqual(1);
-    return rows[0]?.pid;
+    const holders = await advisoryLockHolders(admin, HOST_LOCK_CLASS, host);
+    expect(holders.length).toBeLessThanOrEqual(1);
+    return holders[0];
   }
 
   const claimedRow = async (host: string) => {

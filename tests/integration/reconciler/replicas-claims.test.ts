@@ -10,6 +10,7 @@ import { createTestDatabase, type TestDatabase } from '../../helpers/db.ts';
 import { useLab } from '../../helpers/lab.ts';
 import { FAST_RETRIES, ownedRoutes, poll } from '../../helpers/routes.ts';
 import { spawnServer, spawnedPid, type ServerProcess } from '../../helpers/server-process.ts';
+import { advisoryLockHolders } from '../../helpers/advisory-locks.ts';
 
 // Two replicas on one Postgres database share the apply work by claiming host_work rows
 // (ADR 008): every host is in at most one run at a time, which the host-side fence's log
@@ -194,15 +195,9 @@ describe.skipIf(!postgres)('two replicas share the apply work by claims (Postgre
 
   /** The backend holding the host's advisory lock in this test's database, if any. */
   async function lockHolder(host: string): Promise<number | undefined> {
-    const { rows } = await admin.query<{ pid: number }>(
-      `select pid from pg_locks
-        where locktype = 'advisory' and granted
-          and database = (select oid from pg_database where datname = current_database())
-          and classid = $1::int::oid and objid = hashtext($2)::oid and objsubid = 2`,
-      [HOST_LOCK_CLASS, host],
-    );
-    expect(rows.length, `${host}: holders of its lock`).toBeLessThanOrEqual(1);
-    return rows[0]?.pid;
+    const holders = await advisoryLockHolders(admin, HOST_LOCK_CLASS, host);
+    expect(holders.length, `${host}: holders of its lock`).toBeLessThanOrEqual(1);
+    return holders[0];
   }
 
   const destination = (k: number) => `203.0.113.${k + 1}/32`;

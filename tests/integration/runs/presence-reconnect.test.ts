@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { InstancePresence } from '../../../src/runs/instance-presence.ts';
 import { createTestDatabase, type TestDatabase } from '../../helpers/db.ts';
 import { poll } from '../../helpers/routes.ts';
+import { advisoryLockHolders } from '../../helpers/advisory-locks.ts';
 
 // Instance presence across a lost connection (a Postgres restart, an idle-session timeout, an
 // operator's pg_terminate_backend): the instance comes back on its own, and meanwhile no other
@@ -23,16 +24,7 @@ describe.skipIf(!postgres)('instance presence over a lost connection (Postgres)'
   };
 
   /** The backend holding an instance's presence lock, or undefined when none does. */
-  const holderOf = async (id: string) => {
-    const { rows } = await admin.query<{ pid: number }>(
-      `select l.pid from pg_locks l
-        where l.locktype = 'advisory' and l.granted and l.objsubid = 2
-          and l.classid = $1::int::oid and l.objid = hashtext($2)::oid
-          and l.database = (select oid from pg_database where datname = current_database())`,
-      [PRESENCE_CLASS, id],
-    );
-    return rows[0]?.pid;
-  };
+  const holderOf = async (id: string) => (await advisoryLockHolders(admin, PRESENCE_CLASS, id))[0];
 
   beforeAll(async () => {
     database = await createTestDatabase(inject('templateDatabase'));
