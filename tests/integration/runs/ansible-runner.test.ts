@@ -426,6 +426,7 @@ describe('AnsibleRunner process handling, with a stand-in ansible-playbook', { t
       {
         host: 'h1',
         task: 't',
+        module: null,
         status: 'changed',
         changed: true,
         msg: null,
