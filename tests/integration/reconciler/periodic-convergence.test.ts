@@ -21,7 +21,7 @@ import { useTestServer, type TestServer } from '../../helpers/server.ts';
 // One lab of 3 hosts for the file. The repairing server manages h1 only (one stream of
 // convergence runs keeps the file cheap on two cores); the reporting server, started after the
 // first has stopped, manages h3 only. h2 is the gateway of their routes.
-const T = 150_000;
+const T = 300_000;
 const INTERVAL_S = 3;
 const INTERVAL_MS = INTERVAL_S * 1000;
 /** One apply run on two busy cores (the full suite), ansible-playbook's start-up included. */
