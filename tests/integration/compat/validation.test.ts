@@ -26,7 +26,12 @@ describe(
     let client: CompatClient;
 
     beforeAll(async () => {
-      server = await startTestServer({ INVENTORY: fleet.lab.inventoryPath, COMPAT_HOST: 'h1' });
+      server = await startTestServer({
+        INVENTORY: fleet.lab.inventoryPath,
+        COMPAT_HOST: 'h1',
+        // A failed apply is only a 502 once its run has ended: room for a slow run on a busy machine.
+        ROUTE_WAIT_S: '60',
+      });
       client = compatClient(server);
     }, T);
 
