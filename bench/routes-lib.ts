@@ -18,6 +18,7 @@ import { closeSshMasters } from '../src/runs/process-reaper.ts';
 import { createWorkspace, removeWorkspace } from '../src/runs/run-workspace.ts';
 import type { RunningServer } from '../src/server.ts';
 import { ADMIN_TOKEN, PLAYBOOKS_DIR, benchLab, tempDir, type Cleanup } from './lib.ts';
+import { ansibleBaseEnvironment } from '../src/runs/ansible-environment.ts';
 
 /** routeplane's default ROUTE_PROTO: the marker on every route it (and the baselines) install. */
 export const PROTO = 147;
@@ -346,26 +347,19 @@ export async function applyHostVars(
   return vars;
 }
 
-// The environment AnsibleRunner gives ansible-playbook (src/runs/ansible-runner.ts).
-const INHERITED_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LC_ALL', 'TZ', 'SSH_AUTH_SOCK'];
-
+// The environment AnsibleRunner gives ansible-playbook (src/runs/ansible-runner.ts), on the
+// same allowlisted base.
 export function ansibleEnv(
   dirs: { cp: string; tmp: string },
   libraryDir = path.join(PLAYBOOKS_DIR, 'library'),
 ): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const k of INHERITED_ENV) {
-    const v = process.env[k];
-    if (v !== undefined) env[k] = v;
-  }
   return {
-    ...env,
+    ...ansibleBaseEnvironment(),
     ANSIBLE_STDOUT_CALLBACK: 'ansible.posix.json',
     ANSIBLE_LOAD_CALLBACK_PLUGINS: 'True',
     ANSIBLE_PIPELINING: 'True',
     ANSIBLE_HOST_KEY_CHECKING: 'True',
     ANSIBLE_RETRY_FILES_ENABLED: 'False',
-    ANSIBLE_NOCOLOR: 'True',
     ANSIBLE_FORCE_COLOR: 'False',
     ANSIBLE_SSH_CONTROL_PATH_DIR: dirs.cp,
     ANSIBLE_LOCAL_TEMP: dirs.tmp,

@@ -348,14 +348,4 @@ export class HostWorkStore {
       [json(hosts)],
     );
   }
-
-  /** Hosts that owe a run now or later, or are being run (readiness, tests). */
-  async owing(): Promise<string[]> {
-    const rows = await knexSql(this.knex)<{ host: string }>(
-      `select host from host_work
-        where due_at is not null or claimed_by is not null or attempted_gen < desired_gen
-        order by host`,
-    );
-    return rows.map((r) => r.host);
-  }
 }
