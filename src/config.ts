@@ -60,6 +60,14 @@ const schema = z.object({
   // Whether drift found by convergence is repaired, or only reported (sync: drifted).
   REPAIR_DRIFT: boolean.default(true),
   REMOVE_ROUTES_ON_SHUTDOWN: boolean.default(false),
+  // warm: one long-lived Python process imports Ansible once and forks a child per run;
+  // spawn: a new ansible-playbook process per run.
+  RUNNER: z.enum(['warm', 'spawn']).default('warm'),
+  // An SSH master no run has used for this long is closed; 0 closes each after its run.
+  SSH_MASTER_IDLE_S: z.coerce.number().int().min(0).max(86_400).default(300),
+  // Prometheus metrics on their own listener (never routed by Kong); unset: off.
+  METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
+  METRICS_HOST: z.string().min(1).default('127.0.0.1'),
   COMPAT_HOST: z
     .string()
     .regex(/^[A-Za-z0-9_.-]{1,253}$/, 'must be an inventory host name')
@@ -115,6 +123,12 @@ export interface Config {
   convergeIntervalMs: number;
   repairDrift: boolean;
   removeRoutesOnShutdown: boolean;
+  runnerMode: Env['RUNNER'];
+  /** 0: a run's masters close when it ends. */
+  sshMasterIdleMs: number;
+  /** undefined: no metrics listener. */
+  metricsPort: number | undefined;
+  metricsHost: string;
   compatHost: string | undefined;
 }
 
@@ -224,6 +238,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     convergeIntervalMs: Math.round(e.CONVERGE_INTERVAL_S * 1000),
     repairDrift: e.REPAIR_DRIFT,
     removeRoutesOnShutdown: e.REMOVE_ROUTES_ON_SHUTDOWN,
+    runnerMode: e.RUNNER,
+    sshMasterIdleMs: e.SSH_MASTER_IDLE_S * 1000,
+    metricsPort: e.METRICS_PORT,
+    metricsHost: e.METRICS_HOST,
     compatHost: e.COMPAT_HOST,
   };
 }
