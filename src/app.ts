@@ -1,5 +1,4 @@
 import express, { type Express } from 'express';
-import * as OpenApiValidator from 'express-openapi-validator';
 import type { TokenRegistry } from './auth/token-registry.ts';
 import type { Config } from './config.ts';
 import {
@@ -17,6 +16,7 @@ import './http/express-augment.ts';
 import { healthHandlers, type ReadinessProbe } from './http/health-handlers.ts';
 import { notFoundHandler, problemHandler } from './http/problem.ts';
 import { nulGuard } from './http/nul-guard.ts';
+import { openApiValidation } from './http/openapi-validation.ts';
 import { requestContextMiddleware } from './http/request-context.ts';
 import { bearerAuthHandler } from './http/security.ts';
 import type { Logger } from './logger.ts';
@@ -42,6 +42,13 @@ export interface AppDependencies {
 /** The Express app, without listening: the server and the tests both build it here. */
 export function buildApp(deps: AppDependencies): Express {
   const contract = loadContract();
+  const validation = openApiValidation({
+    apiSpec: withoutExamples(contract.document),
+    validateRequests: { allErrors: true, allowUnknownQueryParameters: false },
+    validateResponses: deps.config.validateResponses ? { onError: undefined } : false,
+    validateSecurity: { handlers: { bearerAuth: bearerAuthHandler(deps.tokens, deps.config) } },
+    validateFormats: true,
+  });
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
@@ -56,15 +63,7 @@ export function buildApp(deps: AppDependencies): Express {
     }),
   );
   app.use(nulGuard());
-  app.use(
-    OpenApiValidator.middleware({
-      apiSpec: withoutExamples(contract.document),
-      validateRequests: { allErrors: true, allowUnknownQueryParameters: false },
-      validateResponses: deps.config.validateResponses ? { onError: undefined } : false,
-      validateSecurity: { handlers: { bearerAuth: bearerAuthHandler(deps.tokens, deps.config) } },
-      validateFormats: true,
-    }),
-  );
+  app.use(validation.middleware);
   app.use(healthHandlers(deps.readiness));
   app.use(hostsHandlers(deps.hosts));
   app.use(runsHandlers(deps.runs));
