@@ -1,5 +1,6 @@
-import express, { Router } from 'express';
+import express, { Router, type RequestHandler } from 'express';
 import { getAbsoluteFSPath } from 'swagger-ui-dist';
+import { onlyUnder } from './only-under.ts';
 
 const INDEX = `<!doctype html>
 <html lang="en">
@@ -13,7 +14,11 @@ const INDEX = `<!doctype html>
 const INITIALIZER = `window.ui = SwaggerUIBundle({ url: '/openapi.json', dom_id: '#swagger-ui', deepLinking: true });`;
 
 /** The contract and an interactive page for it, from local npm assets (no CDN). */
-export function docsHandlers(contract: { yaml: string; document: object }): Router {
+export function docsHandlers(contract: { yaml: string; document: object }): RequestHandler {
+  return onlyUnder(['/openapi.', '/docs'], docsRouter(contract));
+}
+
+function docsRouter(contract: { yaml: string; document: object }): Router {
   const r = Router();
   const json = JSON.stringify(contract.document);
   r.get('/openapi.yaml', (_req, res) => {

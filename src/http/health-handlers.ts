@@ -1,6 +1,7 @@
-import { Router } from 'express';
+import { Router, type RequestHandler } from 'express';
 import type { Backend } from '../db/database.ts';
 import type { Logger } from '../logger.ts';
+import { onlyUnder } from './only-under.ts';
 
 export interface ReadinessProbe {
   database(): Promise<{ ok: boolean; backend: Backend; error?: string }>;
@@ -76,7 +77,11 @@ export function readinessProbe(src: ReadinessSources): ReadinessProbe {
   };
 }
 
-export function healthHandlers(probe: ReadinessProbe): Router {
+export function healthHandlers(probe: ReadinessProbe): RequestHandler {
+  return onlyUnder(['/healthz', '/readyz'], healthRouter(probe));
+}
+
+function healthRouter(probe: ReadinessProbe): Router {
   const r = Router();
   r.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });

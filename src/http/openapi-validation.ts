@@ -283,7 +283,10 @@ export function openApiValidation(options: OpenApiValidatorOpts): {
           securityStage(doc, opts.validateSecurity.handlers, oav.securityMiddleware(doc)),
         );
       }
-      if (opts.fileUploader) stages.push(oav.multipartMiddleware(doc));
+      // A contract without multipart bodies gives that stage nothing to do on any request.
+      if (opts.fileUploader && JSON.stringify(doc).includes('multipart/')) {
+        stages.push(oav.multipartMiddleware(doc));
+      }
       if (opts.validateRequests) stages.push(oav.requestValidationMiddleware(doc));
       if (opts.validateResponses) {
         stages.push(oav.responseValidationMiddleware(responseApiDoc, context.serial));
