@@ -49,6 +49,8 @@ COPY --from=build /app/dist ./dist
 # The server reads openapi.yaml next to dist/ (src/http/contract.ts), and runs the playbooks.
 COPY package.json openapi.yaml ./
 COPY playbooks ./playbooks
+# The warm runner's Python side (RUNNER=warm), found next to dist/ like openapi.yaml.
+COPY runner ./runner
 COPY inventory ./inventory
 # The Kong template and its render step, run by the compose `kong-render` service.
 COPY kong/kong.yml ./kong/kong.yml

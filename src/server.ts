@@ -98,6 +98,8 @@ export async function startServer(
     if (live.db.backend === 'pglite') await live.work.releaseAll();
     await live.scheduler.start();
     await live.reconciler.start();
+    // The warm runner imports Ansible now rather than on the first change.
+    live.runner.prepare?.();
     // A replica that died while others run leaves runs marked running: they are ended once
     // its presence has lapsed (instance-presence.ts), looked for this often.
     const orphanSweep =
@@ -123,6 +125,7 @@ export async function startServer(
         if (config.removeRoutesOnShutdown) await removeRoutesOnShutdown(live, config, logger);
         await live.runs.shutdown(config.shutdownGraceMs);
         await live.reconciler.drained();
+        await live.runner.close?.();
         server.closeAllConnections();
         await closed;
         if (live.presence.workspaceDir) await releaseInstanceDir(live.presence.workspaceDir);

@@ -53,8 +53,12 @@ export function wireServices(
   const db =
     overrides.db ?? openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   const presence = new InstancePresence(db);
-  const runner = overrides.runner ?? new AnsibleRunner(config, logger);
+  const runner =
+    overrides.runner ??
+    new AnsibleRunner(config, logger, { workRoot: () => presence.workspaceDir ?? undefined });
   const inventory = overrides.inventory ?? new InventorySource(config);
+  // A host that left the inventory keeps no SSH master open.
+  inventory.onLoaded((inv) => void runner.retainHosts?.(inv.hosts.keys()));
   const runs = new RunsService(
     config,
     new RunsStore(db.knex),

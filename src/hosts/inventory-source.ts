@@ -86,8 +86,14 @@ export class InventorySource {
   private cached: { digest: string; inventory: Inventory } | null = null;
   private checkedAt = 0;
   private loading: Promise<Inventory> | null = null;
+  private readonly loadedListeners: ((inventory: Inventory) => void)[] = [];
 
   constructor(private readonly config: SourceConfig) {}
+
+  /** Told each time a changed inventory has been read. */
+  onLoaded(listener: (inventory: Inventory) => void): void {
+    this.loadedListeners.push(listener);
+  }
 
   get path(): string {
     return this.config.inventoryPath;
@@ -111,6 +117,7 @@ export class InventorySource {
     const inventory = await this.list();
     // Only cached if nothing changed while Ansible read it; otherwise the next call re-reads.
     if ((await digestOf(this.path)) === digest) this.cached = { digest, inventory };
+    for (const listener of this.loadedListeners) listener(inventory);
     return inventory;
   }
 

@@ -1,13 +1,21 @@
+import { cp, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
-import { ansibleBaseEnvironment } from './ansible-environment.ts';
+import { ansibleRunEnvironment } from './ansible-environment.ts';
 import { collectJsonlEvent, parseJsonlEvent, ResultsCollector } from './json-extractor.ts';
 import { eachLine, TailBuffer } from './output-lines.ts';
-import { closeSshMasters, signalGroup } from './process-reaper.ts';
-import { createWorkspace, removeWorkspace, type RunWorkspace } from './run-workspace.ts';
+import type { PlaybookLauncher } from './playbook-launcher.ts';
+import { closeSshMasters, killGroupAndWait, signalGroup } from './process-reaper.ts';
+import { createWorkspace, removeWorkspace } from './run-workspace.ts';
+import { SpawnLauncher } from './spawn-launcher.ts';
+import { controlPathVar, SshMasters } from './ssh-masters.ts';
 import type { PlaybookRunner, RunHandle, RunOutcome, RunSpec } from './types.ts';
+import { ansiblePython } from './warm/ansible-python.ts';
+import { WarmLauncher } from './warm/warm-launcher.ts';
+import { WarmProcess } from './warm/warm-process.ts';
 
 type RunnerConfig = Pick<
   Config,
@@ -19,7 +27,20 @@ type RunnerConfig = Pick<
   | 'runLogMaxBytes'
   | 'vaultPassword'
   | 'vaultPasswordFile'
+  | 'runnerMode'
+  | 'sshMasterIdleMs'
 >;
+
+export interface RunnerOptions {
+  /**
+   * The instance's own directory (where run workspaces go), once the server has claimed it:
+   * the SSH masters and the warm process's files live there, so the start-up sweep of a dead
+   * instance's directory also ends its masters. A private temp dir when there is none.
+   */
+  workRoot?: () => string | undefined;
+  /** Told each time a warm process is started again after one ended. */
+  onWarmRestart?(): void;
+}
 
 /**
  * Why ansible stopped: from its last `ERROR!` line on (a YAML error's explanation spans many
@@ -48,9 +69,15 @@ function stopReason(stderr: string): string {
 const MAX_EVENT_LINE_BYTES = 32 * 1024 * 1024;
 
 export class AnsibleRunner implements PlaybookRunner {
+  private root: Promise<string> | null = null;
+  private ownRoot: string | null = null;
+  private launcher: Promise<PlaybookLauncher> | null = null;
+  private mastersDir: string | null = null;
+
   constructor(
     private readonly config: RunnerConfig,
     private readonly logger: Logger,
+    private readonly options: RunnerOptions = {},
   ) {}
 
   async version(): Promise<string> {
@@ -58,33 +85,120 @@ export class AnsibleRunner implements PlaybookRunner {
     return stdout.split('\n')[0] ?? stdout;
   }
 
+  /** Whether masters outlive a run (SSH_MASTER_IDLE_S above 0). */
+  private get persistentMasters(): boolean {
+    return this.config.sshMasterIdleMs > 0;
+  }
+
+  private workRoot(): Promise<string> {
+    return (this.root ??= (async () => {
+      const given = this.options.workRoot?.();
+      if (given) return given;
+      this.ownRoot = await mkdtemp(path.join(os.tmpdir(), 'rp-runner-'));
+      return this.ownRoot;
+    })());
+  }
+
+  private async masters(): Promise<SshMasters> {
+    const dir = path.join(await this.workRoot(), 'm');
+    if (this.mastersDir !== dir) {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      this.mastersDir = dir;
+    }
+    return new SshMasters(dir, this.logger);
+  }
+
+  private environment(dirs: Parameters<typeof ansibleRunEnvironment>[0]): Record<string, string> {
+    return ansibleRunEnvironment(dirs, Math.round(this.config.sshMasterIdleMs / 1000));
+  }
+
+  private spawnLauncher(): PlaybookLauncher {
+    return new SpawnLauncher(this.config.ansiblePlaybook, (ws) =>
+      this.environment({
+        controlPathDir: this.mastersDir ?? ws.controlPathDir,
+        localTempDir: ws.localTempDir,
+        libraryDir: ws.libraryDir,
+      }),
+    );
+  }
+
+  /**
+   * RUNNER=warm, unless ansible-playbook is not a Python script (a wrapper a warm process
+   * cannot stand in for): then runs are spawned, and the log says so once.
+   */
+  private async createLauncher(): Promise<PlaybookLauncher> {
+    if (this.config.runnerMode === 'spawn') return this.spawnLauncher();
+    const python = await ansiblePython(this.config.ansiblePlaybook);
+    if (!python) {
+      this.logger.warn(
+        { event: 'runner.warm_unavailable', ansible_playbook: this.config.ansiblePlaybook },
+        'ansible-playbook is not a Python script; runs are spawned (RUNNER=spawn)',
+      );
+      return this.spawnLauncher();
+    }
+    // Fixed for the warm process's life: Ansible reads these once, at import.
+    const dir = path.join(await this.workRoot(), 'w');
+    await mkdir(path.join(dir, 'tmp'), { recursive: true, mode: 0o700 });
+    const library = path.join(dir, 'library');
+    const source = path.join(this.config.playbooksDir, 'library');
+    await cp(source, library, { recursive: true, dereference: true }).catch(() =>
+      mkdir(library, { recursive: true }),
+    );
+    const warm = new WarmProcess({
+      python,
+      cwd: dir,
+      env: this.environment({
+        controlPathDir: (await this.masters()).dir,
+        localTempDir: path.join(dir, 'tmp'),
+        libraryDir: library,
+      }),
+      logger: this.logger,
+      onRestart: () => this.options.onWarmRestart?.(),
+    });
+    return new WarmLauncher(warm);
+  }
+
+  private getLauncher(): Promise<PlaybookLauncher> {
+    return (this.launcher ??= (async () => {
+      if (this.persistentMasters) await this.masters();
+      return this.createLauncher();
+    })());
+  }
+
+  /** Starts what the first run would otherwise wait for (the warm process); never throws. */
+  prepare(): void {
+    void this.getLauncher()
+      .then(async (l) => {
+        if (l instanceof WarmLauncher) await l.prepare();
+      })
+      .catch(() => undefined);
+  }
+
+  get mode(): Promise<'spawn' | 'warm'> {
+    return this.getLauncher().then((l) => l.mode);
+  }
+
+  /** Closes the SSH masters of hosts no longer in the inventory. */
+  async retainHosts(hosts: Iterable<string>): Promise<void> {
+    if (!this.persistentMasters || !this.mastersDir) return;
+    await new SshMasters(this.mastersDir, this.logger).retain(hosts);
+  }
+
+  /** At shutdown: the warm process, then every SSH master. */
+  async close(): Promise<void> {
+    if (this.launcher) await (await this.launcher.catch(() => null))?.close();
+    if (this.mastersDir) await new SshMasters(this.mastersDir, this.logger).closeAll();
+    if (this.ownRoot) {
+      const { rm } = await import('node:fs/promises');
+      await rm(this.ownRoot, { recursive: true, force: true, maxRetries: 3 });
+    }
+  }
+
   private async vaultPassword(): Promise<string | undefined> {
     if (this.config.vaultPassword !== undefined) return this.config.vaultPassword;
     if (!this.config.vaultPasswordFile) return undefined;
     const { readFile } = await import('node:fs/promises');
     return (await readFile(this.config.vaultPasswordFile, 'utf8')).replace(/\r?\n$/, '');
-  }
-
-  private environment(ws: RunWorkspace): Record<string, string> {
-    return {
-      ...ansibleBaseEnvironment(),
-      ANSIBLE_STDOUT_CALLBACK: 'ansible.posix.jsonl',
-      ANSIBLE_LOAD_CALLBACK_PLUGINS: 'True',
-      ANSIBLE_PIPELINING: 'True',
-      ANSIBLE_HOST_KEY_CHECKING: 'True',
-      ANSIBLE_RETRY_FILES_ENABLED: 'False',
-      ANSIBLE_FORCE_COLOR: 'False',
-      ANSIBLE_SSH_CONTROL_PATH_DIR: ws.controlPathDir,
-      // Explicit, so a control_path in ~/.ansible.cfg or /etc/ansible cannot move the sockets
-      // out of the run's directory (where they are found and closed) or share them between
-      // runs. `%%C` is ssh's own hash of the connection, escaped for Ansible's % formatting.
-      ANSIBLE_SSH_CONTROL_PATH: '%(directory)s/%%C',
-      ANSIBLE_LOCAL_TEMP: ws.localTempDir,
-      ANSIBLE_LIBRARY: ws.libraryDir,
-      ANSIBLE_PYTHON_INTERPRETER: 'auto_silent',
-      ANSIBLE_SYSTEM_WARNINGS: 'False',
-      PYTHONUNBUFFERED: '1',
-    };
   }
 
   start(spec: RunSpec): RunHandle {
@@ -111,6 +225,7 @@ export class AnsibleRunner implements PlaybookRunner {
     hooks: { isCanceled: () => boolean; onCancelable: (fn: () => void) => void },
   ): Promise<RunOutcome> {
     const log = this.logger.child({ run_id: spec.runId });
+    const launcher = await this.getLauncher();
     const ws = await createWorkspace({
       playbookRoot: spec.playbookRoot,
       libraryDir: path.join(this.config.playbooksDir, 'library'),
@@ -126,31 +241,34 @@ export class AnsibleRunner implements PlaybookRunner {
     let timedOut = false;
     try {
       if (hooks.isCanceled()) return this.endedWithoutRun('canceled', 'canceled before it started');
+      // routeplane's own extra vars (not from any request, so not marked unsafe), last so
+      // nothing a request sends can override them: each host's SSH master socket.
+      const connectionVars = path.join(ws.dir, 'connection.json');
+      const socketsDir =
+        this.persistentMasters && this.mastersDir ? this.mastersDir : ws.controlPathDir;
+      await writeFile(
+        connectionVars,
+        JSON.stringify({ ansible_control_path: controlPathVar(socketsDir) }),
+        { mode: 0o600 },
+      );
       const args = [
         '-i',
         ws.inventoryPath,
         '-e',
         `@${ws.extravarsPath}`,
+        '-e',
+        `@${connectionVars}`,
         '--limit',
         // Names were checked against the inventory; joined as a plain list, never a pattern file.
         spec.hosts.join(','),
       ];
       if (ws.vaultPasswordPath) args.push('--vault-password-file', ws.vaultPasswordPath);
       args.push(path.join(ws.projectDir, spec.playbookFile));
-      const child = execa(this.config.ansiblePlaybook, args, {
-        cwd: ws.dir,
-        env: this.environment(ws),
-        extendEnv: false,
-        detached: true,
-        reject: false,
-        stdin: 'ignore',
-        // Read as streams below: no whole-process buffer, whatever the run prints.
-        buffer: false,
-      });
-      pgid = child.pid;
+      const child = await launcher.launch(args, ws);
+      pgid = child.pgid;
       if (pgid !== undefined) {
         log.info(
-          { event: 'run.spawned', pid: pgid, hosts: spec.hosts.length },
+          { event: 'run.spawned', pid: pgid, hosts: spec.hosts.length, runner: launcher.mode },
           'ansible-playbook started',
         );
         spec.onSpawned?.(pgid);
@@ -190,9 +308,11 @@ export class AnsibleRunner implements PlaybookRunner {
           }),
         );
       }
-      const [result] = await Promise.all([child, ...reading]);
+      const [exit] = await Promise.all([child.exited, ...reading]);
+      // Reported only once nothing of the run can still act on a host.
+      if (pgid !== undefined) await killGroupAndWait(pgid);
       const stderr = stderrTail.text();
-      const rc = typeof result.exitCode === 'number' ? result.exitCode : null;
+      const rc = exit.exitCode;
       const base = { rc, ...collector.extracted(), log: tail.text() };
       if (timedOut) {
         return {
@@ -202,20 +322,19 @@ export class AnsibleRunner implements PlaybookRunner {
         };
       }
       if (hooks.isCanceled()) return { ...base, status: 'canceled', error: 'canceled on request' };
+      if (exit.lost) return { ...base, status: 'error', error: exit.lost };
       if (!collector.sawRecap) {
         const why = stopReason(stderr);
-        // No exit code and no signal: the process never ran (e.g. ENOENT, EACCES).
-        const notStarted = rc === null && !result.signal;
         return {
           ...base,
           status: 'error',
           error:
             why ||
-            (notStarted
-              ? `ansible-playbook could not be started: ${result.originalMessage ?? result.message}`
+            (exit.notStarted !== undefined
+              ? `ansible-playbook could not be started: ${exit.notStarted}`
               : collector.resultCount > 0
-                ? `ansible-playbook exited with ${rc ?? result.signal} before its recap`
-                : `ansible-playbook exited with ${rc ?? result.signal} and printed no results`),
+                ? `ansible-playbook exited with ${rc ?? exit.signal} before its recap`
+                : `ansible-playbook exited with ${rc ?? exit.signal} and printed no results`),
         };
       }
       return { ...base, status: rc === 0 ? 'succeeded' : 'failed', error: null };
@@ -224,7 +343,8 @@ export class AnsibleRunner implements PlaybookRunner {
       clearTimeout(killTimer);
       if (pgid !== undefined) signalGroup(pgid, 'SIGKILL');
       try {
-        await closeSshMasters(ws.controlPathDir, ws.dir);
+        // Masters of a run are its own only when they do not outlive it.
+        if (!this.persistentMasters) await closeSshMasters(ws.controlPathDir, ws.dir);
       } finally {
         // The secrets in the workspace (vault password, extravars) go whatever happened above.
         await removeWorkspace(ws);

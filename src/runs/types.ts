@@ -102,4 +102,10 @@ export interface RunHandle {
 export interface PlaybookRunner {
   start(spec: RunSpec): RunHandle;
   version(): Promise<string>;
+  /** Starts what runs keep warm between them, in the background. */
+  prepare?(): void;
+  /** Lets go of what it keeps for hosts not in `hosts` (their SSH masters). */
+  retainHosts?(hosts: Iterable<string>): Promise<void>;
+  /** At shutdown, after the last run: ends what it kept running between runs. */
+  close?(): Promise<void>;
 }

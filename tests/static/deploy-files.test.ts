@@ -29,7 +29,7 @@ const COPIED = [
   'scripts/kong-render.mjs',
   'README.md',
 ];
-const LINKED = ['src', 'playbooks', 'inventory', 'docs'];
+const LINKED = ['src', 'playbooks', 'runner', 'inventory', 'docs'];
 
 let copies: string[] = [];
 afterEach(() => {
@@ -182,6 +182,13 @@ describe('Dockerfile', () => {
       '--from=build /app/dist',
       '--from=buld /app/dist',
       /--from=buld names no earlier stage/,
+    ],
+    [
+      'Dockerfile',
+      'no warm runner script',
+      'COPY runner ./runner',
+      '',
+      /must COPY runner \.\/runner/,
     ],
     ['Dockerfile', 'no tini', '"/usr/bin/tini", "--"', '"/usr/bin/env"', /under tini/],
     [

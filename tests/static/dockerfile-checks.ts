@@ -241,6 +241,13 @@ export function dockerfileProblems(root: string): string[] {
     problems.push('Dockerfile: the final stage must run as a non-root USER');
   else problems.push(...userProblems(final));
   problems.push(...dataDirProblems(final), ...pruneProblems(stages, final));
+  // The warm runner finds its Python side at ../../../runner from dist/runs/warm/.
+  const copiesRunner = final.instructions.some(
+    (i) => i.keyword === 'COPY' && /^runner\/? \.\/runner\/?$/.test(i.args.trim()),
+  );
+  if (!copiesRunner) {
+    problems.push('Dockerfile: the final stage must COPY runner ./runner (the warm runner)');
+  }
   const health = final.instructions.find((i) => i.keyword === 'HEALTHCHECK');
   if (!health?.args.includes('/healthz'))
     problems.push('Dockerfile: the final stage needs a HEALTHCHECK on /healthz');

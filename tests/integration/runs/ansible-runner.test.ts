@@ -25,6 +25,9 @@ function runnerConfig(overrides: Partial<RunnerConfig>): RunnerConfig {
     runLogMaxBytes: 262_144,
     vaultPassword: undefined,
     vaultPasswordFile: undefined,
+    // This file is the spawn mode's own; the warm runner's are in warm-runner.test.ts.
+    runnerMode: 'spawn',
+    sshMasterIdleMs: 0,
     ...overrides,
   };
 }
@@ -247,6 +250,8 @@ describe('AnsibleRunner process handling, with a stand-in ansible-playbook', { t
       path.join(ws, 'inventory', 'hosts.yml'),
       '-e',
       `@${path.join(ws, 'extravars.json')}`,
+      '-e',
+      `@${path.join(ws, 'connection.json')}`,
       '--limit',
       'h1,h2',
       '--vault-password-file',
@@ -259,6 +264,12 @@ describe('AnsibleRunner process handling, with a stand-in ansible-playbook', { t
       n: { __ansible_unsafe: 1 },
     });
     expect((await stat(path.join(copy, 'extravars.json'))).mode & 0o777).toBe(0o600);
+    // routeplane's own, after the request's so they win: each host's SSH master socket
+    expect(JSON.parse(await readFile(path.join(copy, 'connection.json'), 'utf8'))).toEqual({
+      ansible_control_path: expect.stringMatching(
+        /^\/.*\{\{ \(inventory_hostname \| hash\('sha1'\)\)\[:12\] \}\}-/,
+      ),
+    });
     expect(await readFile(path.join(copy, 'vault-password'), 'utf8')).toBe(`${password}\n`);
     expect((await stat(path.join(copy, 'vault-password'))).mode & 0o777).toBe(0o600);
     // the run's temp dir is gone once it has ended
