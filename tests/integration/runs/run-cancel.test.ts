@@ -22,6 +22,9 @@ const PAUSE_S = Number(
 );
 const T = 60_000;
 const NOTHING_LEFT = { group: [], mentioning: [], workspaceExists: false };
+// A run's SSH masters are its own (in its ControlPath dir, closed when it ends) only when they
+// are not kept across runs; kept masters are the warm-runner tests' (warm-runner.test.ts).
+const OWN_MASTERS = { SSH_MASTER_IDLE_S: '0' };
 
 /** Starts pause.yml on h1 and returns once it is past its ping, holding an SSH master. */
 async function startPause(server: TestServer, extravars: Record<string, unknown> = {}) {
@@ -59,7 +62,7 @@ describe('canceling and timing out runs, on a lab of 1 host', { timeout: T }, ()
   describe('with default limits', () => {
     let server: TestServer;
     beforeAll(async () => {
-      server = await startTestServer({ INVENTORY: fleet.lab.inventoryPath });
+      server = await startTestServer({ INVENTORY: fleet.lab.inventoryPath, ...OWN_MASTERS });
     }, T);
     afterAll(async () => {
       await server?.close();
@@ -102,7 +105,11 @@ describe('canceling and timing out runs, on a lab of 1 host', { timeout: T }, ()
   describe('given RUN_TIMEOUT_S=2', () => {
     let server: TestServer;
     beforeAll(async () => {
-      server = await startTestServer({ INVENTORY: fleet.lab.inventoryPath, RUN_TIMEOUT_S: '2' });
+      server = await startTestServer({
+        INVENTORY: fleet.lab.inventoryPath,
+        RUN_TIMEOUT_S: '2',
+        ...OWN_MASTERS,
+      });
     }, T);
     afterAll(async () => {
       await server?.close();
@@ -136,6 +143,7 @@ describe('canceling and timing out runs, on a lab of 1 host', { timeout: T }, ()
       server = await startTestServer({
         INVENTORY: fleet.lab.inventoryPath,
         MAX_CONCURRENT_RUNS: '1',
+        ...OWN_MASTERS,
       });
       holder = await startPause(server);
     }, T);
