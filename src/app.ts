@@ -20,6 +20,7 @@ import { openApiValidation } from './http/openapi-validation.ts';
 import { requestContextMiddleware } from './http/request-context.ts';
 import { bearerAuthHandler } from './http/security.ts';
 import type { Logger } from './logger.ts';
+import type { Metrics } from './metrics/metrics.ts';
 import { routesHandlers } from './routes/routes-handlers.ts';
 import type { RoutesService } from './routes/routes-service.ts';
 import { runsHandlers } from './runs/runs-handlers.ts';
@@ -37,6 +38,8 @@ export interface AppDependencies {
   hosts: HostsService;
   routes: RoutesService;
   compat: CompatService | null;
+  /** HTTP request durations by operationId go here when given. */
+  metrics?: Metrics;
 }
 
 /** The Express app, without listening: the server and the tests both build it here. */
@@ -52,7 +55,21 @@ export function buildApp(deps: AppDependencies): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
-  app.use(requestContextMiddleware(deps.logger));
+  const metrics = deps.metrics;
+  app.use(
+    requestContextMiddleware(
+      deps.logger,
+      metrics &&
+        ((req, res, seconds) => {
+          // Requests refused before validation (a malformed body) still name their operation.
+          const op =
+            (req as { openapi?: { schema?: { operationId?: string } } }).openapi?.schema
+              ?.operationId ??
+            validation.matcher()?.operationId(req.originalUrl.split('?')[0]!, req.method);
+          metrics.httpRequest(op, res.statusCode, seconds);
+        }),
+    ),
+  );
   app.use(compatPathAliases());
   app.use(docsHandlers(contract));
   app.use(

@@ -11,6 +11,7 @@ import { InventorySource } from './hosts/inventory-source.ts';
 import { lockDataDir } from './db/data-dir-lock.ts';
 import { migrateToLatest } from './db/database.ts';
 import { createLogger, type Logger } from './logger.ts';
+import { startMetricsServer, type MetricsListener } from './metrics/metrics-server.ts';
 import { atMost } from './shared/at-most.ts';
 import {
   claimInstanceDir,
@@ -26,6 +27,8 @@ const ORPHAN_SWEEP_MS = 5_000;
 export interface RunningServer {
   url: string;
   port: number;
+  /** The metrics listener's /metrics URL; null when METRICS_PORT is unset. */
+  metricsUrl: string | null;
   services: Services;
   stop(): Promise<void>;
 }
@@ -77,6 +80,7 @@ export async function startServer(
       hosts: services.hosts,
       routes: services.routes,
       compat: services.compat,
+      metrics: services.metrics,
     });
     const server: Server = await new Promise((resolve, reject) => {
       const s = app.listen(config.port, config.host, (err?: Error) =>
@@ -85,6 +89,20 @@ export async function startServer(
     });
     // Long waits (?wait=) must not be cut by Node's default request timeout.
     server.requestTimeout = 0;
+    let metricsListener: MetricsListener | null = null;
+    if (config.metricsPort !== undefined) {
+      try {
+        metricsListener = await startMetricsServer({
+          metrics: services.metrics,
+          port: config.metricsPort,
+          host: config.metricsHost,
+          logger,
+        });
+      } catch (err) {
+        server.close();
+        throw err;
+      }
+    }
     const { port } = server.address() as AddressInfo;
     const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
     logger.info(
@@ -118,6 +136,7 @@ export async function startServer(
       (stopping ??= (async () => {
         logger.info({ event: 'server.stopping' }, 'shutting down');
         const closed = new Promise<void>((r) => server.close(() => r()));
+        const metricsClosed = metricsListener?.close();
         if (orphanSweep) clearInterval(orphanSweep);
         await live.scheduler.stop();
         await retention.stop();
@@ -128,6 +147,7 @@ export async function startServer(
         await live.runner.close?.();
         server.closeAllConnections();
         await closed;
+        await metricsClosed;
         if (live.presence.workspaceDir) await releaseInstanceDir(live.presence.workspaceDir);
         await live.presence.withdraw();
         await live.db.close();
@@ -137,6 +157,7 @@ export async function startServer(
     return {
       url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
       port,
+      metricsUrl: metricsListener?.url ?? null,
       services: live,
       stop,
     };

@@ -13,6 +13,9 @@ import { HostWorkStore } from './reconciler/host-work-store.ts';
 import { Reconciler } from './reconciler/reconciler.ts';
 import { RoutesKind } from './routes/routes-kind.ts';
 import { LockoutGuard } from './routes/lockout-guard.ts';
+import { hostsBySyncState } from './metrics/host-sync-states.ts';
+import { MeasuredHostWorkStore } from './metrics/measured-work.ts';
+import { Metrics } from './metrics/metrics.ts';
 import { RoutesService } from './routes/routes-service.ts';
 import { RoutesStore } from './routes/routes-store.ts';
 import { AnsibleRunner } from './runs/ansible-runner.ts';
@@ -36,12 +39,14 @@ export interface Services {
   scheduler: Scheduler;
   work: HostWorkStore;
   readiness: ReadinessProbe;
+  metrics: Metrics;
 }
 
 export interface WiringOverrides {
   db?: Database;
   runner?: PlaybookRunner;
   inventory?: InventorySource;
+  metrics?: Metrics;
 }
 
 /** Creates every store and service and hands each its dependencies; nothing else `new`s them. */
@@ -52,6 +57,14 @@ export function wireServices(
 ): Services {
   const db =
     overrides.db ?? openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  // Process metrics (CPU, memory, event loop) only when a listener will serve them.
+  const metrics =
+    overrides.metrics ??
+    new Metrics({
+      hostsBySyncState: () => hostsBySyncState(db.knex),
+      processMetrics: config.metricsPort !== undefined,
+      logger,
+    });
   const presence = new InstancePresence(db);
   const runner =
     overrides.runner ??
@@ -67,10 +80,11 @@ export function wireServices(
     inventory,
     presence,
     logger,
+    metrics,
   );
   const hostStates = new HostStateStore(db.knex);
   const hosts = new HostsService(config, inventory, hostStates, runs);
-  const work = new HostWorkStore(db.knex);
+  const work: HostWorkStore = new MeasuredHostWorkStore(db.knex, metrics.writes);
   const routesStore = new RoutesStore(db.knex, work);
   const managementAddresses = new ManagementAddresses(inventory);
   const reconciler = new Reconciler({
@@ -83,6 +97,7 @@ export function wireServices(
     owner: presence.id,
     logger,
     managementAddresses: (hosts) => managementAddresses.of(hosts),
+    onSettled: (hosts) => metrics.hostsSettled(hosts),
   });
   // A write committed here is claimed at once, not at the next poll.
   work.onBumpCommitted(() => reconciler.wake());
@@ -98,12 +113,17 @@ export function wireServices(
     [
       {
         name: 'routes',
-        fireDue: (n) => routesStore.fireDue(n),
+        fireDue: async (n) =>
+          (await routesStore.fireDue(n)).map((r) => ({
+            host: r.host,
+            dueAt: r.status === 'expired' ? r.deleteAt : r.createAt,
+          })),
         nextDueAt: () => routesStore.nextDueAt(),
       },
     ],
     () => reconciler.wake(),
     logger,
+    (kind, dueAts) => metrics.transitionsFired(kind, dueAts),
   );
   routes.onScheduleChange(() => scheduler.wake());
   const compat = config.compatHost
@@ -130,6 +150,7 @@ export function wireServices(
     scheduler,
     work,
     readiness,
+    metrics,
   };
 }
 

@@ -70,6 +70,10 @@ export interface ReconcilerDeps {
   /** Each host's management address, which its apply module must never route away. */
   managementAddresses?: (hosts: string[]) => Promise<Record<string, string>>;
   random?: () => number;
+  /** Told how each claimed host's apply ended (metrics: retries, write-to-kernel lag). */
+  onSettled?: (
+    hosts: { host: string; gen: number; failed: boolean; converging: boolean }[],
+  ) => void;
 }
 
 export interface Settlement {
@@ -254,6 +258,7 @@ export class Reconciler {
         retryAt: error === null ? null : retryAt.get(c.host)!,
       };
     });
+    this.deps.onSettled?.(claims.map((c, i) => ({ ...c, failed: finishes[i]!.error !== null })));
     for (const f of finishes) {
       if (f.error !== null) {
         this.deps.logger.warn(

@@ -50,6 +50,12 @@ export interface RunRequest {
 
 type RunFinishedHook = (run: Run) => Promise<void>;
 
+/** What runs tell the metrics (metrics/metrics.ts); seconds, by kind and final status. */
+export interface RunMetrics {
+  runStarted(kind: RunKind, queuedSeconds: number): void;
+  runEnded(kind: RunKind, outcome: string, seconds: number): void;
+}
+
 type ServiceConfig = Pick<Config, 'maxConcurrentRuns' | 'allowLocalWrites' | 'playbooksDir'>;
 
 /** Records, schedules, executes, cancels and awaits runs. */
@@ -67,6 +73,7 @@ export class RunsService {
     private readonly inventory: InventorySource,
     private readonly presence: InstancePresence,
     private readonly logger: Logger,
+    private readonly metrics?: RunMetrics,
   ) {
     this.slots = new RunSlots(config.maxConcurrentRuns);
   }
@@ -158,11 +165,14 @@ export class RunsService {
       done: null as unknown as Promise<Run>,
     };
     let cancelOnStart = false;
+    const queuedAt = performance.now();
     tracked.done = (async () => {
       const granted = await Promise.race([
         this.slots.acquire(run.id, SLOT_PRIORITY[req.kind]).then(() => true),
         queuedCancel,
       ]);
+      const startedAt = performance.now();
+      if (granted) this.metrics?.runStarted(req.kind, (startedAt - queuedAt) / 1000);
       let outcome: RunOutcome;
       if (!granted) {
         outcome = {
@@ -213,6 +223,11 @@ export class RunsService {
           this.slots.release();
         }
       }
+      this.metrics?.runEnded(
+        req.kind,
+        outcome.status,
+        granted ? (performance.now() - startedAt) / 1000 : 0,
+      );
       const finished = await this.finishes.record(run, outcome);
       for (const hook of this.finishedHooks) {
         await hook(finished).catch((err) =>

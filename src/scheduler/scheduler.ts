@@ -8,7 +8,8 @@ import type { Logger } from '../logger.ts';
  */
 export interface ScheduleSource {
   readonly name: string;
-  fireDue(limit: number): Promise<{ host: string }[]>;
+  /** `dueAt`: the time the transition was due (create_at or delete_at), for its lag. */
+  fireDue(limit: number): Promise<{ host: string; dueAt?: Date | null }[]>;
   nextDueAt(): Promise<Date | null>;
 }
 
@@ -32,6 +33,8 @@ export class Scheduler {
     private readonly sources: ScheduleSource[],
     private readonly onFired: () => void,
     private readonly logger: Logger,
+    /** Told of each batch fired, with the due times, as soon as it committed (metrics). */
+    private readonly onFiredDue?: (kind: string, dueAts: (Date | null | undefined)[]) => void,
   ) {}
 
   /** Fires everything overdue at once (after a restart), then follows the schedule. */
@@ -56,10 +59,14 @@ export class Scheduler {
         this.again = false;
         try {
           for (const source of this.sources) {
-            let fired: { host: string }[];
+            let fired: { host: string; dueAt?: Date | null }[];
             do {
               fired = await source.fireDue(CLAIM_BATCH);
               if (fired.length > 0) {
+                this.onFiredDue?.(
+                  source.name,
+                  fired.map((f) => f.dueAt),
+                );
                 this.logger.info(
                   { event: 'scheduler.fired', kind: source.name, count: fired.length },
                   'scheduled transitions fired',
