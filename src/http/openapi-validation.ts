@@ -89,7 +89,14 @@ export class OperationMatcher {
     });
   }
 
-  match(path: string, method: string, sensitive = false, strict = false): OperationMatch | null {
+  /** `reportedPath` names the request in a malformed-escape error, as the library does. */
+  match(
+    path: string,
+    method: string,
+    sensitive = false,
+    strict = false,
+    reportedPath = path,
+  ): OperationMatch | null {
     const m = method.toLowerCase();
     const option = `${sensitive ? 's' : ''}${strict ? 't' : ''}`;
     for (const route of this.routes) {
@@ -107,7 +114,7 @@ export class OperationMatcher {
           pathParams[compiled.keys[i]!] = decodeURIComponent(found[i + 1] as string);
         }
       } catch {
-        throw new BadRequest({ path, message: `malformed uri'` });
+        throw new BadRequest({ path: reportedPath, message: `malformed uri'` });
       }
       const item = (this.context.apiDoc.paths as Record<string, Record<string, Operation>>)[
         route.pathKey
@@ -147,6 +154,7 @@ function metadataStage(context: OpenApiContext, matcher: OperationMatcher): Stag
       req.method,
       !!req.app.enabled('case sensitive routing'),
       !!req.app.enabled('strict routing'),
+      req.path,
     );
     if (matched) {
       const { expressRoute, openApiRoute, pathParams, schema } = matched;
