@@ -4,6 +4,8 @@
 # set, in one `ip -batch`, never touching a route routeplane does not own.
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import json
 import os
@@ -34,9 +36,9 @@ options:
   routes:
     description: >
       Desired routes, each a dict with id, to (a prefix), table (int), metric (int) and
-      optional via, dev, scope, src, onlink, force.
-    type: list
-    elements: dict
+      optional via, dev, scope, src, onlink, force. Either a list, or one string holding that
+      list as base64 of its JSON (what routeplane sends; see "Why a string" below).
+    type: raw
     default: []
   management_address:
     description: >
@@ -64,6 +66,53 @@ options:
       host and refuses to run if a newer one has held it.
     type: dict
 """
+
+RETURN = r"""
+added:
+  description: Ids of the desired routes added (or that would be, without repair).
+  type: list
+  elements: str
+replaced:
+  description: Ids of the desired routes whose attributes were replaced.
+  type: list
+  elements: str
+removed:
+  description: >
+    Owned routes not in the desired set that were removed, as id (null), to, table, metric.
+  type: list
+  elements: dict
+added_count: {description: len(added), type: int}
+replaced_count: {description: len(replaced), type: int}
+removed_count: {description: len(removed), type: int}
+unchanged_count: {description: Desired routes the kernel already had as desired., type: int}
+conflicts:
+  description: Desired routes not applied (reason unowned or lockout), as id, to, table, metric.
+  type: list
+  elements: dict
+errors:
+  description: Lines of the batch the kernel refused, as id (null for a removal), to, op, error.
+  type: list
+  elements: dict
+"""
+
+# Why a string: with 1,000 routes as a list, Ansible (2.14, non-native Jinja) deep-copies the
+# list from the host's vars file at every variable lookup, walks it to wrap every value as
+# unsafe, and, because `{{ routeplane_routes.routes }}` renders to text starting with "[",
+# parses that text back with ast.literal_eval: about 0.2 s of controller CPU per host, more than
+# the whole floor (`ip -batch` fed by an ansible.builtin.command task) spends. Base64 text is one
+# opaque scalar to Ansible: nothing to copy, wrap or re-parse, whatever the number of routes.
+ROUTE_KEYS = {
+    "id": (str,),
+    "to": (str,),
+    "table": (int, str),
+    "metric": (int, str),
+    "via": (str,),
+    "dev": (str,),
+    "scope": (str,),
+    "src": (str,),
+    "onlink": (bool,),
+    "force": (bool,),
+}
 
 SCOPES = {"global": 0, "universe": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
 FAILED_LINE = re.compile(r"Command failed -:(\d+)")
@@ -123,6 +172,34 @@ def route_args(d, proto):
     return args
 
 
+def desired_routes(module):
+    """The routes argument as a list of dicts, checked lightly: one pass over plain dicts in place
+    of AnsibleModule's per-item validation (routeplane validated every field already; a direct
+    caller gets a clear error naming the route)."""
+    raw = module.params["routes"]
+    if raw is None or raw == "":
+        return []
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(base64.b64decode(raw, validate=True))
+        except (binascii.Error, ValueError) as e:
+            module.fail_json(msg="routes: a string must be base64 of a JSON list (%s)" % e)
+    if not isinstance(raw, list):
+        module.fail_json(msg="routes: expected a list, got %s" % type(raw).__name__)
+    for i, d in enumerate(raw):
+        if not isinstance(d, dict) or not isinstance(d.get("to"), str):
+            module.fail_json(msg="routes[%d]: expected a dict with to (a prefix), got %r" % (i, d))
+        for k, v in d.items():
+            kinds = ROUTE_KEYS.get(k)
+            if kinds is None:
+                module.fail_json(msg="routes[%d] (%s): unknown key %r" % (i, d["to"], k))
+            # bool is an int in Python: a table or metric of true is refused by table_id and
+            # kernel_metric below.
+            if v is not None and not isinstance(v, kinds):
+                module.fail_json(msg="routes[%d] (%s): %s has type %s" % (i, d["to"], k, type(v).__name__))
+    return raw
+
+
 def management_addresses(module):
     """The addresses Ansible reaches this host from: a route capturing one would cut us off.
     routeplane's own view (its source address towards the host) and SSH_CONNECTION's client,
@@ -145,7 +222,8 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             proto=dict(type="int", required=True),
-            routes=dict(type="list", elements="dict", default=[]),
+            # raw: a list or base64 text (see "Why a string"), checked by desired_routes.
+            routes=dict(type="raw", default=[]),
             management_address=dict(type="str"),
             local_connection=dict(type="bool", default=False),
             repair=dict(type="bool", default=True),
@@ -163,12 +241,16 @@ def main():
             msg="routeplane_routes: no management address to protect (no management_address "
             "given and no SSH_CONNECTION); refusing to change routes. " + LOCAL_HINT
         )
+    routes = desired_routes(module)
     desired = {}
-    for d in module.params["routes"]:
-        family = ipaddress.ip_network(d["to"], strict=False).version
-        d["to"] = canonical_prefix(d["to"], family)
-        d["table"] = table_id(d.get("table"))
-        d["metric"] = kernel_metric(d.get("metric"), family)
+    for i, d in enumerate(routes):
+        try:
+            family = ipaddress.ip_network(d["to"], strict=False).version
+            d["to"] = canonical_prefix(d["to"], family)
+            d["table"] = table_id(d.get("table"))
+            d["metric"] = kernel_metric(d.get("metric"), family)
+        except ValueError as e:
+            module.fail_json(msg="routes[%d] (%s): %s" % (i, d.get("to"), e))
         desired[(family, d["table"], d["to"], d["metric"])] = d
 
     owned, foreign = {}, {}
@@ -188,7 +270,8 @@ def main():
     current_best = [(addr, best_match(main_routes[addr.version], addr)) for addr in mgmt]
 
     lines, line_owner = [], []
-    added, replaced, removed, unchanged, conflicts = [], [], [], [], []
+    added, replaced, removed, conflicts = [], [], [], []
+    unchanged = 0
 
     for key, d in desired.items():
         ref = {"id": d.get("id"), "to": d["to"], "table": d["table"], "metric": d["metric"]}
@@ -206,7 +289,7 @@ def main():
             continue
         if key in owned:
             if same_attrs(d, owned[key]):
-                unchanged.append(ref)
+                unchanged += 1
                 continue
             lines.append("route replace " + " ".join(route_args(d, proto)))
             line_owner.append(("replace", ref))
@@ -247,8 +330,14 @@ def main():
     # By line, not by id: a failed removal has no id, and the same destination may be removed
     # from several tables in one batch.
     for i, (op, ref) in enumerate(line_owner, start=1):
-        if i not in failed_lines:
-            {"add": added, "replace": replaced, "del": removed}[op].append(ref)
+        if i in failed_lines:
+            continue
+        if op == "del":
+            removed.append(ref)
+        else:
+            # Ids only: a bulk's 1,000 additions are 1,000 short strings, not 1,000 dicts for
+            # Ansible to copy, clean and print, and for routeplane to parse and store.
+            (added if op == "add" else replaced).append(ref["id"])
 
     # Counts and changes only: a host's unchanged routes (thousands) are not worth a result row.
     module.exit_json(
@@ -258,11 +347,17 @@ def main():
         added=added,
         replaced=replaced,
         removed=removed,
-        unchanged_count=len(unchanged),
+        added_count=len(added),
+        replaced_count=len(replaced),
+        removed_count=len(removed),
+        unchanged_count=unchanged,
         conflicts=conflicts,
         errors=errors,
         management_address=str(mgmt[0]) if mgmt else None,
         management_addresses=[str(a) for a in mgmt],
+        # Ansible echoes every argument back unless told otherwise: that would be the whole
+        # desired set again, on every run, for nothing to read it (routeplane drops it).
+        invocation={"module_args": dict(module.params, routes="(%d routes)" % len(routes))},
     )
 
 

@@ -37,8 +37,35 @@ export function moduleRoute(r: Route): Record<string, unknown> {
   };
 }
 
+/**
+ * A host's routes as the module's `routes` argument: base64 of their JSON, one opaque string.
+ * As a list, Ansible copies, wraps and re-parses every route on the controller for each host
+ * (see "Why a string" in playbooks/library/routeplane_routes.py); as a string it does nothing
+ * per route, so a run costs what `ip -batch` fed by a bare Ansible task costs.
+ */
+export function moduleRoutesPayload(routes: Record<string, unknown>[]): string {
+  return routes.length === 0 ? '' : Buffer.from(JSON.stringify(routes)).toString('base64');
+}
+
+/** The routes a payload holds (benchmarks and tests read back what a run was given). */
+export function routesOfPayload(payload: unknown): Record<string, unknown>[] {
+  if (Array.isArray(payload)) return payload as Record<string, unknown>[];
+  if (typeof payload !== 'string' || payload === '') return [];
+  return JSON.parse(Buffer.from(payload, 'base64').toString('utf8')) as Record<string, unknown>[];
+}
+
 /** The lists in which the module names each desired route it changed, by id. */
 const CHANGES = ['added', 'replaced'] as const;
+
+/**
+ * The ids in one of those lists: the module names a change by its id alone; a result recorded
+ * before it did (a ref with an id) reads the same.
+ */
+function changedIds(list: unknown): (string | null)[] {
+  return ((list as (string | ModuleRef | null)[] | undefined) ?? []).map((e) =>
+    typeof e === 'string' ? e : (e?.id ?? null),
+  );
+}
 
 /** A route a run settles: whether the host should hold it, and its sync state before. */
 export interface SettledRoute {
@@ -123,18 +150,14 @@ export function syncFromRun(
         opts.repair ? [] : rows.filter((r) => r.state === 'drifted').map((r) => r.id),
       );
       for (const op of CHANGES) {
-        for (const ref of (task.data[op] as ModuleRef[] | undefined) ?? []) {
-          if (ref.id && !known.has(ref.id)) drift.push({ id: ref.id, op });
+        for (const id of changedIds(task.data[op])) {
+          if (id && !known.has(id)) drift.push({ id, op });
         }
       }
     }
     // A run that carried a write repaired everything; only a report-only convergence leaves drift.
     const drifted = new Set(
-      opts.repair || !opts.converging
-        ? []
-        : CHANGES.flatMap((op) =>
-            ((task.data[op] as ModuleRef[] | undefined) ?? []).map((r) => r.id),
-          ),
+      opts.repair || !opts.converging ? [] : CHANGES.flatMap((op) => changedIds(task.data[op])),
     );
     const failedAt = errors.size > 0 || removalError ? retryAt(host) : null;
     const updates: SyncUpdate[] = [];

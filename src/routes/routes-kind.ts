@@ -1,6 +1,12 @@
 import type { DesiredKind, HostInRun, RenderedHost } from '../reconciler/kind.ts';
 import type { Run } from '../runs/types.ts';
-import { moduleRoute, ROUTES_MODULE, syncFromRun, type SettledRoute } from './route-results.ts';
+import {
+  moduleRoute,
+  moduleRoutesPayload,
+  ROUTES_MODULE,
+  syncFromRun,
+  type SettledRoute,
+} from './route-results.ts';
 import type { RoutesStore } from './routes-store.ts';
 
 /** Routes as a kind of desired state: rendered for routeplane_routes, settled from its result. */
@@ -24,7 +30,9 @@ export class RoutesKind implements DesiredKind {
           desired: r.status === 'active',
           state: r.sync.state,
         }));
-        const routes = mine.filter((r) => r.status === 'active').map(moduleRoute);
+        const routes = moduleRoutesPayload(
+          mine.filter((r) => r.status === 'active').map(moduleRoute),
+        );
         return [h, { args: { proto: this.routeProto, routes }, settles }];
       }),
     );
@@ -60,7 +68,7 @@ export class RoutesKind implements DesiredKind {
   }
 
   nothing(): RenderedHost {
-    return { args: { proto: this.routeProto, routes: [] } };
+    return { args: { proto: this.routeProto, routes: moduleRoutesPayload([]) } };
   }
 
   hostsWithObjects(): Promise<string[]> {

@@ -59,8 +59,8 @@ interface TaskResultBody {
   data: {
     changed?: boolean;
     repaired?: boolean;
-    added?: ModuleRef[];
-    replaced?: ModuleRef[];
+    added?: string[];
+    replaced?: string[];
     removed?: ModuleRef[];
     unchanged_count?: number;
     conflicts?: unknown[];
@@ -148,7 +148,9 @@ function routesResult(run: RunBody, host: string): TaskResultBody {
   return result!;
 }
 
-const ids = (refs: ModuleRef[] | undefined) => (refs ?? []).map((r) => r.id);
+// The module names the routes it added or replaced by id alone.
+const ids = (refs: (string | ModuleRef)[] | undefined) =>
+  (refs ?? []).map((r) => (typeof r === 'string' ? r : r.id));
 const owned = (routes: KernelRoute[]) => routes.filter((r) => r.protocol === ROUTE_PROTO);
 
 /** A shell script in the host's namespace, as one command (any failing line fails it). */

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canonicalPrefix } from '../../../src/routes/kernel-route.ts';
+import { moduleRoutesPayload } from '../../../src/routes/route-results.ts';
 import { useLab } from '../../helpers/lab.ts';
 import { findRoute, ownedRoutes, ROUTE_PROTO } from '../../helpers/routes.ts';
 import { REPO } from '../../helpers/server.ts';
@@ -25,10 +26,16 @@ interface ModuleRef {
 interface ModuleResult {
   failed?: boolean;
   msg?: string;
-  added: ModuleRef[];
-  replaced: ModuleRef[];
+  /** Ids of the desired routes changed: a bulk's changes are short strings, not refs. */
+  added: string[];
+  replaced: string[];
   removed: ModuleRef[];
   unchanged_count: number;
+  added_count: number;
+  replaced_count: number;
+  removed_count: number;
+  changed: boolean;
+  invocation?: unknown;
   conflicts: ModuleRef[];
   management_addresses: string[];
 }
@@ -107,7 +114,7 @@ describe('the apply module guarding the management address, on a lab host', { ti
       routes: [{ id: 'a', to: `${gw()}/32`, dev: 'eth0' }],
     });
     expect(res.failed, res.msg).toBeFalsy();
-    expect(tos(res.added)).toEqual([`${gw()}/32`]);
+    expect(res.added).toEqual(['a']);
     expect(res.management_addresses).toEqual([]);
     expect(findRoute(await ownedRoutes(fleet.lab, 'h1'), { to: `${gw()}/32` })).toMatchObject({
       dev: 'eth0',
@@ -134,7 +141,7 @@ describe('the apply module guarding the management address, on a lab host', { ti
       ['host', 'lockout', gw()],
       ['longer', 'lockout', gw()],
     ]);
-    expect(res.added.map((r) => r.id).sort()).toEqual(['default', 'other-table', 'same']);
+    expect([...res.added].sort()).toEqual(['default', 'other-table', 'same']);
     const owned = await ownedRoutes(fleet.lab, 'h1');
     expect(findRoute(owned, { to: `${gw()}/32` })).toBeUndefined();
     expect(findRoute(owned, { to: slash29 })).toBeUndefined();
@@ -174,7 +181,7 @@ describe('the apply module guarding the management address, on a lab host', { ti
       ['mgmt', '203.0.113.1'],
       ['ssh', gw()],
     ]);
-    expect(res.added.map((r) => r.id)).toEqual(['neither']);
+    expect(res.added).toEqual(['neither']);
     await apply({ local_connection: true, routes: [] });
   });
 
@@ -182,7 +189,7 @@ describe('the apply module guarding the management address, on a lab host', { ti
     const route = { id: 'host', to: `${gw()}/32`, dev: 'eth0' };
     const forced = await apply({ management_address: gw(), routes: [{ ...route, force: true }] });
     expect(forced.failed, forced.msg).toBeFalsy();
-    expect(tos(forced.added)).toEqual([`${gw()}/32`]);
+    expect(forced.added).toEqual(['host']);
     expect(findRoute(await ownedRoutes(fleet.lab, 'h1'), { to: `${gw()}/32` })).toMatchObject({
       dev: 'eth0',
       gateway: null,
@@ -203,6 +210,38 @@ describe('the apply module guarding the management address, on a lab host', { ti
     });
     expect(res.failed).toBe(true);
     expect(res.msg).toMatch(/management_address 'gateway.example' is not an IP address/);
+    expect(await ownedRoutes(fleet.lab, 'h1')).toEqual([]);
+  });
+
+  it('when the routes come as routeplane sends them (base64 of their JSON), then they apply as the same list would, with counts and ids, and the arguments are not echoed back', async () => {
+    const routes = [
+      { id: 'v4', to: '203.0.113.64/26', dev: 'eth0', table: 254, metric: 0 },
+      { id: 'v6', to: '2001:db8:f000:1::/64', dev: 'eth0', table: 254, metric: 1024 },
+    ];
+    const res = await apply({ local_connection: true, routes: moduleRoutesPayload(routes) });
+    expect(res.failed, res.msg).toBeFalsy();
+    expect([...res.added].sort()).toEqual(['v4', 'v6']);
+    expect(res).toMatchObject({ added_count: 2, replaced_count: 0, removed_count: 0 });
+    expect(JSON.stringify(res.invocation)).not.toContain('203.0.113.64');
+    const again = await apply({ local_connection: true, routes: moduleRoutesPayload(routes) });
+    expect(again).toMatchObject({ added: [], replaced: [], unchanged_count: 2, changed: false });
+    const cleared = await apply({ local_connection: true, routes: moduleRoutesPayload([]) });
+    expect(cleared.removed_count).toBe(2);
+    expect(tos(cleared.removed).sort()).toEqual(['2001:db8:f000:1::/64', '203.0.113.64/26']);
+  });
+
+  it('when a route is malformed, then the module fails naming it and changes nothing', async () => {
+    for (const [routes, message] of [
+      ['not base64!', /base64 of a JSON list/],
+      [[{ id: 'a', dev: 'eth0' }], /routes\[0\]: expected a dict with to/],
+      [[{ id: 'a', to: '203.0.113.0/24', dev: 'eth0', color: 'red' }], /unknown key 'color'/],
+      [[{ id: 'a', to: '203.0.113.0/24', metric: true }], /metric/],
+      [[{ id: 'a', to: '203.0.113.0/33' }], /routes\[0\] \(203.0.113.0\/33\)/],
+    ] as const) {
+      const res = await apply({ local_connection: true, routes });
+      expect(res.failed, JSON.stringify(routes)).toBe(true);
+      expect(res.msg).toMatch(message);
+    }
     expect(await ownedRoutes(fleet.lab, 'h1')).toEqual([]);
   });
 });

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import {
+  moduleRoutesPayload,
   ROUTES_MODULE,
+  routesOfPayload,
   syncFromRun,
   type SettledRoute,
   type SettleOptions,
@@ -287,6 +289,33 @@ describe('syncFromRun', () => {
     ]);
     // Repaired: the routes are in sync as they were, so nothing is rewritten.
     expect(result.updates).toEqual([]);
+  });
+
+  it('when the module names its changes by id alone, then a converging run reports them as drift, and a report-only one marks them drifted', () => {
+    const rows: SettledRoute[] = [
+      { id: ACTIVE, desired: true, state: 'in_sync' },
+      { id: OTHER, desired: true, state: 'in_sync' },
+    ];
+    const run = runWith({ data: moduleOutput({ added: [ACTIVE], replaced: [OTHER] }) });
+    expect(sync(run, rows, { converging: true, repair: true }).drift).toEqual([
+      { id: ACTIVE, op: 'added' },
+      { id: OTHER, op: 'replaced' },
+    ]);
+    const reported = sync(run, rows, { converging: true, repair: false });
+    expect(updateOf(reported, ACTIVE)).toMatchObject({ state: 'drifted' });
+    expect(updateOf(reported, OTHER)).toMatchObject({ state: 'drifted' });
+  });
+
+  it('when routes become the module payload, then it is one base64 string that reads back as the same routes, and no routes is an empty string', () => {
+    const routes = [
+      { id: ACTIVE, to: '203.0.113.0/28', table: 254, metric: 0, dev: 'eth0' },
+      { id: OTHER, to: '2001:db8:f000::/64', table: 100, metric: 1024, via: '2001:db8::1' },
+    ];
+    const payload = moduleRoutesPayload(routes);
+    expect(payload).toMatch(/^[A-Za-z0-9+/]+=*$/);
+    expect(routesOfPayload(payload)).toEqual(routes);
+    expect(moduleRoutesPayload([])).toBe('');
+    expect(routesOfPayload('')).toEqual([]);
   });
 
   it('when a run that carries a write added routes, then they are not drift', () => {
