@@ -68,7 +68,37 @@ def preload():
     import ansible.plugins.test.core  # noqa: F401
     from ansible.release import __version__
 
+    warm_plugins()
     return __version__
+
+
+def warm_plugins():
+    """Loads the plugins every run loads, and their configuration definitions.
+
+    Each run would otherwise import them and parse each one's DOCUMENTATION YAML for its
+    settings. Both land in process-wide caches (sys.modules, C.config) that a fork inherits
+    and a run's own plugin directories add to, never replace: what a run loads is the same.
+    """
+    from ansible.plugins import loader
+
+    for name in ("callback_loader", "connection_loader", "shell_loader", "become_loader",
+                 "vars_loader", "filter_loader", "test_loader", "strategy_loader",
+                 "inventory_loader", "cache_loader"):
+        try:
+            list(getattr(loader, name).all(class_only=True))
+        except Exception:  # noqa: BLE001 - a plugin that fails to load here fails in the run
+            pass
+    for get in (
+        lambda: loader.callback_loader.get("ansible.posix.jsonl", class_only=True),
+        lambda: loader.action_loader.get("ansible.builtin.normal", class_only=True),
+        lambda: loader.action_loader.get("ansible.builtin.command", class_only=True),
+        # Runs `ssh -o ControlPersist` once to see whether ssh supports it; cached per process.
+        lambda: __import__("ansible.utils.ssh_functions", fromlist=["x"]).set_default_transport(),
+    ):
+        try:
+            get()
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def run_child(request, parent, started_w):
