@@ -68,7 +68,10 @@ export function wireServices(
   const presence = new InstancePresence(db);
   const runner =
     overrides.runner ??
-    new AnsibleRunner(config, logger, { workRoot: () => presence.workspaceDir ?? undefined });
+    new AnsibleRunner(config, logger, {
+      workRoot: () => presence.workspaceDir ?? undefined,
+      onWarmRestart: () => metrics.warmRunnerRestarts.inc(),
+    });
   const inventory = overrides.inventory ?? new InventorySource(config);
   // A host that left the inventory keeps no SSH master open.
   inventory.onLoaded((inv) => void runner.retainHosts?.(inv.hosts.keys()));
