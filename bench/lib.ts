@@ -1,7 +1,7 @@
 // Shared plumbing for the benchmarks: timing statistics, cleanup that also runs on signals,
 // a deadline per benchmark, a lab and a routeplane server configured the way production is.
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -138,6 +138,29 @@ export function loadavg(): string {
     .map((x) => x.toFixed(2))
     .join(' ');
 }
+
+/** Resident memory of a process from /proc/<pid>/status, in MiB: now (VmRSS) and peak (VmHWM). */
+export async function rssMiB(
+  pid: number | 'self' = 'self',
+): Promise<{ rss: number; peak: number }> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = (key: string) =>
+    Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+  return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
+}
+
+/**
+ * Starts a new peak for `rssMiB` (VmHWM back to the current RSS; Linux's clear_refs 5), so a
+ * phase's peak is its own and not start-up's. False when the kernel does not allow it.
+ */
+export async function resetPeakRss(pid: number | 'self' = 'self'): Promise<boolean> {
+  return writeFile(`/proc/${pid}/clear_refs`, '5').then(
+    () => true,
+    () => false,
+  );
+}
+
+export const mib = (x: number) => `${x.toFixed(0)} MiB`;
 
 export async function tempDir(cleanup: Cleanup, prefix: string): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), `routeplane-bench-${prefix}-`));

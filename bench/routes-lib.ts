@@ -3,7 +3,7 @@
 // routeplane's routes, the API, and ansible-playbook run bare the way AnsibleRunner runs it
 // (for apply.yml: in a run workspace holding each host's desired file, as the reconciler
 // writes it).
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { execa, type ResultPromise } from 'execa';
@@ -11,14 +11,15 @@ import { dump, load } from 'js-yaml';
 import { ManagementAddresses } from '../src/hosts/management-address.ts';
 import { MAX_HOSTS, type Lab } from '../src/lab/index.ts';
 import { APPLY_PLAYBOOK } from '../src/reconciler/reconciler.ts';
+import { moduleRoutesPayload, routesOfPayload } from '../src/routes/route-results.ts';
 import { RoutesKind } from '../src/routes/routes-kind.ts';
 import { RoutesStore } from '../src/routes/routes-store.ts';
-import { parseCallbackJson } from '../src/runs/json-extractor.ts';
+import { extractJsonl } from '../src/runs/json-extractor.ts';
 import { closeSshMasters } from '../src/runs/process-reaper.ts';
 import { createWorkspace, removeWorkspace } from '../src/runs/run-workspace.ts';
 import type { RunningServer } from '../src/server.ts';
 import { ADMIN_TOKEN, PLAYBOOKS_DIR, benchLab, tempDir, type Cleanup } from './lib.ts';
-import { ansibleBaseEnvironment } from '../src/runs/ansible-environment.ts';
+import { ansibleRunEnvironment } from '../src/runs/ansible-environment.ts';
 
 /** routeplane's default ROUTE_PROTO: the marker on every route it (and the baselines) install. */
 export const PROTO = 147;
@@ -175,7 +176,12 @@ export function kernelPollers(cleanup: Cleanup, hosts: FleetHost[]): KernelPolle
 export async function kernelsReach(
   pollers: KernelPoller[],
   expected: number,
-  opts: { pollMs?: number; timeoutMs?: number } = {},
+  opts: {
+    pollMs?: number;
+    timeoutMs?: number;
+    /** Told when each host's kernel is first seen complete (performance.now()). */
+    onHost?: (host: string, at: number) => void;
+  } = {},
 ): Promise<number> {
   const pollMs = opts.pollMs ?? 100;
   const deadline = performance.now() + (opts.timeoutMs ?? 120_000);
@@ -185,6 +191,7 @@ export async function kernelsReach(
     const counts = await Promise.all(waiting.map((p) => p.count()));
     const now = performance.now();
     const still = waiting.filter((_, i) => counts[i]! < expected);
+    waiting.forEach((p, i) => counts[i]! >= expected && opts.onHost?.(p.host.name, now));
     if (still.length < waiting.length) last = now;
     waiting = still;
     if (waiting.length === 0) break;
@@ -289,7 +296,10 @@ export async function recentApplyRuns(
     .sort((a, b) => Date.parse(a.created_at) - Date.parse(b.created_at));
 }
 
-/** The routes module's arguments for one host: `routeplane_routes` in its desired file. */
+/**
+ * The routes module's arguments for one host, routes as a list: `applyHostVars` writes them as
+ * `RoutesKind` does (one payload string).
+ */
 export interface RoutesArgs {
   proto: number;
   routes: Record<string, unknown>[];
@@ -320,7 +330,12 @@ export async function desiredFromServer(
 ): Promise<Map<string, RoutesArgs>> {
   const { db, work } = server.services;
   const rendered = await new RoutesKind(new RoutesStore(db.knex, work), PROTO).render(hosts);
-  return new Map(hosts.map((h) => [h, rendered.get(h)!.args as unknown as RoutesArgs]));
+  return new Map(
+    hosts.map((h) => {
+      const args = rendered.get(h)!.args;
+      return [h, { proto: args.proto as number, routes: routesOfPayload(args.routes) }];
+    }),
+  );
 }
 
 /**
@@ -341,34 +356,23 @@ export async function applyHostVars(
       routeplane_fence: { name: host, epoch },
       routeplane_repair: true,
       routeplane_management_address: mgmt[host] ?? null,
-      routeplane_routes: routes.get(host)!,
+      routeplane_routes: {
+        ...routes.get(host)!,
+        routes: moduleRoutesPayload(routes.get(host)!.routes),
+      },
     };
   }
   return vars;
 }
 
-// The environment AnsibleRunner gives ansible-playbook (src/runs/ansible-runner.ts), on the
-// same allowlisted base.
+// The environment AnsibleRunner gives ansible-playbook (src/runs/ansible-environment.ts, the
+// same function): the jsonl callback, pipelining, the SSH arguments, with the run's own fresh
+// ControlPath dir and local temp dir.
 export function ansibleEnv(
   dirs: { cp: string; tmp: string },
   libraryDir = path.join(PLAYBOOKS_DIR, 'library'),
 ): Record<string, string> {
-  return {
-    ...ansibleBaseEnvironment(),
-    ANSIBLE_STDOUT_CALLBACK: 'ansible.posix.json',
-    ANSIBLE_LOAD_CALLBACK_PLUGINS: 'True',
-    ANSIBLE_PIPELINING: 'True',
-    ANSIBLE_HOST_KEY_CHECKING: 'True',
-    ANSIBLE_RETRY_FILES_ENABLED: 'False',
-    ANSIBLE_FORCE_COLOR: 'False',
-    ANSIBLE_SSH_CONTROL_PATH_DIR: dirs.cp,
-    ANSIBLE_LOCAL_TEMP: dirs.tmp,
-    ANSIBLE_LIBRARY: libraryDir,
-    ANSIBLE_PYTHON_INTERPRETER: 'auto_silent',
-    ANSIBLE_DEPRECATION_WARNINGS: 'False',
-    ANSIBLE_SYSTEM_WARNINGS: 'False',
-    PYTHONUNBUFFERED: '1',
-  };
+  return ansibleRunEnvironment({ controlPathDir: dirs.cp, localTempDir: dirs.tmp, libraryDir }, 0);
 }
 
 export interface BareRun {
@@ -473,17 +477,18 @@ async function spawnBare(opts: {
   const r = await child;
   const elapsed = performance.now() - t0;
   await closeSshMasters(opts.dirs.cp, opts.cwd);
-  const doc = parseCallbackJson(String(r.stdout));
-  const stats = doc?.stats ?? {};
-  const tasks = doc?.plays?.[0]?.tasks ?? [];
+  const out = extractJsonl(String(r.stdout));
   const hosts: Record<string, Record<string, unknown>> = {};
-  for (const h of opts.hosts) hosts[h] = tasks.at(-1)?.hosts?.[h] ?? {};
+  for (const h of opts.hosts) {
+    const last = out.results.filter((t) => t.host === h).at(-1);
+    hosts[h] = last ? { ...last.data, failed: last.status === 'failed', msg: last.msg } : {};
+  }
   const bad = opts.hosts.filter(
     (h) =>
-      !stats[h] ||
-      stats[h].failures ||
-      stats[h].unreachable ||
-      tasks.some((t) => t.hosts?.[h]?.failed),
+      !out.summary[h] ||
+      out.summary[h].status === 'failed' ||
+      out.summary[h].status === 'unreachable' ||
+      out.results.some((t) => t.host === h && t.status === 'failed'),
   );
   if (r.exitCode !== 0 || bad.length > 0) {
     const why = bad.map((h) => `${h}: ${String(hosts[h]?.msg ?? '')}`).join('; ');
@@ -493,6 +498,97 @@ async function spawnBare(opts: {
     );
   }
   return { ms: elapsed, hosts };
+}
+
+/**
+ * The physical limit: `ip netns exec <ns> ip -batch <file>` in every host's namespace at once,
+ * from prepared files; resolves when all have exited.
+ */
+export async function ipBatchFiles(
+  hosts: FleetHost[],
+  file: (h: FleetHost) => string,
+): Promise<number> {
+  const t0 = performance.now();
+  await Promise.all(
+    hosts.map((h) => execa('ip', ['netns', 'exec', h.netns, 'ip', '-batch', file(h)])),
+  );
+  return performance.now() - t0;
+}
+
+/**
+ * "The floor with Ansible": the cheapest way to do the same with Ansible at all. One
+ * `ansible.builtin.command: ip -batch -` task per host, fed its prepared file of the same lines
+ * on stdin (a `file` lookup, as an opaque string), run by `bareAnsible` the way AnsibleRunner
+ * runs ansible-playbook. `dir` holds the playbook and `files/<host>.batch`.
+ */
+export async function floorAnsible(opts: {
+  scratch: string;
+  inventoryPath: string;
+  dir: string;
+  hosts: string[];
+}): Promise<BareRun> {
+  const playbook = path.join(opts.dir, 'floor.yml');
+  await writeFile(
+    playbook,
+    dump(
+      [
+        {
+          name: 'The floor: ip -batch per host',
+          hosts: 'all',
+          gather_facts: false,
+          tasks: [
+            {
+              name: 'ip -batch',
+              'ansible.builtin.command': {
+                cmd: 'ip -batch -',
+                stdin: "{{ lookup('ansible.builtin.file', inventory_hostname ~ '.batch') }}",
+              },
+            },
+          ],
+        },
+      ],
+      { lineWidth: -1 },
+    ),
+  );
+  return bareAnsible({ ...opts, extravars: {}, playbook });
+}
+
+/** When the apply module ran on a host: its fence's log lines (module start and exit). */
+export interface ModuleWindow {
+  host: string;
+  start: number;
+  end: number;
+}
+
+/**
+ * The apply module's own start and end on each host after `sinceEpochMs` (wall clock, ms), from
+ * the host-side fence log (playbooks/module_utils/routeplane_fence.py: a line when the module
+ * takes the fence, one when its process exits), found as the module names it: by inventory name
+ * and the namespace's inode. Lab hosts share /run, so the benchmark reads them directly.
+ */
+export async function moduleWindows(
+  hosts: FleetHost[],
+  sinceEpochMs: number,
+): Promise<ModuleWindow[]> {
+  const out: ModuleWindow[] = [];
+  for (const h of hosts) {
+    const ino = (await stat(`/run/netns/${h.netns}`)).ino;
+    const safe = h.name.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 100);
+    const text = await readFile(`/run/lock/routeplane-${safe}-${ino}.log`, 'utf8').catch(() => '');
+    const starts = new Map<string, number>();
+    for (const line of text.split('\n')) {
+      const [at, what, epoch, pid] = line.split(' ');
+      const ms = Number(at) * 1000;
+      if (!(ms >= sinceEpochMs)) continue;
+      const key = `${epoch} ${pid}`;
+      if (what === 'start') starts.set(key, ms);
+      else if (what === 'end' && starts.has(key)) {
+        out.push({ host: h.name, start: starts.get(key)!, end: ms });
+        starts.delete(key);
+      }
+    }
+  }
+  return out;
 }
 
 /** `ip -batch` of `lines` in each host's namespace at once; resolves when all have exited. */
