@@ -1,5 +1,7 @@
 import { existsSync } from 'node:fs';
 import { readdir, readFile, readlink } from 'node:fs/promises';
+import path from 'node:path';
+import type { AnsibleRunner } from '../../src/runs/ansible-runner.ts';
 import type { PlaybookRunner, RunHandle, RunOutcome, RunSpec } from '../../src/runs/types.ts';
 import type { TestServer } from './server.ts';
 
@@ -45,20 +47,48 @@ export class CountingRunner implements PlaybookRunner {
   }
 }
 
-interface ProcInfo {
+export type RunnerConfig = ConstructorParameters<typeof AnsibleRunner>[0];
+
+/** An AnsibleRunner's settings for tests: the real ansible-playbook, the repo's playbooks. */
+export function testRunnerConfig(overrides: Partial<RunnerConfig>): RunnerConfig {
+  return {
+    ansiblePlaybook: 'ansible-playbook',
+    inventoryPath: '/nonexistent',
+    playbooksDir: path.resolve(import.meta.dirname, '../../playbooks'),
+    runTimeoutMs: 60_000,
+    runCancelGraceMs: 2_000,
+    runLogMaxBytes: 262_144,
+    vaultPassword: undefined,
+    vaultPasswordFile: undefined,
+    runnerMode: 'warm',
+    sshMasterIdleMs: 300_000,
+    ...overrides,
+  };
+}
+
+export interface ProcInfo {
   pid: number;
+  ppid: number;
   pgrp: number;
+  session: number;
   state: string;
   cmdline: string;
 }
 
-async function procInfo(pid: string): Promise<ProcInfo | undefined> {
+export async function procInfo(pid: string | number): Promise<ProcInfo | undefined> {
   try {
     const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
     const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8');
-    // Fields after "(comm)": state ppid pgrp ...
-    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { pid: Number(pid), pgrp: Number(pgrp), state: state!, cmdline };
+    // Fields after "(comm)": state ppid pgrp session ...
+    const [state, ppid, pgrp, session] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return {
+      pid: Number(pid),
+      ppid: Number(ppid),
+      pgrp: Number(pgrp),
+      session: Number(session),
+      state: state!,
+      cmdline,
+    };
   } catch {
     return undefined; // exited while we looked
   }

@@ -7,30 +7,21 @@ import { createLogger } from '../../../src/logger.ts';
 import { AnsibleRunner } from '../../../src/runs/ansible-runner.ts';
 import type { RunSpec } from '../../../src/runs/types.ts';
 import { useLab } from '../../helpers/lab.ts';
-import { isRunning, processesInGroup, sleep } from '../../helpers/runs.ts';
+import {
+  isRunning,
+  processesInGroup,
+  sleep,
+  testRunnerConfig,
+  type RunnerConfig,
+} from '../../helpers/runs.ts';
 import { REPO, startTestServer } from '../../helpers/server.ts';
 
 const T = 60_000;
 const silent = createLogger('silent');
 
-type RunnerConfig = ConstructorParameters<typeof AnsibleRunner>[0];
-
-function runnerConfig(overrides: Partial<RunnerConfig>): RunnerConfig {
-  return {
-    ansiblePlaybook: 'ansible-playbook',
-    inventoryPath: '/nonexistent',
-    playbooksDir: path.join(REPO, 'playbooks'),
-    runTimeoutMs: 60_000,
-    runCancelGraceMs: 2_000,
-    runLogMaxBytes: 262_144,
-    vaultPassword: undefined,
-    vaultPasswordFile: undefined,
-    // This file is the spawn mode's own; the warm runner's are in warm-runner.test.ts.
-    runnerMode: 'spawn',
-    sshMasterIdleMs: 0,
-    ...overrides,
-  };
-}
+// This file is the spawn mode's own; the warm runner's are in warm-runner.test.ts.
+const runnerConfig = (overrides: Partial<RunnerConfig>) =>
+  testRunnerConfig({ runnerMode: 'spawn', sshMasterIdleMs: 0, ...overrides });
 
 const BROKEN_YAML = '- hosts: all\n  tasks:\n    - name: x\n      ping:\n   bad: [\n';
 

@@ -10,48 +10,26 @@ import { AnsibleRunner } from '../../../src/runs/ansible-runner.ts';
 import { hostKey } from '../../../src/runs/ssh-masters.ts';
 import type { RunSpec } from '../../../src/runs/types.ts';
 import { useLab } from '../../helpers/lab.ts';
-import { eventually, processesInGroup } from '../../helpers/runs.ts';
+import {
+  eventually,
+  procInfo,
+  processesInGroup,
+  testRunnerConfig,
+  type ProcInfo,
+  type RunnerConfig,
+} from '../../helpers/runs.ts';
 import { FIXTURE_CATALOG, REPO } from '../../helpers/server.ts';
 
 const T = 90_000;
 const silent = createLogger('silent');
 
-type RunnerConfig = ConstructorParameters<typeof AnsibleRunner>[0];
+const runnerConfig = (overrides: Partial<RunnerConfig>) => testRunnerConfig(overrides);
 
-function runnerConfig(overrides: Partial<RunnerConfig>): RunnerConfig {
-  return {
-    ansiblePlaybook: 'ansible-playbook',
-    inventoryPath: '/nonexistent',
-    playbooksDir: path.join(REPO, 'playbooks'),
-    runTimeoutMs: 60_000,
-    runCancelGraceMs: 2_000,
-    runLogMaxBytes: 262_144,
-    vaultPassword: undefined,
-    vaultPasswordFile: undefined,
-    runnerMode: 'warm',
-    sshMasterIdleMs: 300_000,
-    ...overrides,
-  };
-}
-
-interface Proc {
-  pid: number;
-  ppid: number;
-  session: number;
-  cmdline: string;
-}
-
-async function proc(pid: number): Promise<Proc | undefined> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    const [state, ppid, , session] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (state === 'Z') return undefined;
-    const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).replaceAll('\0', ' ');
-    return { pid, ppid: Number(ppid), session: Number(session), cmdline };
-  } catch {
-    return undefined;
-  }
-}
+type Proc = ProcInfo;
+const proc = async (pid: number) => {
+  const p = await procInfo(pid);
+  return p && p.state !== 'Z' ? { ...p, cmdline: p.cmdline.replaceAll('\0', ' ') } : undefined;
+};
 
 /** The warm Python processes this test process started. */
 async function warmProcesses(): Promise<Proc[]> {
