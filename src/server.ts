@@ -22,6 +22,7 @@ import { RunRetention } from './runs/run-retention.ts';
 import { RunsStore } from './runs/runs-store.ts';
 import { wireServices, type Services, type WiringOverrides } from './wiring.ts';
 
+const PREPARE_RUNNER_AFTER_MS = 1_000;
 const ORPHAN_SWEEP_MS = 5_000;
 
 export interface RunningServer {
@@ -116,8 +117,10 @@ export async function startServer(
     if (live.db.backend === 'pglite') await live.work.releaseAll();
     await live.scheduler.start();
     await live.reconciler.start();
-    // The warm runner imports Ansible now rather than on the first change.
-    live.runner.prepare?.();
+    // The warm runner imports Ansible before the first change needs it, once start-up's own
+    // work (claims, overdue transitions) has had the CPU.
+    const prepareRunner = setTimeout(() => live.runner.prepare?.(), PREPARE_RUNNER_AFTER_MS);
+    prepareRunner.unref();
     // A replica that died while others run leaves runs marked running: they are ended once
     // its presence has lapsed (instance-presence.ts), looked for this often.
     const orphanSweep =
@@ -138,6 +141,7 @@ export async function startServer(
         const closed = new Promise<void>((r) => server.close(() => r()));
         const metricsClosed = metricsListener?.close();
         if (orphanSweep) clearInterval(orphanSweep);
+        clearTimeout(prepareRunner);
         await live.scheduler.stop();
         await retention.stop();
         live.reconciler.stop();
