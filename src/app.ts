@@ -72,13 +72,21 @@ export function buildApp(deps: AppDependencies): Express {
   );
   app.use(compatPathAliases());
   app.use(docsHandlers(contract));
-  app.use(
-    express.json({
-      limit: deps.config.bodyLimit,
-      strict: false,
-      type: ['application/json', 'application/*+json'],
-    }),
-  );
+  const json = express.json({
+    limit: deps.config.bodyLimit,
+    strict: false,
+    type: ['application/json', 'application/*+json'],
+  });
+  // A request without a body (every read) skips the parser's stream checks: type-is's
+  // hasBody, the test body-parser itself makes first, leaving req.body undefined likewise.
+  app.use((req, res, next) => {
+    const h = req.headers;
+    if (h['transfer-encoding'] !== undefined || !isNaN(h['content-length'] as unknown as number)) {
+      return json(req, res, next);
+    }
+    req.body = undefined;
+    next();
+  });
   app.use(nulGuard());
   app.use(validation.middleware);
   app.use(healthHandlers(deps.readiness));
