@@ -213,17 +213,21 @@ export async function hostsRps(): Promise<BenchResult> {
         ]),
       ]),
     );
-    const vsExpress = m.api.rps / m.express.rps;
+    // Each round measures the two servers one right after the other: the median of those
+    // paired ratios follows the machine's changing load far less than a ratio of medians.
+    const perRound = samples.api.map((x, i) => x.rps / samples.express[i]!.rps);
+    const vsExpress = median(perRound);
     log('');
-    const perRound = samples.api.map((x, i) => ratio(x.rps / samples.express[i]!.rps));
     log(
-      `routeplane / bare Express = ${ratio(vsExpress)} (goal >= ${GOAL.toFixed(2)}x); per round ${perRound.join(' ')}`,
+      `routeplane / bare Express = ${ratio(vsExpress)} (goal >= ${GOAL.toFixed(2)}x), median of rounds ` +
+        `${perRound.map(ratio).join(' ')}; ratio of medians ${ratio(m.api.rps / m.express.rps)}`,
     );
     // CPU per request is the inverse of the rate a saturated core would serve.
-    const cpuVsExpress = m.express.cpuUs / m.api.cpuUs;
-    const perRoundCpu = samples.api.map((x, i) => ratio(samples.express[i]!.cpuUs / x.cpuUs));
+    const perRoundCpu = samples.api.map((x, i) => samples.express[i]!.cpuUs / x.cpuUs);
+    const cpuVsExpress = median(perRoundCpu);
     log(
-      `routeplane / bare Express by CPU time per request = ${ratio(cpuVsExpress)}; per round ${perRoundCpu.join(' ')}`,
+      `routeplane / bare Express by CPU time per request = ${ratio(cpuVsExpress)}, median of rounds ` +
+        `${perRoundCpu.map(ratio).join(' ')}`,
     );
     log(`load average during the rounds: ${startLoad} (start), ${loadavg()} (end)`);
     log(`routeplane / bare node:http = ${ratio(m.api.rps / m.node.rps)}`);
