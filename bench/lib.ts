@@ -162,6 +162,33 @@ export async function resetPeakRss(pid: number | 'self' = 'self'): Promise<boole
 
 export const mib = (x: number) => `${x.toFixed(0)} MiB`;
 
+/**
+ * CPU seconds from /proc/<pid>/stat: the process's own (utime + stime) and its reaped
+ * children's (cutime + cstime: an ansible-playbook run and its forks count once it has exited).
+ */
+export async function cpuSeconds(
+  pid: number | 'self' = 'self',
+): Promise<{ own: number; children: number }> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const f = stat
+    .slice(stat.lastIndexOf(')') + 2)
+    .split(' ')
+    .map(Number);
+  // Fields 14-17 of proc(5), counted from the state (field 3) here; USER_HZ is 100 on Linux.
+  return { own: (f[11]! + f[12]!) / 100, children: (f[13]! + f[14]!) / 100 };
+}
+
+/** The pids of this process's children whose command line contains `text`. */
+export async function childPids(text: string): Promise<number[]> {
+  const kids = await readFile(`/proc/self/task/${process.pid}/children`, 'utf8').catch(() => '');
+  const found: number[] = [];
+  for (const pid of kids.split(' ').filter(Boolean).map(Number)) {
+    const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (cmd.includes(text)) found.push(pid);
+  }
+  return found;
+}
+
 export async function tempDir(cleanup: Cleanup, prefix: string): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), `routeplane-bench-${prefix}-`));
   cleanup.defer(`rm ${dir}`, () => rm(dir, { recursive: true, force: true, maxRetries: 3 }));

@@ -12,6 +12,8 @@ import { performance } from 'node:perf_hooks';
 import { dump } from 'js-yaml';
 import {
   benchServer,
+  childPids,
+  cpuSeconds,
   databaseLabel,
   envInt,
   isMain,
@@ -119,6 +121,32 @@ async function timedToKernels(
   return { kernelMs: (await done) - t0, t0, epoch0, hostAt };
 }
 
+/**
+ * Controller CPU seconds from here on: this process (the server and the benchmark's client),
+ * the ansible-playbook runs it reaped, and the warm runner's process tree (its runs are its
+ * children, reaped by it). Ansible on the hosts (the module, sshd) is not counted, on any side.
+ */
+async function cpuMeter(): Promise<() => Promise<{ server: number; ansible: number }>> {
+  const read = async () => {
+    const warm = new Map<number, number>();
+    for (const pid of await childPids('warm_ansible')) {
+      const w = await cpuSeconds(pid).catch(() => null);
+      if (w) warm.set(pid, w.own + w.children);
+    }
+    return { self: await cpuSeconds(), warm };
+  };
+  const start = await read();
+  return async () => {
+    const end = await read();
+    let ansible = end.self.children - start.self.children;
+    // A warm runner started meanwhile counts from zero.
+    for (const [pid, c] of end.warm) ansible += c - (start.warm.get(pid) ?? 0);
+    return { server: end.self.own - start.self.own, ansible };
+  };
+}
+const cpu = (c: { server: number; ansible: number }) =>
+  `${c.ansible.toFixed(1)} s ansible + ${c.server.toFixed(1)} s this process`;
+
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const range = (xs: number[]) =>
   xs.length === 0 ? '-' : `${ms(Math.min(...xs))} .. ${ms(Math.max(...xs))}`;
@@ -172,11 +200,14 @@ export async function routesBulk(): Promise<BenchResult> {
     await mkdir(path.join(floorDir, 'files'), { recursive: true });
     const batchFile = (h: FleetHost) => path.join(floorDir, 'files', `${h.name}.batch`);
     for (const h of hosts) await writeFile(batchFile(h), `${sameLines.join('\n')}\n`);
+    const floorCpu: number[] = [];
     const floor = async () => {
       await flushAll(hosts);
+      const meter = await cpuMeter();
       const r = await timedToKernels(pollers, s.routes, () =>
         floorAnsible({ scratch, inventoryPath: fleet.inventoryPath, dir: floorDir, hosts: names }),
       );
+      floorCpu.push((await meter()).ansible);
       await assertKernelCounts(hosts, s.routes);
       log(
         `floor (bare ansible-playbook, ip -batch task): all in the kernels after ${ms(r.kernelMs)}`,
@@ -206,6 +237,7 @@ export async function routesBulk(): Promise<BenchResult> {
     const runsBefore = await applyRunCount(server);
     const claimTrace = traceClaims(server);
     const peakReset = await resetPeakRss();
+    const apiMeter = await cpuMeter();
     let answers: {
       status: number;
       body: { items: { route: ApiRoute }[]; counts: Record<string, number> };
@@ -226,6 +258,7 @@ export async function routesBulk(): Promise<BenchResult> {
       );
     });
     const peak = await rssMiB();
+    const apiCpu = await apiMeter();
     const { t0, epoch0 } = apiRun;
     const apiKernelMs = apiRun.kernelMs;
     const apiAnswerMs = Math.max(...answers.map((a) => a.at)) - t0;
@@ -265,10 +298,12 @@ export async function routesBulk(): Promise<BenchResult> {
         throw new Error(`${h}: the server renders other lines than the floor's file`);
       }
     }
+    const moduleCpu: number[] = [];
     const moduleBare = async () => {
       await flushAll(hosts);
       const hostVars = await applyHostVars(server, rendered);
       let exitMs = NaN;
+      const meter = await cpuMeter();
       const r = await timedToKernels(pollers, s.routes, async () => {
         const bare = await bareApply({ scratch, inventoryPath: fleet.inventoryPath, hostVars });
         exitMs = bare.ms;
@@ -277,6 +312,7 @@ export async function routesBulk(): Promise<BenchResult> {
         );
         if (added.some((n) => n !== s.routes)) throw new Error(`bare run added ${added.join(',')}`);
       });
+      moduleCpu.push((await meter()).ansible);
       await assertKernelCounts(hosts, s.routes);
       log(
         `module bare (apply.yml, bare ansible-playbook): all in the kernels after ${ms(r.kernelMs)}, exited after ${ms(exitMs)}`,
@@ -373,6 +409,15 @@ export async function routesBulk(): Promise<BenchResult> {
     log(`API / floor = ${ratio(vsFloor)} (goal <= 1.30x) with ${apiRuns} apply run(s)`);
     log(`API / physical limit = ${ratio(vsBatch)}`);
     log(`module bare / floor = ${ratio(moduleVsFloor)} (diagnostic: the module and its inputs)`);
+    // CPU does not depend on what else the machine runs, as wall time does under load.
+    const floorCpuAvg = mean(floorCpu);
+    log(
+      `controller CPU: API ${cpu(apiCpu)} (until every answer); floor ${floorCpuAvg.toFixed(1)} s ` +
+        `ansible (mean of ${floorCpu.map((c) => c.toFixed(1)).join(', ')}); module bare ` +
+        `${mean(moduleCpu).toFixed(1)} s ansible; API / floor = ` +
+        `${ratio((apiCpu.ansible + apiCpu.server) / floorCpuAvg)}, module bare / floor = ` +
+        `${ratio(mean(moduleCpu) / floorCpuAvg)}`,
+    );
     if (s.naiveRoutes > 0) log(`naive / API = ${ratio(naiveVsApi)}`);
     log(
       `server memory (in this process): ${mib(beforeServer.rss)} before the server started, ` +
