@@ -25,6 +25,14 @@ const POLL_MS = 1_000;
 /** How soon to look again when due hosts were there but all held elsewhere. */
 const HELD_RETRY_MS = 250;
 /** How often a waiter re-reads its hosts' rows (runs of other replicas end unannounced). */
+interface Watcher {
+  hosts: string[];
+  ready(states: Map<string, WorkState>): boolean;
+  deadline: number;
+  resolve(states: Map<string, WorkState>): void;
+  reject(err: unknown): void;
+}
+
 const WAIT_POLL_MS = 200;
 /** How long an answer given before its run ended waits for that run to exist, to name it. */
 const RUN_ID_WAIT_MS = 2_000;
@@ -101,7 +109,11 @@ export class Reconciler {
   private pumping: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private readonly running = new Set<Promise<void>>();
-  private waiters: (() => void)[] = [];
+  /** Writes waiting for their hosts' kernels: one state read serves all of them. */
+  private readonly watchers = new Set<Watcher>();
+  private watchTimer: NodeJS.Timeout | null = null;
+  private watching: Promise<void> | null = null;
+  private watchAgain = false;
   private started = false;
   private stopped = false;
 
@@ -395,31 +407,70 @@ export class Reconciler {
     return { settled: settledIn(states), runIds };
   }
 
-  private async until(
+  private until(
     ticket: Map<string, number>,
     ready: (s: Map<string, WorkState>) => boolean,
     ms: number,
   ): Promise<Map<string, WorkState>> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const states = await this.deps.work.states([...ticket.keys()]);
-      const left = deadline - Date.now();
-      if (ready(states) || left <= 0 || this.stopped) return states;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, Math.min(WAIT_POLL_MS, left));
-        this.waiters.push(done);
-        function done() {
-          clearTimeout(timer);
-          resolve();
-        }
+    return new Promise((resolve, reject) => {
+      this.watchers.add({
+        hosts: [...ticket.keys()],
+        ready,
+        deadline: Date.now() + ms,
+        resolve,
+        reject,
       });
-    }
+      this.notifyWaiters();
+    });
   }
 
+  /**
+   * Checks every waiting write now, with one read of the states of all their hosts: 200
+   * concurrent writes cost one query per check, not 200 (on the embedded database every
+   * query takes the service's own CPU). Then again every WAIT_POLL_MS, for settlements
+   * another replica makes, until no write waits.
+   */
   private notifyWaiters(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const w of waiters) w();
+    if (this.watchTimer) clearTimeout(this.watchTimer);
+    this.watchTimer = null;
+    if (this.watching) {
+      this.watchAgain = true;
+      return;
+    }
+    this.watching = this.checkWatchers().finally(() => {
+      this.watching = null;
+      if (this.watchAgain) {
+        this.watchAgain = false;
+        this.notifyWaiters();
+      } else if (this.watchers.size > 0) {
+        const soonest = Math.min(...[...this.watchers].map((w) => w.deadline));
+        const delay = Math.max(0, Math.min(WAIT_POLL_MS, soonest - Date.now()));
+        this.watchTimer = setTimeout(() => this.notifyWaiters(), delay);
+      }
+    });
+  }
+
+  private async checkWatchers(): Promise<void> {
+    const batch = [...this.watchers];
+    if (batch.length === 0) return;
+    let states: Map<string, WorkState>;
+    try {
+      states = await this.deps.work.states([...new Set(batch.flatMap((w) => w.hosts))]);
+    } catch (err) {
+      for (const w of batch) {
+        this.watchers.delete(w);
+        w.reject(err);
+      }
+      return;
+    }
+    const now = Date.now();
+    for (const w of batch) {
+      const own = new Map(w.hosts.flatMap((h) => (states.has(h) ? [[h, states.get(h)!]] : [])));
+      if (w.ready(own) || now >= w.deadline || this.stopped) {
+        this.watchers.delete(w);
+        w.resolve(own);
+      }
+    }
   }
 
   /**
