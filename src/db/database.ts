@@ -1,9 +1,9 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import knexFactory, { type Knex } from 'knex';
-import ClientPgLite from 'knex-pglite';
 import pg from 'pg';
 import { migrationSource } from './migrations/index.ts';
+import { openPglite, PgliteClient } from './pglite.ts';
 
 export type Backend = 'postgres' | 'pglite';
 
@@ -35,22 +35,23 @@ export function openDatabase(opts: DatabaseOptions): Database {
     });
     return { knex, backend: 'postgres', url: opts.databaseUrl, close: () => knex.destroy() };
   }
-  let connection: { filename: string } | Record<string, never> = {};
+  let dataDir: string | undefined;
   if (opts.dataDir !== 'memory://') {
-    const filename = path.join(opts.dataDir, 'pgdata');
-    mkdirSync(filename, { recursive: true, mode: 0o700 });
-    connection = { filename };
+    dataDir = path.join(opts.dataDir, 'pgdata');
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   }
   const knex = knexFactory({
-    client: ClientPgLite as unknown as typeof knexFactory.Client,
+    client: PgliteClient,
     dialect: 'postgres',
-    connection,
+    // Opened on first use (pglite.ts): a new data directory is created out of process first.
+    connection: { dataDir } as Knex.StaticConnectionConfig,
     migrations: { migrationSource },
   });
   return { knex, backend: 'pglite', url: undefined, close: () => knex.destroy() };
 }
 
 export async function migrateToLatest(db: Database): Promise<void> {
+  if (db.backend === 'pglite') await openPglite(db.knex);
   await db.knex.migrate.latest();
 }
 
