@@ -35,6 +35,8 @@ interface Sample {
   label: string;
   backend: string;
   readyMs: number;
+  /** RSS as /readyz first answers, before the idle wait. */
+  readyRssMib: number;
   rssMib: number;
   hwmMib: number;
 }
@@ -138,13 +140,21 @@ async function measure(
     await sleep(100);
   }
   const readyMs = performance.now() - started;
-  await sleep(idleMs);
+  // RSS once a second while idle: whether it still moves says if the wait was long enough.
+  const trace = [(await procStatus(s.child.pid!)).rssMib];
+  for (let waited = 0; waited < idleMs; waited += 1000) {
+    await sleep(Math.min(1000, idleMs - waited));
+    trace.push((await procStatus(s.child.pid!)).rssMib);
+  }
   const mem = await procStatus(s.child.pid!);
+  const stopping = performance.now();
   await stopServer(s);
-  const sample = { label, backend, readyMs, ...mem };
+  const stopMs = performance.now() - stopping;
+  const sample = { label, backend, readyMs, readyRssMib: trace[0]!, ...mem };
   log(
     `  ${label}: ready after ${(readyMs / 1000).toFixed(1)} s, idle RSS ${mib(mem.rssMib)}, ` +
-      `peak ${mib(mem.hwmMib)}`,
+      `peak ${mib(mem.hwmMib)}, stopped in ${(stopMs / 1000).toFixed(1)} s; ` +
+      `RSS (MiB) each second from ready: ${trace.map((x) => x.toFixed(0)).join(' ')}`,
   );
   return sample;
 }
@@ -192,7 +202,7 @@ function goalRow(what: string, s: Sample): BenchRow {
 }
 
 export async function memory(): Promise<BenchResult> {
-  const idleMs = envInt('BENCH_IDLE_S', 5, 0, 120) * 1000;
+  const idleMs = envInt('BENCH_IDLE_S', 30, 0, 120) * 1000;
   return withCleanup(NAME, DEADLINE_MS, async (cleanup) => {
     log(`${NAME}: idle server memory (VmRSS, VmHWM), ${idleMs / 1000} s idle after /readyz`);
     const dataDir = await tempDir(cleanup, 'memory');
@@ -227,10 +237,18 @@ export async function memory(): Promise<BenchResult> {
     log('');
     log(
       table([
-        ['start', 'ready after', 'idle RSS', 'peak (VmHWM)', `idle RSS / ${GOAL_MIB} MiB`],
+        [
+          'start',
+          'ready after',
+          'RSS at ready',
+          `idle RSS (${idleMs / 1000} s)`,
+          'peak (VmHWM)',
+          `idle RSS / ${GOAL_MIB} MiB`,
+        ],
         ...samples.map((s) => [
           s.label,
           `${(s.readyMs / 1000).toFixed(1)} s`,
+          mib(s.readyRssMib),
           mib(s.rssMib),
           mib(s.hwmMib),
           `${(s.rssMib / GOAL_MIB).toFixed(2)}x`,

@@ -2,6 +2,7 @@
 // cleans up after itself; one that cannot run is reported and the others still run.
 import { hostsRps } from './hosts-rps.ts';
 import { loadavg, log, renderSummary, type BenchResult } from './lib.ts';
+import { memory } from './memory.ts';
 import { refreshStorm } from './refresh-storm.ts';
 import { routesBulk } from './routes-bulk.ts';
 import { routesBurst } from './routes-burst.ts';
@@ -17,6 +18,7 @@ const BENCHMARKS: Record<string, () => Promise<BenchResult>> = {
   'routes-latency': routesLatency,
   'refresh-storm': refreshStorm,
   'schedule-precision': schedulePrecision,
+  memory,
 };
 
 async function main(): Promise<void> {
