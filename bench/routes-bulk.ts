@@ -314,8 +314,13 @@ export async function routesBulk(): Promise<BenchResult> {
       });
       moduleCpu.push((await meter()).ansible);
       await assertKernelCounts(hosts, s.routes);
+      // As the API's runs are split below: ansible-playbook's start to the first module start.
+      const ws = await moduleWindows(hosts, r.epoch0);
+      const starts = ws.map((w) => w.start - r.epoch0);
       log(
-        `module bare (apply.yml, bare ansible-playbook): all in the kernels after ${ms(r.kernelMs)}, exited after ${ms(exitMs)}`,
+        `module bare (apply.yml, bare ansible-playbook): all in the kernels after ${ms(r.kernelMs)}, ` +
+          `exited after ${ms(exitMs)}; start-up ${ms(Math.min(...starts))}, modules started ` +
+          `${range(starts)}, module per host ${ms(median(ws.map((w) => w.end - w.start)))} (median)`,
       );
       return r.kernelMs;
     };
