@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { execa } from 'execa';
+import ipaddr from 'ipaddr.js';
 import type { InventorySource } from './inventory-source.ts';
 
 /** Routes on the controller change rarely; a run per write must not pay a process per host. */
@@ -19,39 +20,61 @@ export class ManagementAddresses {
 
   async of(hosts: string[]): Promise<Record<string, string>> {
     const inv = await this.inventory.current();
+    const targets = new Map<string, string>();
+    for (const h of hosts) {
+      const host = inv.hosts.get(h);
+      if (!host || host.local) continue;
+      const target = String(host.vars.ansible_host ?? host.vars.ansible_ssh_host ?? h);
+      const address = target.replace(/^\[|\]$/g, '');
+      if (isIP(address)) targets.set(h, address);
+    }
+    await this.refresh([...new Set(targets.values())]);
     const out: Record<string, string> = {};
-    await Promise.all(
-      hosts.map(async (h) => {
-        const host = inv.hosts.get(h);
-        if (!host || host.local) return;
-        const target = String(host.vars.ansible_host ?? host.vars.ansible_ssh_host ?? h);
-        const src = await this.sourceTowards(target.replace(/^\[|\]$/g, ''));
-        if (src) out[h] = src;
-      }),
-    );
+    for (const [h, address] of targets) {
+      const src = this.cache.get(address)?.src;
+      if (src) out[h] = src;
+    }
     return out;
   }
 
-  private async sourceTowards(address: string): Promise<string | null> {
-    if (!isIP(address)) return null;
-    const hit = this.cache.get(address);
-    if (hit && Date.now() - hit.at < CACHE_MS) return hit.src;
-    const family = isIP(address) === 6 ? '-6' : '-4';
-    // Argument array, and the address was checked to be an IP literal: never a shell.
-    const res = await execa('ip', ['-j', family, 'route', 'get', address], {
+  /**
+   * Looks up every address not cached (or cached too long ago) with one `ip -batch`: a run of
+   * 100 hosts starts one process, not 100 (each a fork of this whole service).
+   */
+  private async refresh(addresses: string[]): Promise<void> {
+    const now = Date.now();
+    const stale = addresses.filter((a) => {
+      const hit = this.cache.get(a);
+      return !hit || now - hit.at >= CACHE_MS;
+    });
+    if (stale.length === 0) return;
+    // Every address was checked to be an IP literal: a line of data, never a command of ours.
+    const res = await execa('ip', ['-j', '-force', '-batch', '-'], {
+      input: stale.map((a) => `route get ${a}\n`).join(''),
       reject: false,
       timeout: 5_000,
     });
-    let src: string | null = null;
-    if (res.exitCode === 0) {
+    // One JSON array per command that succeeded; a failed one prints only to stderr, so the
+    // answers are matched by their dst, not by position.
+    const found = new Map<string, string | null>();
+    for (const line of String(res.stdout ?? '').split('\n')) {
+      if (!line.trim()) continue;
       try {
-        const [route] = JSON.parse(String(res.stdout)) as { prefsrc?: string }[];
-        src = route?.prefsrc ?? null;
+        const [route] = JSON.parse(line) as { dst?: string; prefsrc?: string }[];
+        if (route?.dst) found.set(canonical(route.dst), route.prefsrc ?? null);
       } catch {
-        src = null;
+        // not a JSON line: skip it
       }
     }
-    this.cache.set(address, { at: Date.now(), src });
-    return src;
+    for (const a of stale) this.cache.set(a, { at: now, src: found.get(canonical(a)) ?? null });
+  }
+}
+
+/** One spelling per address, for matching ip's answer to what was asked. */
+function canonical(address: string): string {
+  try {
+    return ipaddr.process(address).toString();
+  } catch {
+    return address;
   }
 }
