@@ -89,10 +89,16 @@ function stateOf(r: WorkRow): WorkState {
  */
 export class HostWorkStore {
   private readonly committedListeners: (() => void)[] = [];
+  private readonly inFlight = new Set<Knex.Transaction>();
 
   constructor(private readonly knex: Knex) {}
 
   /** Called after a transaction that bumped work commits (this process then looks at once). */
+  /** Write transactions that recorded host work and have not committed or rolled back yet. */
+  writesInFlight(): number {
+    return this.inFlight.size;
+  }
+
   onBumpCommitted(fn: () => void): void {
     this.committedListeners.push(fn);
   }
@@ -113,6 +119,14 @@ export class HostWorkStore {
        returning host, desired_gen`,
       [json(list)],
     );
+    // In flight until it commits or rolls back: a claim may wait for it (group commit).
+    if (trx.executionPromise && !this.inFlight.has(trx)) {
+      this.inFlight.add(trx);
+      void trx.executionPromise.then(
+        () => this.inFlight.delete(trx),
+        () => this.inFlight.delete(trx),
+      );
+    }
     // After the commit, never before: a claim must be able to see the row.
     void trx.executionPromise?.then(
       () => this.committedListeners.forEach((fn) => fn()),

@@ -20,6 +20,12 @@ export const APPLY_PLAYBOOK = { name: 'apply', file: 'apply.yml' } as const;
  * (an unreachable host) from holding other hosts back for long.
  */
 const GATHER_MS = 2_000;
+/**
+ * How long an idle claimer waits for write transactions still open when another commits: a
+ * bulk of writes arriving together goes out as one run, not a small first run and the rest
+ * behind it. A lone write has nothing in flight when it commits and is claimed at once.
+ */
+const IN_FLIGHT_WAIT_MS = 300;
 /** The longest the claimer sleeps: work other replicas record is found within this. */
 const POLL_MS = 1_000;
 /** How soon to look again when due hosts were there but all held elsewhere. */
@@ -58,6 +64,7 @@ export type WorkRows = Pick<
   | 'scheduleConvergence'
   | 'markDue'
   | 'stillClaimed'
+  | 'writesInFlight'
 >;
 
 /** The runs as the reconciler uses them. */
@@ -170,6 +177,11 @@ export class Reconciler {
     if (!now && this.going > 0 && this.wokenAt !== null) {
       // Group commit: gather behind the run that is going, unless it takes too long.
       const wait = this.wokenAt + GATHER_MS - Date.now();
+      if (wait > 0) return this.sleep(wait);
+    }
+    if (!now && this.going === 0 && this.wokenAt !== null && this.deps.work.writesInFlight() > 0) {
+      // Their commits wake this again; the timer bounds the wait.
+      const wait = this.wokenAt + IN_FLIGHT_WAIT_MS - Date.now();
       if (wait > 0) return this.sleep(wait);
     }
     this.wokenAt = null;

@@ -104,6 +104,8 @@ export class FakeWork implements WorkRows, HostClaims {
   readonly finished: HostFinish[][] = [];
   private readonly active = new Set<FakeLease>();
   private readonly locked = new Set<string>();
+  /** Write transactions open (begun, bumped, not yet committed), as a test sets them. */
+  inFlight = 0;
 
   constructor(
     readonly owner = 'me',
@@ -115,6 +117,10 @@ export class FakeWork implements WorkRows, HostClaims {
     const r = this.rows.get(host);
     if (!r) throw new Error(`fake-work: no row for ${host}`);
     return r;
+  }
+
+  writesInFlight(): number {
+    return this.inFlight;
   }
 
   /** A write's bump: each host gets the next generation and is due now. */

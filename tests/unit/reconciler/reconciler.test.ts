@@ -138,6 +138,34 @@ describe('Reconciler: claims and runs', () => {
     expect(only(s.runs).req.hosts).toEqual(['h2', 'h3']);
   });
 
+  it('when a write commits while others are still open and nothing runs, then one run carries them all once they commit', async () => {
+    const s = setup();
+    await s.rec.start();
+    s.work.inFlight = 2;
+    write(s, 'h1');
+    await advance(100);
+    expect(s.runs.started).toHaveLength(0);
+    s.work.inFlight = 1;
+    write(s, 'h2');
+    await advance(100);
+    expect(s.runs.started).toHaveLength(0);
+    s.work.inFlight = 0;
+    write(s, 'h3');
+    await flush();
+    expect(only(s.runs).req.hosts).toEqual(['h1', 'h2', 'h3']);
+  });
+
+  it('when writes stay open longer than the in-flight bound, then what has committed is claimed without them', async () => {
+    const s = setup();
+    await s.rec.start();
+    s.work.inFlight = 1;
+    write(s, 'h1');
+    await advance(250);
+    expect(s.runs.started).toHaveLength(0);
+    await advance(100);
+    expect(only(s.runs).req.hosts).toEqual(['h1']);
+  });
+
   it('when the run going takes longer than the gather bound, then hosts due behind it get a run of their own', async () => {
     const s = setup();
     await s.rec.start();
