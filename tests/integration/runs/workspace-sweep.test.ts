@@ -58,6 +58,7 @@ describe.skipIf(inject('templateDatabase') === null)(
     let deadRun: string;
     let deadGroup: number;
     let master: number;
+    let keptMaster: number;
     let decoy: number;
     let liveRun: string;
     let liveGroup: number;
@@ -81,9 +82,12 @@ describe.skipIf(inject('templateDatabase') === null)(
       await writeFile(path.join(deadRun, 'vault-password'), 'dead-secret\n');
       deadGroup = processTitled(`ansible-playbook -i ${deadRun}/inventory/hosts.yml`);
       master = processTitled(`ssh: ${deadRun}/cp/0123abcd [mux]`);
+      // A master kept across runs (SSH_MASTER_IDLE_S) in the instance's masters dir.
+      await mkdir(path.join(deadDir, 'm'), { recursive: true });
+      keptMaster = processTitled(`ssh: ${deadDir}/m/0123456789ab-0123456789abcdef [mux]`);
       // A pid recorded for the dead instance that now belongs to something else.
       decoy = processTitled('sleep-not-a-run 300');
-      pids.push(deadGroup, master, decoy);
+      pids.push(deadGroup, master, keptMaster, decoy);
       // The live server's presence, as if it had a directory under this data directory too.
       liveInSameRoot = await claimInstanceDir(dataDir, live.services.presence.id);
       await writeFile(path.join(liveInSameRoot, 'keep'), 'x');
@@ -143,6 +147,12 @@ describe.skipIf(inject('templateDatabase') === null)(
         .map((l) => JSON.parse(l) as { event?: string; pgid?: number })
         .filter((e) => e.event === 'run.group_stopped');
       expect(stopped.map((e) => e.pgid)).toEqual([deadGroup]);
+    });
+
+    it('then the SSH masters it kept across runs, in its masters dir, are stopped', async () => {
+      await eventually('the kept master to stop', async () =>
+        (await isRunning(keptMaster)) ? undefined : true,
+      );
     });
 
     it('then a recorded pid whose command line names no workspace of the dead instance is left alone', async () => {
