@@ -242,6 +242,30 @@ describe('the warm runner (RUNNER=warm)', { timeout: T }, () => {
       }
     });
 
+    it('when a master has been idle for SSH_MASTER_IDLE_S, then ssh closes it', async () => {
+      const brief = new AnsibleRunner(
+        runnerConfig({ inventoryPath: fleet.lab.inventoryPath, sshMasterIdleMs: 1_000 }),
+        silent,
+        { workRoot: () => path.join(root, 'brief') },
+      );
+      await mkdir(path.join(root, 'brief'), { mode: 0o700 });
+      try {
+        const outcome = await brief.start({ ...spec('ping.yml', ['h1']), workspaceParent: root })
+          .done;
+        expect(outcome.status).toBe('succeeded');
+        const dir = path.join(root, 'brief', 'm');
+        const [socket] = (await readdir(dir)).filter((s) => s.startsWith(`${hostKey('h1')}-`));
+        expect(socket).toBeDefined();
+        await eventually(
+          'ssh to close the idle master',
+          async () => ((await masterPid(path.join(dir, socket!))) === null ? true : undefined),
+          15_000,
+        );
+      } finally {
+        await brief.close();
+      }
+    });
+
     it('when a host leaves the inventory, then its masters are closed and the others kept', async () => {
       await runner.start(spec('ping.yml', ['h1', 'h2'])).done;
       expect(await masterSockets('h1')).not.toEqual([]);
