@@ -215,7 +215,8 @@ export function productionLikeLogger(): Logger {
   return createLogger('info', devNull as unknown as NodeJS.WritableStream);
 }
 
-async function onPostgres(url: string, sql: string): Promise<void> {
+/** Runs one statement on a Postgres server (create or drop a benchmark's database). */
+export async function onPostgres(url: string, sql: string): Promise<void> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {

@@ -7,8 +7,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
-import pg from 'pg';
 import {
+  onPostgres,
   ADMIN_TOKEN,
   CATALOG_DIR,
   PLAYBOOKS_DIR,
@@ -160,16 +160,6 @@ async function measure(
 }
 
 const mib = (x: number) => `${x.toFixed(0)} MiB`;
-
-async function onPostgres(url: string, sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
 
 /** A throwaway database on the Postgres server, dropped by cleanup; undefined if unreachable. */
 async function postgresDatabase(cleanup: Cleanup): Promise<string | undefined> {
