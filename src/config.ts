@@ -65,6 +65,15 @@ const schema = z.object({
   RUNNER: z.enum(['warm', 'spawn']).default('warm'),
   // An SSH master no run has used for this long is closed; 0 closes each after its run.
   SSH_MASTER_IDLE_S: z.coerce.number().int().min(0).max(86_400).default(300),
+  // The Python on each host, unless the inventory says (ansible_python_interpreter): explicit,
+  // because Ansible's discovery costs each run a round trip per host. auto: discover.
+  HOST_PYTHON: z
+    .string()
+    .regex(
+      /^(\/[A-Za-z0-9_.+\/-]+|auto|auto_silent|auto_legacy|auto_legacy_silent)$/,
+      'must be an absolute path or auto, auto_silent, auto_legacy, auto_legacy_silent',
+    )
+    .default('/usr/bin/python3'),
   // Prometheus metrics on their own listener (never routed by Kong); unset: off.
   METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
   METRICS_HOST: z.string().min(1).default('127.0.0.1'),
@@ -126,6 +135,8 @@ export interface Config {
   runnerMode: Env['RUNNER'];
   /** 0: a run's masters close when it ends. */
   sshMasterIdleMs: number;
+  /** ansible_python_interpreter for hosts whose inventory sets none. */
+  hostPython: string;
   /** undefined: no metrics listener. */
   metricsPort: number | undefined;
   metricsHost: string;
@@ -240,6 +251,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     removeRoutesOnShutdown: e.REMOVE_ROUTES_ON_SHUTDOWN,
     runnerMode: e.RUNNER,
     sshMasterIdleMs: e.SSH_MASTER_IDLE_S * 1000,
+    hostPython: e.HOST_PYTHON,
     metricsPort: e.METRICS_PORT,
     metricsHost: e.METRICS_HOST,
     compatHost: e.COMPAT_HOST,

@@ -42,6 +42,8 @@ export interface RunDirectories {
 export function ansibleRunEnvironment(
   dirs: RunDirectories,
   sshMasterIdleS: number,
+  /** Hosts' Python unless their inventory says; a config default, below inventory vars. */
+  hostPython = '/usr/bin/python3',
 ): Record<string, string> {
   const persist = sshMasterIdleS > 0 ? `${sshMasterIdleS}s` : '60s';
   return {
@@ -61,7 +63,7 @@ export function ansibleRunEnvironment(
     ANSIBLE_SSH_CONTROL_PATH: '%(directory)s/%%C',
     ANSIBLE_LOCAL_TEMP: dirs.localTempDir,
     ANSIBLE_LIBRARY: dirs.libraryDir,
-    ANSIBLE_PYTHON_INTERPRETER: 'auto_silent',
+    ANSIBLE_PYTHON_INTERPRETER: hostPython,
     ANSIBLE_SYSTEM_WARNINGS: 'False',
     PYTHONUNBUFFERED: '1',
   };

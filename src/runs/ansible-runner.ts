@@ -29,6 +29,7 @@ type RunnerConfig = Pick<
   | 'vaultPasswordFile'
   | 'runnerMode'
   | 'sshMasterIdleMs'
+  | 'hostPython'
 >;
 
 export interface RunnerOptions {
@@ -109,7 +110,11 @@ export class AnsibleRunner implements PlaybookRunner {
   }
 
   private environment(dirs: Parameters<typeof ansibleRunEnvironment>[0]): Record<string, string> {
-    return ansibleRunEnvironment(dirs, Math.round(this.config.sshMasterIdleMs / 1000));
+    return ansibleRunEnvironment(
+      dirs,
+      Math.round(this.config.sshMasterIdleMs / 1000),
+      this.config.hostPython,
+    );
   }
 
   private spawnLauncher(): PlaybookLauncher {

@@ -62,6 +62,7 @@ export function testRunnerConfig(overrides: Partial<RunnerConfig>): RunnerConfig
     vaultPasswordFile: undefined,
     runnerMode: 'warm',
     sshMasterIdleMs: 300_000,
+    hostPython: '/usr/bin/python3',
     ...overrides,
   };
 }

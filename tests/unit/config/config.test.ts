@@ -41,6 +41,15 @@ describe('loadConfig', () => {
     });
   });
 
+  it("when HOST_PYTHON is unset, then hosts' Python is /usr/bin/python3; auto or a path may be chosen, anything else is refused", () => {
+    expect(loadConfig({}).hostPython).toBe('/usr/bin/python3');
+    expect(loadConfig({ HOST_PYTHON: 'auto' }).hostPython).toBe('auto');
+    expect(loadConfig({ HOST_PYTHON: '/opt/py/bin/python3.11' }).hostPython).toBe(
+      '/opt/py/bin/python3.11',
+    );
+    expect(() => loadConfig({ HOST_PYTHON: 'python3; id' })).toThrow(/HOST_PYTHON/);
+  });
+
   it('when a variable is set to the empty string, then it counts as unset', () => {
     expect(loadConfig({ PORT: '', LOG_LEVEL: '' })).toMatchObject({ port: 8080, logLevel: 'info' });
   });
