@@ -70,7 +70,7 @@ const schema = z.object({
   HOST_PYTHON: z
     .string()
     .regex(
-      /^(\/[A-Za-z0-9_.+\/-]+|auto|auto_silent|auto_legacy|auto_legacy_silent)$/,
+      /^(\/[A-Za-z0-9_.+/-]+|auto|auto_silent|auto_legacy|auto_legacy_silent)$/,
       'must be an absolute path or auto, auto_silent, auto_legacy, auto_legacy_silent',
     )
     .default('/usr/bin/python3'),
