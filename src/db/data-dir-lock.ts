@@ -1,18 +1,10 @@
 import { existsSync } from 'node:fs';
 import { link, mkdir, readFile, realpath, rename, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { processAlive } from '../shared/process-alive.ts';
 
 export class DataDirLockedError extends Error {
   override name = 'DataDirLockedError';
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 // Directories this process holds: the pid file alone cannot tell a second server in this same
@@ -47,7 +39,7 @@ export async function lockDataDir(dir: string): Promise<() => Promise<void>> {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
       const holder = await pidIn(lockFile);
-      if (holder && holder !== process.pid && alive(holder)) {
+      if (holder && holder !== process.pid && processAlive(holder)) {
         throw new DataDirLockedError(`DATA_DIR ${dir} is in use by process ${holder}`);
       }
       await removeStale(lockFile, holder);

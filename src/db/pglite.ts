@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { PGlite } from '@electric-sql/pglite';
 import knexFactory, { type Knex } from 'knex';
 import ClientPgLite from 'knex-pglite';
+import { processAlive } from '../shared/process-alive.ts';
 
 /**
  * Postgres settings for the embedded database, on top of PGlite's own. PGlite's initdb writes
@@ -43,15 +44,6 @@ const { PGlite } = require(pglite);
   process.exit(1);
 });
 `;
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 export function hasDatabase(pgdata: string): boolean {
   return existsSync(path.join(pgdata, 'PG_VERSION'));
@@ -117,7 +109,7 @@ async function removeAbandonedInits(parent: string): Promise<void> {
   for (const name of entries) {
     if (!name.startsWith(INIT_PREFIX)) continue;
     const pid = Number(name.slice(INIT_PREFIX.length).split('-')[0]);
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) continue;
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && processAlive(pid)) continue;
     await rm(path.join(parent, name), { recursive: true, force: true });
   }
 }

@@ -1,4 +1,4 @@
-import { cp, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -9,7 +9,7 @@ import { collectJsonlEvent, parseJsonlEvent, ResultsCollector } from './json-ext
 import { eachLine, TailBuffer } from './output-lines.ts';
 import type { PlaybookLauncher } from './playbook-launcher.ts';
 import { closeSshMasters, killGroupAndWait, signalGroup } from './process-reaper.ts';
-import { createWorkspace, removeWorkspace } from './run-workspace.ts';
+import { createWorkspace, removeWorkspace, type RunWorkspace } from './run-workspace.ts';
 import { SpawnLauncher } from './spawn-launcher.ts';
 import { controlPathVar, SshMasters } from './ssh-masters.ts';
 import type { PlaybookRunner, RunHandle, RunOutcome, RunSpec } from './types.ts';
@@ -73,7 +73,7 @@ export class AnsibleRunner implements PlaybookRunner {
   private root: Promise<string> | null = null;
   private ownRoot: string | null = null;
   private launcher: Promise<PlaybookLauncher> | null = null;
-  private mastersDir: string | null = null;
+  private masters: Promise<SshMasters> | null = null;
 
   constructor(
     private readonly config: RunnerConfig,
@@ -100,13 +100,18 @@ export class AnsibleRunner implements PlaybookRunner {
     })());
   }
 
-  private async masters(): Promise<SshMasters> {
-    const dir = path.join(await this.workRoot(), 'm');
-    if (this.mastersDir !== dir) {
+  /** The instance's directory of SSH masters kept across runs, made on first use. */
+  private sshMasters(): Promise<SshMasters> {
+    return (this.masters ??= (async () => {
+      const dir = path.join(await this.workRoot(), 'm');
       await mkdir(dir, { recursive: true, mode: 0o700 });
-      this.mastersDir = dir;
-    }
-    return new SshMasters(dir, this.logger);
+      return new SshMasters(dir, this.logger);
+    })());
+  }
+
+  /** Where a run's control sockets go: the kept masters, or its own workspace when none are. */
+  private socketsDir(masters: SshMasters, ws: RunWorkspace): string {
+    return this.persistentMasters ? masters.dir : ws.controlPathDir;
   }
 
   private environment(dirs: Parameters<typeof ansibleRunEnvironment>[0]): Record<string, string> {
@@ -117,10 +122,10 @@ export class AnsibleRunner implements PlaybookRunner {
     );
   }
 
-  private spawnLauncher(): PlaybookLauncher {
+  private spawnLauncher(masters: SshMasters): PlaybookLauncher {
     return new SpawnLauncher(this.config.ansiblePlaybook, (ws) =>
       this.environment({
-        controlPathDir: this.mastersDir ?? ws.controlPathDir,
+        controlPathDir: this.socketsDir(masters, ws),
         localTempDir: ws.localTempDir,
         libraryDir: ws.libraryDir,
       }),
@@ -132,14 +137,15 @@ export class AnsibleRunner implements PlaybookRunner {
    * cannot stand in for): then runs are spawned, and the log says so once.
    */
   private async createLauncher(): Promise<PlaybookLauncher> {
-    if (this.config.runnerMode === 'spawn') return this.spawnLauncher();
+    const masters = await this.sshMasters();
+    if (this.config.runnerMode === 'spawn') return this.spawnLauncher(masters);
     const python = await ansiblePython(this.config.ansiblePlaybook);
     if (!python) {
       this.logger.warn(
         { event: 'runner.warm_unavailable', ansible_playbook: this.config.ansiblePlaybook },
         'ansible-playbook is not a Python script; runs are spawned (RUNNER=spawn)',
       );
-      return this.spawnLauncher();
+      return this.spawnLauncher(masters);
     }
     // Fixed for the warm process's life: Ansible reads these once, at import.
     const dir = path.join(await this.workRoot(), 'w');
@@ -153,7 +159,8 @@ export class AnsibleRunner implements PlaybookRunner {
       python,
       cwd: dir,
       env: this.environment({
-        controlPathDir: (await this.masters()).dir,
+        // Runs name each host's socket (ansible_control_path); this only has to exist.
+        controlPathDir: masters.dir,
         localTempDir: path.join(dir, 'tmp'),
         libraryDir: library,
       }),
@@ -164,10 +171,7 @@ export class AnsibleRunner implements PlaybookRunner {
   }
 
   private getLauncher(): Promise<PlaybookLauncher> {
-    return (this.launcher ??= (async () => {
-      if (this.persistentMasters) await this.masters();
-      return this.createLauncher();
-    })());
+    return (this.launcher ??= this.createLauncher());
   }
 
   /** Starts what the first run would otherwise wait for (the warm process); never throws. */
@@ -185,18 +189,15 @@ export class AnsibleRunner implements PlaybookRunner {
 
   /** Closes the SSH masters of hosts no longer in the inventory. */
   async retainHosts(hosts: Iterable<string>): Promise<void> {
-    if (!this.persistentMasters || !this.mastersDir) return;
-    await new SshMasters(this.mastersDir, this.logger).retain(hosts);
+    if (!this.persistentMasters || !this.masters) return;
+    await (await this.masters).retain(hosts);
   }
 
   /** At shutdown: the warm process, then every SSH master. */
   async close(): Promise<void> {
     if (this.launcher) await (await this.launcher.catch(() => null))?.close();
-    if (this.mastersDir) await new SshMasters(this.mastersDir, this.logger).closeAll();
-    if (this.ownRoot) {
-      const { rm } = await import('node:fs/promises');
-      await rm(this.ownRoot, { recursive: true, force: true, maxRetries: 3 });
-    }
+    if (this.masters) await (await this.masters).closeAll();
+    if (this.ownRoot) await rm(this.ownRoot, { recursive: true, force: true, maxRetries: 3 });
   }
 
   private async vaultPassword(): Promise<string | undefined> {
@@ -231,6 +232,7 @@ export class AnsibleRunner implements PlaybookRunner {
   ): Promise<RunOutcome> {
     const log = this.logger.child({ run_id: spec.runId });
     const launcher = await this.getLauncher();
+    const masters = await this.sshMasters();
     const ws = await createWorkspace({
       playbookRoot: spec.playbookRoot,
       libraryDir: path.join(this.config.playbooksDir, 'library'),
@@ -249,11 +251,9 @@ export class AnsibleRunner implements PlaybookRunner {
       // routeplane's own extra vars (not from any request, so not marked unsafe), last so
       // nothing a request sends can override them: each host's SSH master socket.
       const connectionVars = path.join(ws.dir, 'connection.json');
-      const socketsDir =
-        this.persistentMasters && this.mastersDir ? this.mastersDir : ws.controlPathDir;
       await writeFile(
         connectionVars,
-        JSON.stringify({ ansible_control_path: controlPathVar(socketsDir) }),
+        JSON.stringify({ ansible_control_path: controlPathVar(this.socketsDir(masters, ws)) }),
         { mode: 0o600 },
       );
       const args = [

@@ -35,6 +35,10 @@ export function hostKey(inventoryName: string): string {
  * while binding, and a socket path must fit in 108 bytes.
  */
 export function controlPathVar(dir: string): string {
+  // The directory is routeplane's own, but it lands inside a template: only plain path text.
+  if (!/^[A-Za-z0-9_./-]+$/.test(dir)) {
+    throw new Error(`SSH masters directory ${JSON.stringify(dir)} is not a plain path`);
+  }
   const settings = CONNECTION_VARS.map((v) => `${v} | default('')`).join(', ');
   return (
     `${dir}/{{ (inventory_hostname | hash('sha1'))[:12] }}-` +
