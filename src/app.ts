@@ -11,12 +11,14 @@ import type { CompatService } from './compat/compat-service.ts';
 import { hostsHandlers } from './hosts/hosts-handlers.ts';
 import type { HostsService } from './hosts/hosts-service.ts';
 import { loadContract, withoutExamples } from './http/contract.ts';
-import { docsHandlers } from './http/docs.ts';
+import { contractHandlers, docsHandlers } from './http/docs.ts';
 import './http/express-augment.ts';
 import { healthHandlers, type ReadinessProbe } from './http/health-handlers.ts';
 import { notFoundHandler, problemHandler } from './http/problem.ts';
 import { nulGuard } from './http/nul-guard.ts';
 import { openApiValidation } from './http/openapi-validation.ts';
+import { pipeline } from './http/pipeline.ts';
+import { operationDispatcher } from './http/operations.ts';
 import { requestContextMiddleware } from './http/request-context.ts';
 import { bearerAuthHandler } from './http/security.ts';
 import type { Logger } from './logger.ts';
@@ -56,44 +58,52 @@ export function buildApp(deps: AppDependencies): Express {
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
   const metrics = deps.metrics;
-  app.use(
-    requestContextMiddleware(
-      deps.logger,
-      metrics &&
-        ((req, res, seconds) => {
-          // Requests refused before validation (a malformed body) still name their operation.
-          const op =
-            (req as { openapi?: { schema?: { operationId?: string } } }).openapi?.schema
-              ?.operationId ??
-            validation.matcher()?.operationId(req.originalUrl.split('?')[0]!, req.method);
-          metrics.httpRequest(op, res.statusCode, seconds);
-        }),
-    ),
-  );
-  app.use(compatPathAliases());
-  app.use(docsHandlers(contract));
   const json = express.json({
     limit: deps.config.bodyLimit,
     strict: false,
     type: ['application/json', 'application/*+json'],
   });
-  // A request without a body (every read) skips the parser's stream checks: type-is's
-  // hasBody, the test body-parser itself makes first, leaving req.body undefined likewise.
-  app.use((req, res, next) => {
-    const h = req.headers;
-    if (h['transfer-encoding'] !== undefined || !isNaN(h['content-length'] as unknown as number)) {
-      return json(req, res, next);
-    }
-    req.body = undefined;
-    next();
-  });
-  app.use(nulGuard());
-  app.use(validation.middleware);
-  app.use(healthHandlers(deps.readiness));
-  app.use(hostsHandlers(deps.hosts));
-  app.use(runsHandlers(deps.runs));
-  app.use(routesHandlers(deps.routes, deps.config.routeWaitDefaultMs));
-  app.use(compatHandlers(deps.compat));
+  app.use(
+    pipeline([
+      requestContextMiddleware(
+        deps.logger,
+        metrics &&
+          ((req, res, seconds) => {
+            // Requests refused before validation (a malformed body) still name their operation.
+            const op =
+              (req as { openapi?: { schema?: { operationId?: string } } }).openapi?.schema
+                ?.operationId ??
+              validation.matcher()?.operationId(req.originalUrl.split('?')[0]!, req.method);
+            metrics.httpRequest(op, res.statusCode, seconds);
+          }),
+      ),
+      compatPathAliases(),
+      docsHandlers(),
+      // A request without a body (every read) skips the parser's stream checks: type-is's
+      // hasBody, the test body-parser itself makes first, leaving req.body undefined likewise.
+      (req, res, next) => {
+        const h = req.headers;
+        if (
+          h['transfer-encoding'] !== undefined ||
+          !isNaN(h['content-length'] as unknown as number)
+        ) {
+          return json(req, res, next);
+        }
+        req.body = undefined;
+        next();
+      },
+      nulGuard(),
+      validation.middleware,
+      operationDispatcher({
+        ...healthHandlers(deps.readiness),
+        ...contractHandlers(contract),
+        ...hostsHandlers(deps.hosts),
+        ...runsHandlers(deps.runs),
+        ...routesHandlers(deps.routes, deps.config.routeWaitDefaultMs),
+        ...compatHandlers(deps.compat),
+      }),
+    ]),
+  );
   app.use(notFoundHandler());
   // route-manager clients expect FastAPI's {"detail"} errors on its paths, and only there.
   app.use(COMPAT_PATHS, compatErrorHandler(deps.logger));

@@ -1,11 +1,6 @@
-import {
-  Router,
-  type ErrorRequestHandler,
-  type Request,
-  type RequestHandler,
-  type Response,
-} from 'express';
+import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
 import { AppError, NotFoundError } from '../http/errors.ts';
+import type { Operations } from '../http/operations.ts';
 import { toAppError } from '../http/problem.ts';
 import { actorOf } from '../http/security.ts';
 import type { Logger } from '../logger.ts';
@@ -50,8 +45,18 @@ function bodyOf(req: Request): CompatBody {
  * role checks as /v1; only the answers differ: `{"message"}` on success and FastAPI's
  * `{"detail"}` (422 for invalid input) on failure, mapped by compatErrorHandler below.
  */
-export function compatHandlers(compat: CompatService | null): Router {
-  const r = Router();
+type CompatOperations = Pick<
+  Operations,
+  | 'compatListRoutes'
+  | 'compatAddRoute'
+  | 'compatUpdateRoute'
+  | 'compatDeleteRoute'
+  | 'compatPauseRoute'
+  | 'compatActivateRoute'
+  | 'compatListDeletedRoutes'
+>;
+
+export function compatHandlers(compat: CompatService | null): CompatOperations {
   const service = () => {
     if (!compat) {
       throw new NotFoundError('route-manager compatibility is off: set COMPAT_HOST to serve it');
@@ -63,24 +68,30 @@ export function compatHandlers(compat: CompatService | null): Router {
     res.status(status).json({ message });
   };
 
-  r.get('/routes/', async (req, res) => {
-    const { routes, systemRoutes } = await service().state(actorOf(req));
-    res.json({
-      database_routes: routes.map(presentDatabaseRoute),
-      system_routes: systemRoutes.map(routeLine),
-    });
-  });
-  r.put('/routes/', (req, res) => reply(res, service().put(bodyOf(req), actorOf(req))));
-  r.patch('/routes/', (req, res) => reply(res, service().patch(bodyOf(req), actorOf(req))));
-  r.delete('/routes/', (req, res) => reply(res, service().delete(bodyOf(req), actorOf(req))));
-  r.patch('/routes/pause', (req, res) => reply(res, service().pause(bodyOf(req), actorOf(req))));
-  r.patch('/routes/activate', (req, res) =>
-    reply(res, service().activate(bodyOf(req), actorOf(req))),
-  );
-  r.get('/routes/deleted', async (_req, res) => {
-    res.json({ deleted_routes: (await service().deleted()).map(presentDeletedRoute) });
-  });
-  return r;
+  return {
+    // GET /routes/
+    compatListRoutes: async (req, res) => {
+      const { routes, systemRoutes } = await service().state(actorOf(req));
+      res.json({
+        database_routes: routes.map(presentDatabaseRoute),
+        system_routes: systemRoutes.map(routeLine),
+      });
+    },
+    // PUT /routes/
+    compatAddRoute: (req, res) => reply(res, service().put(bodyOf(req), actorOf(req))),
+    // PATCH /routes/
+    compatUpdateRoute: (req, res) => reply(res, service().patch(bodyOf(req), actorOf(req))),
+    // DELETE /routes/
+    compatDeleteRoute: (req, res) => reply(res, service().delete(bodyOf(req), actorOf(req))),
+    // PATCH /routes/pause
+    compatPauseRoute: (req, res) => reply(res, service().pause(bodyOf(req), actorOf(req))),
+    // PATCH /routes/activate
+    compatActivateRoute: (req, res) => reply(res, service().activate(bodyOf(req), actorOf(req))),
+    // GET /routes/deleted
+    compatListDeletedRoutes: async (_req, res) => {
+      res.json({ deleted_routes: (await service().deleted()).map(presentDeletedRoute) });
+    },
+  };
 }
 
 /** Maps every error on the compat paths to FastAPI's shape, with its status conventions. */

@@ -1,6 +1,7 @@
 import express, { Router, type RequestHandler } from 'express';
 import { getAbsoluteFSPath } from 'swagger-ui-dist';
 import { onlyUnder } from './only-under.ts';
+import type { Operations } from './operations.ts';
 
 const INDEX = `<!doctype html>
 <html lang="en">
@@ -13,20 +14,31 @@ const INDEX = `<!doctype html>
 
 const INITIALIZER = `window.ui = SwaggerUIBundle({ url: '/openapi.json', dom_id: '#swagger-ui', deepLinking: true });`;
 
-/** The contract and an interactive page for it, from local npm assets (no CDN). */
-export function docsHandlers(contract: { yaml: string; document: object }): RequestHandler {
-  return onlyUnder(['/openapi.', '/docs'], docsRouter(contract));
+/** The contract itself, in both forms. */
+export function contractHandlers(contract: {
+  yaml: string;
+  document: object;
+}): Pick<Operations, 'getContractYaml' | 'getContractJson'> {
+  const json = JSON.stringify(contract.document);
+  return {
+    // GET /openapi.yaml
+    getContractYaml: (_req, res) => {
+      res.type('application/yaml').send(contract.yaml);
+    },
+    // GET /openapi.json
+    getContractJson: (_req, res) => {
+      res.type('application/json').send(json);
+    },
+  };
 }
 
-function docsRouter(contract: { yaml: string; document: object }): Router {
+/** An interactive page for the contract, from local npm assets (no CDN). */
+export function docsHandlers(): RequestHandler {
+  return onlyUnder(['/docs'], docsRouter());
+}
+
+function docsRouter(): Router {
   const r = Router();
-  const json = JSON.stringify(contract.document);
-  r.get('/openapi.yaml', (_req, res) => {
-    res.type('application/yaml').send(contract.yaml);
-  });
-  r.get('/openapi.json', (_req, res) => {
-    res.type('application/json').send(json);
-  });
   r.get(['/docs', '/docs/'], (_req, res) => {
     res.type('html').send(INDEX);
   });

@@ -1,7 +1,6 @@
-import { Router, type RequestHandler } from 'express';
 import type { Backend } from '../db/database.ts';
 import type { Logger } from '../logger.ts';
-import { onlyUnder } from './only-under.ts';
+import type { Operations } from './operations.ts';
 
 export interface ReadinessProbe {
   database(): Promise<{ ok: boolean; backend: Backend; error?: string }>;
@@ -77,28 +76,27 @@ export function readinessProbe(src: ReadinessSources): ReadinessProbe {
   };
 }
 
-export function healthHandlers(probe: ReadinessProbe): RequestHandler {
-  return onlyUnder(['/healthz', '/readyz'], healthRouter(probe));
-}
+type HealthOperations = Pick<Operations, 'getHealth' | 'getReadiness'>;
 
-function healthRouter(probe: ReadinessProbe): Router {
-  const r = Router();
-  r.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok' });
-  });
-  // Open to anyone: ready or not, which dependency, never an error's own text.
-  r.get('/readyz', async (_req, res) => {
-    const [database, ansible] = await Promise.all([probe.database(), probe.ansible()]);
-    const ready = database.ok && ansible.ok;
-    res.status(ready ? 200 : 503).json({
-      status: ready ? 'ready' : 'not_ready',
-      database: database.ok
-        ? { ok: true, backend: database.backend }
-        : { ok: false, backend: database.backend, error: DATABASE_DOWN },
-      ansible: ansible.ok
-        ? { ok: true, ...(ansible.version ? { version: ansible.version } : {}) }
-        : { ok: false, error: ANSIBLE_DOWN },
-    });
-  });
-  return r;
+export function healthHandlers(probe: ReadinessProbe): HealthOperations {
+  return {
+    // GET /healthz
+    getHealth: (_req, res) => {
+      res.json({ status: 'ok' });
+    },
+    // GET /readyz: open to anyone; ready or not, which dependency, never an error's own text.
+    getReadiness: async (_req, res) => {
+      const [database, ansible] = await Promise.all([probe.database(), probe.ansible()]);
+      const ready = database.ok && ansible.ok;
+      res.status(ready ? 200 : 503).json({
+        status: ready ? 'ready' : 'not_ready',
+        database: database.ok
+          ? { ok: true, backend: database.backend }
+          : { ok: false, backend: database.backend, error: DATABASE_DOWN },
+        ansible: ansible.ok
+          ? { ok: true, ...(ansible.version ? { version: ansible.version } : {}) }
+          : { ok: false, error: ANSIBLE_DOWN },
+      });
+    },
+  };
 }

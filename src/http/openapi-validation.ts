@@ -249,6 +249,80 @@ function securityStage(
   };
 }
 
+const PARAMETER_REF = '#/components/parameters/';
+
+/** Distinct read URLs whose validated query is kept; past this the cache starts over. */
+const READ_CACHE_MAX = 1_000;
+
+type QueryValue = string | string[] | number | boolean | undefined;
+
+/** A copy the next request may change freely: values are scalars or arrays of them. */
+function copyQuery(query: Record<string, unknown>): Record<string, QueryValue> {
+  const out: Record<string, QueryValue> = {};
+  for (const [k, v] of Object.entries(query))
+    out[k] = Array.isArray(v) ? [...v] : (v as QueryValue);
+  return out;
+}
+
+/**
+ * The library's request validation of a read depends only on its method and URL when the
+ * operation declares no header or cookie parameters and there is no body: it parses the URL,
+ * builds a parameter mutator, coerces the query and runs ajv over it, the same way every
+ * time. A read that passed once is passed again with the query it produced (a copy); every
+ * other request, and every failure, goes through the library. Authentication is not part of
+ * this: the security stage runs before, on every request.
+ */
+function readValidationCache(apiDoc: OpenAPIV3.DocumentV3, library: Stage): Stage {
+  const passed = new Map<string, Record<string, QueryValue>>();
+  const cacheable = new WeakMap<object, boolean>();
+  const isCacheable = (schema: Operation) => {
+    let ok = cacheable.get(schema);
+    if (ok === undefined) {
+      const declared = (apiDoc.components?.parameters ?? {}) as Record<string, { in?: string }>;
+      ok = !(schema.parameters ?? []).some((p) => {
+        const ref = (p as { $ref?: string }).$ref;
+        const param = ref?.startsWith(PARAMETER_REF)
+          ? declared[ref.slice(PARAMETER_REF.length)]
+          : (p as { in?: string });
+        const where = param?.in;
+        return where === undefined || where === 'header' || where === 'cookie';
+      });
+      cacheable.set(schema, ok);
+    }
+    return ok;
+  };
+  return (req, res, next) => {
+    const schema = (req as Request & { openapi?: { schema?: Operation } }).openapi?.schema;
+    if (
+      (req.method !== 'GET' && req.method !== 'HEAD') ||
+      req.body !== undefined ||
+      !schema ||
+      !isCacheable(schema)
+    ) {
+      return library(req, res, next);
+    }
+    const key = `${req.method} ${req.originalUrl}`;
+    const query = passed.get(key);
+    if (query) {
+      // As the library leaves it: an own, writable query (Express 5 has a getter).
+      Object.defineProperty(req, 'query', {
+        value: copyQuery(query),
+        writable: true,
+        configurable: true,
+        enumerable: true,
+      });
+      return next();
+    }
+    return library(req, res, (err?: unknown) => {
+      if (!err) {
+        if (passed.size >= READ_CACHE_MAX) passed.clear();
+        passed.set(key, copyQuery(req.query as Record<string, unknown>));
+      }
+      next(err);
+    });
+  };
+}
+
 /**
  * express-openapi-validator's middleware with its per-request work done once: the same
  * library stages (spec loading, security, multipart, request and response validation) in the
@@ -295,7 +369,9 @@ export function openApiValidation(options: OpenApiValidatorOpts): {
       if (opts.fileUploader && JSON.stringify(doc).includes('multipart/')) {
         stages.push(oav.multipartMiddleware(doc));
       }
-      if (opts.validateRequests) stages.push(oav.requestValidationMiddleware(doc));
+      if (opts.validateRequests) {
+        stages.push(readValidationCache(doc, oav.requestValidationMiddleware(doc)));
+      }
       if (opts.validateResponses) {
         stages.push(oav.responseValidationMiddleware(responseApiDoc, context.serial));
       }

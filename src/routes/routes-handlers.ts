@@ -1,6 +1,7 @@
-import { Router, type Request, type Response } from 'express';
+import type { Request, Response } from 'express';
 import { ApplyFailedError } from '../http/errors.ts';
 import type { Schemas } from '../http/api.ts';
+import type { Operations } from '../http/operations.ts';
 import { actorOf } from '../http/security.ts';
 import { parsePrefix, type RouteInput } from './route-input.ts';
 import type { RouteFilter } from './routes-store.ts';
@@ -48,8 +49,21 @@ function sendPending(res: Response, applied: Applied<unknown>, host?: string): v
   res.status(202);
 }
 
-export function routesHandlers(routes: RoutesService, defaultWaitMs: number): Router {
-  const r = Router();
+type RouteOperations = Pick<
+  Operations,
+  | 'listRoutes'
+  | 'createRoutes'
+  | 'upsertRoutes'
+  | 'listRouteHistory'
+  | 'getRoute'
+  | 'updateRoute'
+  | 'deleteRoute'
+  | 'pauseRoute'
+  | 'resumeRoute'
+  | 'listRouteEvents'
+>;
+
+export function routesHandlers(routes: RoutesService, defaultWaitMs: number): RouteOperations {
   const waitMs = (req: Request) =>
     req.query.wait === undefined ? defaultWaitMs : Number(req.query.wait) * 1000;
 
@@ -99,56 +113,67 @@ export function routesHandlers(routes: RoutesService, defaultWaitMs: number): Ro
     });
   }
 
-  r.get('/v1/routes', async (req, res) => {
-    const f = filterOf(req);
-    const { items, total } = await routes.list(f);
-    res.json({ items: items.map(presentRoute), total, limit: f.limit, offset: f.offset });
-  });
+  return {
+    // GET /v1/routes
+    listRoutes: async (req, res) => {
+      const f = filterOf(req);
+      const { items, total } = await routes.list(f);
+      res.json({ items: items.map(presentRoute), total, limit: f.limit, offset: f.offset });
+    },
 
-  r.post('/v1/routes', (req, res) => create(req, res, false));
-  r.put('/v1/routes', (req, res) => create(req, res, true));
+    // POST /v1/routes
+    createRoutes: (req, res) => create(req, res, false),
 
-  r.get('/v1/routes/history', async (req, res) => {
-    const f = filterOf(req);
-    const { items, total } = await routes.history(f);
-    res.json({ items: items.map(presentRoute), total, limit: f.limit, offset: f.offset });
-  });
+    // PUT /v1/routes
+    upsertRoutes: (req, res) => create(req, res, true),
 
-  r.get('/v1/routes/:id', async (req, res) => {
-    res.json(presentRoute(await routes.get(req.params.id as string)));
-  });
+    // GET /v1/routes/history
+    listRouteHistory: async (req, res) => {
+      const f = filterOf(req);
+      const { items, total } = await routes.history(f);
+      res.json({ items: items.map(presentRoute), total, limit: f.limit, offset: f.offset });
+    },
 
-  r.patch('/v1/routes/:id', async (req, res) => {
-    const route = await routes.patch(req.params.id as string, req.body as RoutePatch, actorOf(req));
-    await respondOne(req, res, route, 200);
-  });
+    // GET /v1/routes/{id}
+    getRoute: async (req, res) => {
+      res.json(presentRoute(await routes.get(req.params.id!)));
+    },
 
-  r.delete('/v1/routes/:id', async (req, res) => {
-    await respondOne(req, res, await routes.delete(req.params.id as string, actorOf(req)), 200);
-  });
+    // PATCH /v1/routes/{id}
+    updateRoute: async (req, res) => {
+      const route = await routes.patch(req.params.id!, req.body as RoutePatch, actorOf(req));
+      await respondOne(req, res, route, 200);
+    },
 
-  r.post('/v1/routes/:id/pause', async (req, res) => {
-    await respondOne(req, res, await routes.pause(req.params.id as string, actorOf(req)), 200);
-  });
+    // DELETE /v1/routes/{id}
+    deleteRoute: async (req, res) => {
+      await respondOne(req, res, await routes.delete(req.params.id!, actorOf(req)), 200);
+    },
 
-  r.post('/v1/routes/:id/resume', async (req, res) => {
-    await respondOne(req, res, await routes.resume(req.params.id as string, actorOf(req)), 200);
-  });
+    // POST /v1/routes/{id}/pause
+    pauseRoute: async (req, res) => {
+      await respondOne(req, res, await routes.pause(req.params.id!, actorOf(req)), 200);
+    },
 
-  r.get('/v1/routes/:id/events', async (req, res) => {
-    const events = await routes.events(req.params.id as string);
-    res.json({
-      items: events.map((e) => ({
-        id: e.id,
-        at: e.at.toISOString(),
-        actor: e.actor,
-        action: e.action as Schemas['RouteEvent']['action'],
-        from: e.from,
-        to: e.to,
-        detail: e.detail,
-      })),
-    });
-  });
+    // POST /v1/routes/{id}/resume
+    resumeRoute: async (req, res) => {
+      await respondOne(req, res, await routes.resume(req.params.id!, actorOf(req)), 200);
+    },
 
-  return r;
+    // GET /v1/routes/{id}/events
+    listRouteEvents: async (req, res) => {
+      const events = await routes.events(req.params.id!);
+      res.json({
+        items: events.map((e) => ({
+          id: e.id,
+          at: e.at.toISOString(),
+          actor: e.actor,
+          action: e.action as Schemas['RouteEvent']['action'],
+          from: e.from,
+          to: e.to,
+          detail: e.detail,
+        })),
+      });
+    },
+  };
 }

@@ -34,7 +34,7 @@ afterEach(() => {
 });
 
 async function serve(probe: ReturnType<typeof readinessProbe>) {
-  const app = express().use(healthHandlers(probe));
+  const app = express().get('/readyz', healthHandlers(probe).getReadiness);
   const server = await new Promise<import('node:http').Server>((r) => {
     const s = app.listen(0, '127.0.0.1', () => r(s));
   });
