@@ -11,6 +11,7 @@ import type { CompatService } from './compat/compat-service.ts';
 import { hostsHandlers } from './hosts/hosts-handlers.ts';
 import type { HostsService } from './hosts/hosts-service.ts';
 import { loadContract, withoutExamples } from './http/contract.ts';
+import { announceArrivingWrites } from './http/arriving-writes.ts';
 import { contractHandlers, docsHandlers } from './http/docs.ts';
 import './http/express-augment.ts';
 import { healthHandlers, type ReadinessProbe } from './http/health-handlers.ts';
@@ -42,6 +43,8 @@ export interface AppDependencies {
   compat: CompatService | null;
   /** HTTP request durations by operationId go here when given. */
   metrics?: Metrics;
+  /** Announces a write as it arrives (HostWorkStore.expectWrite). */
+  expectWrite: () => () => void;
 }
 
 /** The Express app, without listening: the server and the tests both build it here. */
@@ -78,6 +81,14 @@ export function buildApp(deps: AppDependencies): Express {
           }),
       ),
       compatPathAliases(),
+      announceArrivingWrites((req) => {
+        try {
+          const op = validation.matcher()?.match(req.path, req.method)?.schema;
+          return op?.['x-changes-desired-state'] === true;
+        } catch {
+          return false; // a malformed path: the validator refuses it below
+        }
+      }, deps.expectWrite),
       docsHandlers(),
       // A request without a body (every read) skips the parser's stream checks: type-is's
       // hasBody, the test body-parser itself makes first, leaving req.body undefined likewise.

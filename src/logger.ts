@@ -5,6 +5,8 @@ export type { Logger };
 
 interface RequestContext {
   requestId: string;
+  /** Ends the request's announced write (http/arriving-writes.ts) once it has committed. */
+  endWrite?: () => void;
 }
 
 /** Carries the request id into every log line written while a request is handled. */

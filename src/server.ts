@@ -58,6 +58,7 @@ export async function startServer(
     await services.presence.announce();
     await services.runs.interruptOrphans();
     const presence = services.presence;
+    const work = services.work;
     const runsStore = new RunsStore(services.db.knex);
     presence.workspaceDir = await claimInstanceDir(config.dataDir, presence.id);
     // Only instances of this data directory whose presence has ended: never a live one's.
@@ -82,6 +83,7 @@ export async function startServer(
       routes: services.routes,
       compat: services.compat,
       metrics: services.metrics,
+      expectWrite: () => work.expectWrite(),
     });
     const server: Server = await new Promise((resolve, reject) => {
       const s = app.listen(config.port, config.host, (err?: Error) =>

@@ -1,3 +1,4 @@
+import { endArrivingWrite } from './http/arriving-writes.ts';
 import type { TokenRegistry } from './auth/token-registry.ts';
 import type { Config } from './config.ts';
 import { openDatabase, pingDatabase, type Database } from './db/database.ts';
@@ -104,6 +105,8 @@ export function wireServices(
   });
   // A write committed here is claimed at once, not at the next poll.
   work.onBumpCommitted(() => reconciler.wake());
+  // Runs in the writer's async context: a request's announced write has arrived.
+  work.onBumpCommitted(endArrivingWrite);
   const lockout = new LockoutGuard({
     managementAddresses: (h) => managementAddresses.of(h),
     knownRoutes: async (h) => (await hostStates.get(h))?.state?.routes ?? null,

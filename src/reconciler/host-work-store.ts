@@ -90,14 +90,31 @@ function stateOf(r: WorkRow): WorkState {
 export class HostWorkStore {
   private readonly committedListeners: (() => void)[] = [];
   private readonly inFlight = new Set<Knex.Transaction>();
+  /** Writes announced before their transaction began (a request still being read). */
+  private readonly expected = new Set<symbol>();
 
   constructor(private readonly knex: Knex) {}
 
-  /** Called after a transaction that bumped work commits (this process then looks at once). */
-  /** Write transactions that recorded host work and have not committed or rolled back yet. */
+  /**
+   * Writes on their way: transactions that recorded host work and have not committed or
+   * rolled back yet, and writes announced with expectWrite that have not ended.
+   */
   writesInFlight(): number {
-    return this.inFlight.size;
+    return this.inFlight.size + this.expected.size;
   }
+
+  /**
+   * Announces a write before its transaction begins: a request whose body is still being
+   * read and validated. Returns its end (idempotent), to call once it has committed or
+   * given up.
+   */
+  expectWrite(): () => void {
+    const id = Symbol('write');
+    this.expected.add(id);
+    return () => void this.expected.delete(id);
+  }
+
+  /** Called after a transaction that bumped work commits, in the writer's async context. */
 
   onBumpCommitted(fn: () => void): void {
     this.committedListeners.push(fn);

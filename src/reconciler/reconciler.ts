@@ -21,9 +21,12 @@ export const APPLY_PLAYBOOK = { name: 'apply', file: 'apply.yml' } as const;
  */
 const GATHER_MS = 2_000;
 /**
- * How long an idle claimer waits for write transactions still open when another commits: a
- * bulk of writes arriving together goes out as one run, not a small first run and the rest
- * behind it. A lone write has nothing in flight when it commits and is claimed at once.
+ * How long an idle claimer waits, after the last commit, for writes still on their way (open
+ * transactions, and requests still being read: HostWorkStore.writesInFlight): a bulk of
+ * writes arriving together goes out as one run, not a small first run and the rest behind
+ * it. Each commit extends the wait, up to GATHER_MS in all; a write that stops making
+ * progress holds the others this long at most. A lone write has nothing in flight when it
+ * commits and is claimed at once.
  */
 const IN_FLIGHT_WAIT_MS = 300;
 /** The longest the claimer sleeps: work other replicas record is found within this. */
@@ -111,6 +114,8 @@ export class Reconciler {
   private going = 0;
   /** When this process was first told of work since its last claim (group commit). */
   private wokenAt: number | null = null;
+  /** When it was last told of work (a commit): writes still arriving keep a claim waiting. */
+  private lastWokenAt = 0;
   private claimNow = false;
   private pumpQueued = false;
   private pumping: Promise<void> | null = null;
@@ -147,7 +152,21 @@ export class Reconciler {
   wake(now = false): void {
     if (!this.started || this.stopped) return;
     if (now) this.claimNow = true;
-    else this.wokenAt ??= Date.now();
+    else {
+      this.wokenAt ??= Date.now();
+      this.lastWokenAt = Date.now();
+    }
+    this.schedulePump();
+  }
+
+  /** Looks again (a timer, a run that ended): not news of a write, so no longer wait for one. */
+  private lookAgain(): void {
+    if (!this.started || this.stopped) return;
+    this.wokenAt ??= Date.now();
+    this.schedulePump();
+  }
+
+  private schedulePump(): void {
     if (this.pumpQueued) return;
     this.pumpQueued = true;
     // setImmediate: writes committed in the same turn of the event loop share one claim.
@@ -158,7 +177,7 @@ export class Reconciler {
   }
 
   private pump(): Promise<void> {
-    if (this.pumping) return this.pumping.then(() => this.wake());
+    if (this.pumping) return this.pumping.then(() => this.lookAgain());
     this.pumping = this.claimAndRun()
       .catch((err) => {
         this.deps.logger.error({ event: 'reconcile.failed', err }, 'reconcile pass failed');
@@ -181,7 +200,8 @@ export class Reconciler {
     }
     if (!now && this.going === 0 && this.wokenAt !== null && this.deps.work.writesInFlight() > 0) {
       // Their commits wake this again; the timer bounds the wait.
-      const wait = this.wokenAt + IN_FLIGHT_WAIT_MS - Date.now();
+      const until = Math.min(this.wokenAt + GATHER_MS, this.lastWokenAt + IN_FLIGHT_WAIT_MS);
+      const wait = until - Date.now();
       if (wait > 0) return this.sleep(wait);
     }
     this.wokenAt = null;
@@ -191,7 +211,7 @@ export class Reconciler {
       this.running.delete(p);
       this.going--;
       this.notifyWaiters();
-      this.wake();
+      this.lookAgain();
     });
     this.going++;
     this.running.add(p);
@@ -211,7 +231,7 @@ export class Reconciler {
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       this.timer = null;
-      this.wake();
+      this.lookAgain();
     }, ms);
   }
 

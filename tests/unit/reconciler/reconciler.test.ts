@@ -166,6 +166,38 @@ describe('Reconciler: claims and runs', () => {
     expect(only(s.runs).req.hosts).toEqual(['h1']);
   });
 
+  it('when writes keep committing while more are on their way, then one run carries them all after the last commit, past the 300 ms bound', async () => {
+    const s = setup();
+    await s.rec.start();
+    s.work.inFlight = 3;
+    write(s, 'h1');
+    for (const host of ['h2', 'h3']) {
+      await advance(250);
+      s.work.inFlight--;
+      write(s, host);
+    }
+    await advance(250);
+    expect(s.runs.started).toHaveLength(0);
+    s.work.inFlight = 0;
+    write(s, 'h4');
+    await flush();
+    expect(only(s.runs).req.hosts).toEqual(['h1', 'h2', 'h3', 'h4']);
+  });
+
+  it('when writes keep committing with more always on their way, then what has committed is claimed at the gather bound (2 s)', async () => {
+    const s = setup();
+    await s.rec.start();
+    s.work.inFlight = 1;
+    write(s, 'h00');
+    for (let i = 1; i <= 7; i++) {
+      await advance(250);
+      write(s, `h0${i}`);
+    }
+    expect(s.runs.started).toHaveLength(0);
+    await advance(250);
+    expect(only(s.runs).req.hosts).toHaveLength(8);
+  });
+
   it('when the run going takes longer than the gather bound, then hosts due behind it get a run of their own', async () => {
     const s = setup();
     await s.rec.start();

@@ -1,0 +1,31 @@
+import type { Request, RequestHandler } from 'express';
+import { requestContext } from '../logger.ts';
+
+/**
+ * Announces a write the moment its request arrives, before its body is read and validated:
+ * the reconciler waits for writes on their way before it claims (group commit), and a bulk
+ * of large bodies spends most of its time being parsed, not in a transaction. The write ends
+ * when its transaction commits (the committed hook calls the context's `endWrite`) or when
+ * its response is over, whichever comes first.
+ */
+export function announceArrivingWrites(
+  changesDesiredState: (req: Request) => boolean,
+  expectWrite: () => () => void,
+): RequestHandler {
+  return (req, res, next) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD' && changesDesiredState(req)) {
+      const end = expectWrite();
+      const ctx = requestContext.getStore();
+      if (ctx) ctx.endWrite = end;
+      res.once('close', end);
+    }
+    next();
+  };
+}
+
+/** Ends the announced write of the request whose transaction just committed, if any. */
+export function endArrivingWrite(): void {
+  const ctx = requestContext.getStore();
+  ctx?.endWrite?.();
+  if (ctx) ctx.endWrite = undefined;
+}
