@@ -64,7 +64,9 @@ const schema = z.object({
   // spawn: a new ansible-playbook process per run.
   RUNNER: z.enum(['warm', 'spawn']).default('warm'),
   // An SSH master no run has used for this long is closed; 0 closes each after its run.
-  SSH_MASTER_IDLE_S: z.coerce.number().int().min(0).max(86_400).default(300),
+  // Longer than the default convergence interval with its jitter (up to 1.2 x 300 s): a
+  // converged fleet keeps its connections, and a change reaches it without a handshake.
+  SSH_MASTER_IDLE_S: z.coerce.number().int().min(0).max(86_400).default(600),
   // The Python on each host, unless the inventory says (ansible_python_interpreter): explicit,
   // because Ansible's discovery costs each run a round trip per host. auto: discover.
   HOST_PYTHON: z
