@@ -5,7 +5,7 @@ export type { Logger };
 
 interface RequestContext {
   requestId: string;
-  /** Ends the request's announced write (http/arriving-writes.ts) once it has committed. */
+  /** Ends the request's announced write (http/arriving-writes.ts) once it waits for the kernel. */
   endWrite?: () => void;
 }
 

@@ -102,11 +102,13 @@ export function wireServices(
     logger,
     managementAddresses: (hosts) => managementAddresses.of(hosts),
     onSettled: (hosts) => metrics.hostsSettled(hosts),
+    // Called in the request's async context: a caller that waits for the kernel has written.
+    onCallerWaiting: endArrivingWrite,
   });
   // A write committed here is claimed at once, not at the next poll.
   work.onBumpCommitted(() => reconciler.wake());
-  // Runs in the writer's async context: a request's announced write has arrived.
-  work.onBumpCommitted(endArrivingWrite);
+  // A claim waiting for writes on their way looks again when the last of them has arrived.
+  work.onWriteEnded(() => reconciler.writeEnded());
   const lockout = new LockoutGuard({
     managementAddresses: (h) => managementAddresses.of(h),
     knownRoutes: async (h) => (await hostStates.get(h))?.state?.routes ?? null,

@@ -5,8 +5,8 @@ import { requestContext } from '../logger.ts';
  * Announces a write the moment its request arrives, before its body is read and validated:
  * the reconciler waits for writes on their way before it claims (group commit), and a bulk
  * of large bodies spends most of its time being parsed, not in a transaction. The write ends
- * when its transaction commits (the committed hook calls the context's `endWrite`) or when
- * its response is over, whichever comes first.
+ * when the request starts waiting for the kernel (the reconciler calls endArrivingWrite in its
+ * async context) or when its response is over, whichever comes first.
  */
 export function announceArrivingWrites(
   changesDesiredState: (req: Request) => boolean,
@@ -23,7 +23,7 @@ export function announceArrivingWrites(
   };
 }
 
-/** Ends the announced write of the request whose transaction just committed, if any. */
+/** Ends the announced write of the request this runs for, if any. */
 export function endArrivingWrite(): void {
   const ctx = requestContext.getStore();
   ctx?.endWrite?.();

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { Batcher } from '../shared/batcher.ts';
 import { knexSql, type Sql } from './sql.ts';
 
 /** A write's place in the queue: for each host, the desired generation its change produced. */
@@ -89,7 +90,9 @@ function stateOf(r: WorkRow): WorkState {
  */
 export class HostWorkStore {
   private readonly committedListeners: (() => void)[] = [];
+  private readonly writeEndedListeners: (() => void)[] = [];
   private readonly inFlight = new Set<Knex.Transaction>();
+  private readonly stateReads = new Batcher((calls: string[][]) => this.readStates(calls));
   /** Writes announced before their transaction began (a request still being read). */
   private readonly expected = new Set<symbol>();
 
@@ -111,7 +114,14 @@ export class HostWorkStore {
   expectWrite(): () => void {
     const id = Symbol('write');
     this.expected.add(id);
-    return () => void this.expected.delete(id);
+    return () => {
+      if (this.expected.delete(id)) this.writeEndedListeners.forEach((fn) => fn());
+    };
+  }
+
+  /** Called when an announced write ends. */
+  onWriteEnded(fn: () => void): void {
+    this.writeEndedListeners.push(fn);
   }
 
   /** Called after a transaction that bumped work commits, in the writer's async context. */
@@ -351,11 +361,18 @@ export class HostWorkStore {
   /** Where each of these hosts stands (hosts without a row owe nothing). */
   async states(hosts: string[]): Promise<Map<string, WorkState>> {
     if (hosts.length === 0) return new Map();
+    const all = await this.stateReads.call(hosts);
+    return new Map(hosts.filter((h) => all.has(h)).map((h) => [h, all.get(h)!]));
+  }
+
+  /** One read for the hosts of every call in a batch (a burst of writes each waiting). */
+  private async readStates(calls: string[][]): Promise<Map<string, WorkState>[]> {
     const rows = await knexSql(this.knex)<WorkRow>(
       `select * from host_work where host in ${hostsIn}`,
-      [json(hosts)],
+      [json([...new Set(calls.flat())])],
     );
-    return new Map(rows.map((r) => [r.host, stateOf(r)]));
+    const all = new Map(rows.map((r) => [r.host, stateOf(r)]));
+    return calls.map(() => all);
   }
 
   /** When the next unclaimed host falls due, or null when none will. */

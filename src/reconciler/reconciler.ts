@@ -92,6 +92,8 @@ export interface ReconcilerDeps {
   onSettled?: (
     hosts: { host: string; gen: number; failed: boolean; converging: boolean }[],
   ) => void;
+  /** Told when a caller starts waiting for the kernel: it has written all it will. */
+  onCallerWaiting?: () => void;
 }
 
 export interface Settlement {
@@ -116,6 +118,8 @@ export class Reconciler {
   private wokenAt: number | null = null;
   /** When it was last told of work (a commit): writes still arriving keep a claim waiting. */
   private lastWokenAt = 0;
+  /** Whether the claimer is sleeping for writes in flight (writeEnded may wake it). */
+  private heldForWrites = false;
   private claimNow = false;
   private pumpQueued = false;
   private pumping: Promise<void> | null = null;
@@ -157,6 +161,11 @@ export class Reconciler {
       this.lastWokenAt = Date.now();
     }
     this.schedulePump();
+  }
+
+  /** A write on its way has ended: a claim held back for writes in flight may go now. */
+  writeEnded(): void {
+    if (this.heldForWrites && this.deps.work.writesInFlight() === 0) this.lookAgain();
   }
 
   /** Looks again (a timer, a run that ended): not news of a write, so no longer wait for one. */
@@ -202,8 +211,12 @@ export class Reconciler {
       // Their commits wake this again; the timer bounds the wait.
       const until = Math.min(this.wokenAt + GATHER_MS, this.lastWokenAt + IN_FLIGHT_WAIT_MS);
       const wait = until - Date.now();
-      if (wait > 0) return this.sleep(wait);
+      if (wait > 0) {
+        this.heldForWrites = true;
+        return this.sleep(wait);
+      }
     }
+    this.heldForWrites = false;
     this.wokenAt = null;
     const lease = await this.deps.claims.claim(this.deps.config.claimMaxHosts, this.convergeOn);
     if (lease.hosts.length === 0) return this.sleepUntilDue();
@@ -413,6 +426,7 @@ export class Reconciler {
    * 202 can point at it).
    */
   async waitForKernel(hosts: Iterable<string>, ms: number): Promise<Settlement> {
+    this.deps.onCallerWaiting?.();
     const wanted = [...new Set(hosts)];
     const ticket = new Map(
       [...(await this.deps.work.states(wanted))].map(([h, s]) => [h, s.desiredGen]),

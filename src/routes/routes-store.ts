@@ -2,6 +2,8 @@ import type { Knex } from 'knex';
 import type { HostWorkStore } from '../reconciler/host-work-store.ts';
 import { LifecycleTable } from '../lifecycle/lifecycle-table.ts';
 import { knexSql } from '../reconciler/sql.ts';
+import { Batcher } from '../shared/batcher.ts';
+import { keyOf } from './route-plan.ts';
 import type {
   Route,
   RouteConflict,
@@ -173,6 +175,10 @@ const NEW_ROUTE_NAMES = NEW_ROUTE_COLUMNS.split(', ')
 export class RoutesStore {
   /** Transitions, events, schedules and host work: the machinery every kind shares. */
   private readonly lifecycle: LifecycleTable<RouteRow>;
+  // Concurrent single writes (a burst of POSTs) share transactions and reads (Batcher).
+  private readonly inserts = new Batcher((calls: NewRoute[][]) => this.insertBatch(calls));
+  private readonly reads = new Batcher((calls: string[][]) => this.readBatch(calls));
+  private readonly liveReads = new Batcher((calls: Identity[][]) => this.findLiveBatch(calls));
 
   constructor(
     private readonly knex: Knex,
@@ -197,6 +203,16 @@ export class RoutesStore {
    */
   async insert(routes: NewRoute[]): Promise<Route[]> {
     if (routes.length === 0) return [];
+    return this.inserts.call(routes);
+  }
+
+  /** One transaction for the routes of every call in a batch (see Batcher). */
+  private async insertBatch(calls: NewRoute[][]): Promise<Route[][]> {
+    const inserted = new Map((await this.insertNow(calls.flat())).map((r) => [r.id, r]));
+    return calls.map((routes) => routes.map((r) => inserted.get(r.id)!));
+  }
+
+  private insertNow(routes: NewRoute[]): Promise<Route[]> {
     return this.knex.transaction(async (trx) => {
       const rows = await knexSql(trx)<RouteRow>(
         `insert into routes (${NEW_ROUTE_NAMES})
@@ -247,14 +263,37 @@ export class RoutesStore {
 
   async getMany(ids: string[]): Promise<Route[]> {
     if (ids.length === 0) return [];
-    const rows = await this.routes().whereIn('id', ids);
-    const byId = new Map(rows.map((r) => [r.id, fromRow(r)]));
+    const byId = await this.reads.call(ids);
     return ids.map((id) => byId.get(id)).filter((r): r is Route => r !== undefined);
+  }
+
+  /** One read for the ids of every call in a batch; each call picks its own. */
+  private async readBatch(calls: string[][]): Promise<Map<string, Route>[]> {
+    const ids = [...new Set(calls.flat())];
+    const rows = await knexSql(this.knex)<RouteRow>(
+      `select * from routes where id in (select (jsonb_array_elements_text(?::jsonb))::uuid)`,
+      [JSON.stringify(ids)],
+    );
+    const byId = new Map(rows.map((r) => [r.id, fromRow(r)]));
+    return calls.map(() => byId);
   }
 
   /** Live (not expired or deleted) routes with these identities. */
   async findLive(keys: Identity[]): Promise<Route[]> {
     if (keys.length === 0) return [];
+    return this.liveReads.call(keys);
+  }
+
+  /** One read for the identities of every call in a batch; each call gets its own matches. */
+  private async findLiveBatch(calls: Identity[][]): Promise<Route[][]> {
+    const found = await this.findLiveNow(calls.flat());
+    return calls.map((keys) => {
+      const mine = new Set(keys.map(keyOf));
+      return found.filter((r) => mine.has(keyOf(r)));
+    });
+  }
+
+  private async findLiveNow(keys: Identity[]): Promise<Route[]> {
     // A join against the keys as one JSON parameter, not `(host, table_id, destination,
     // metric) in ((...), ...)`: PGlite takes minutes to plan that row-IN list once it holds a
     // few hundred tuples (1,000 did not finish in 5 minutes), and a list of 20,000 would pass

@@ -184,6 +184,19 @@ describe('Reconciler: claims and runs', () => {
     expect(only(s.runs).req.hosts).toEqual(['h1', 'h2', 'h3', 'h4']);
   });
 
+  it('when the claim waits for a write on its way and that write ends without committing, then the claim goes at once', async () => {
+    const s = setup();
+    await s.rec.start();
+    s.work.inFlight = 1;
+    write(s, 'h1');
+    await advance(50);
+    expect(s.runs.started).toHaveLength(0);
+    s.work.inFlight = 0;
+    s.rec.writeEnded();
+    await flush();
+    expect(only(s.runs).req.hosts).toEqual(['h1']);
+  });
+
   it('when writes keep committing with more always on their way, then what has committed is claimed at the gather bound (2 s)', async () => {
     const s = setup();
     await s.rec.start();
