@@ -27,6 +27,8 @@ const SYSTEM_ACTOR: Actor = { name: 'routeplane', role: 'admin' };
 export class HostsService {
   /** The gather going now for each host, which every refresh of that host shares. */
   private readonly gathers = new Map<string, Promise<void>>();
+  /** Each inventory entry's public vars, worked out once per inventory load. */
+  private readonly publicVarsOf = new WeakMap<InventoryHost, Record<string, unknown>>();
   /** When each host's last gather of this process ended, and how. */
   private readonly lastGather = new Map<string, { at: number; error: Error | null }>();
 
@@ -43,9 +45,11 @@ export class HostsService {
   }
 
   private view(host: InventoryHost, record: HostRecord | null): HostView {
+    let vars = this.publicVarsOf.get(host);
+    if (!vars) this.publicVarsOf.set(host, (vars = publicVars(host.vars)));
     return {
       host,
-      vars: publicVars(host.vars),
+      vars,
       readOnly: host.local && !this.config.allowLocalWrites,
       record,
     };

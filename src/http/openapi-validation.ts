@@ -46,6 +46,9 @@ interface ValidatorInternals {
   responseValidationMiddleware(apiDoc: unknown, serial: number): Stage;
 }
 
+/** Distinct (method, path) answers the matcher keeps; past this it starts over. */
+const MATCH_CACHE_MAX = 1_000;
+
 interface CompiledRoute {
   expressRoute: string;
   openApiRoute: string;
@@ -70,6 +73,7 @@ export interface OperationMatch {
  */
 export class OperationMatcher {
   private readonly routes: CompiledRoute[];
+  private readonly seen = new Map<string, OperationMatch | null>();
   readonly validatesResponses: boolean;
 
   constructor(
@@ -89,13 +93,34 @@ export class OperationMatcher {
     });
   }
 
-  /** `reportedPath` names the request in a malformed-escape error, as the library does. */
+  /**
+   * `reportedPath` names the request in a malformed-escape error, as the library does. The
+   * answer for a path seen before comes from a bounded cache (with its own copy of the path
+   * parameters): dashboards read the same few URLs over and over, and the scan runs a regexp
+   * per route of the contract until one matches.
+   */
   match(
     path: string,
     method: string,
     sensitive = false,
     strict = false,
     reportedPath = path,
+  ): OperationMatch | null {
+    const key = `${method} ${sensitive ? 's' : ''}${strict ? 't' : ''} ${path}`;
+    const seen = this.seen.get(key);
+    if (seen !== undefined) return seen && { ...seen, pathParams: { ...seen.pathParams } };
+    const found = this.scan(path, method, sensitive, strict, reportedPath);
+    if (this.seen.size >= MATCH_CACHE_MAX) this.seen.clear();
+    this.seen.set(key, found && { ...found, pathParams: { ...found.pathParams } });
+    return found;
+  }
+
+  private scan(
+    path: string,
+    method: string,
+    sensitive: boolean,
+    strict: boolean,
+    reportedPath: string,
   ): OperationMatch | null {
     const m = method.toLowerCase();
     const option = `${sensitive ? 's' : ''}${strict ? 't' : ''}`;
@@ -145,7 +170,8 @@ export class OperationMatcher {
 /** applyOpenApiMetadata of the library, on the compiled routes. */
 function metadataStage(context: OpenApiContext, matcher: OperationMatcher): Stage {
   return (req, _res, next) => {
-    const path = req.path.startsWith(req.baseUrl) ? req.path : `${req.baseUrl}/${req.path}`;
+    const reqPath = req.path;
+    const path = reqPath.startsWith(req.baseUrl) ? reqPath : `${req.baseUrl}/${reqPath}`;
     if (context.shouldIgnoreRoute(path)) return next();
     const url = context.useRequestUrl ? req.url : req.originalUrl;
     const q = url.indexOf('?');
@@ -154,7 +180,7 @@ function metadataStage(context: OpenApiContext, matcher: OperationMatcher): Stag
       req.method,
       !!req.app.enabled('case sensitive routing'),
       !!req.app.enabled('strict routing'),
-      req.path,
+      reqPath,
     );
     if (matched) {
       const { expressRoute, openApiRoute, pathParams, schema } = matched;
