@@ -6,8 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canonicalPrefix } from '../../../src/routes/kernel-route.ts';
 import { moduleRoutesPayload } from '../../../src/routes/route-results.ts';
 import { useLab } from '../../helpers/lab.ts';
+import { localAnsibleEnv } from '../../helpers/local-ansible.ts';
 import { findRoute, ownedRoutes, ROUTE_PROTO } from '../../helpers/routes.ts';
-import { REPO } from '../../helpers/server.ts';
 
 // routeplane_routes' lockout guard, run by Ansible itself inside a lab host's namespace (a
 // local connection, so the module's environment and arguments are exactly what the test says):
@@ -58,19 +58,7 @@ describe('the apply module guarding the management address, on a lab host', { ti
     args: Record<string, unknown>,
     sshConnection?: string,
   ): Promise<ModuleResult> {
-    const env: Record<string, string> = {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      HOME: tmp,
-      ANSIBLE_LIBRARY: path.join(REPO, 'playbooks/library'),
-      ANSIBLE_MODULE_UTILS: path.join(REPO, 'playbooks/module_utils'),
-      ANSIBLE_LOCAL_TEMP: path.join(tmp, 'local'),
-      ANSIBLE_REMOTE_TEMP: path.join(tmp, 'remote'),
-      ANSIBLE_STDOUT_CALLBACK: 'ansible.posix.json',
-      ANSIBLE_LOAD_CALLBACK_PLUGINS: 'True',
-      ANSIBLE_NOCOLOR: 'True',
-      ANSIBLE_PYTHON_INTERPRETER: '/usr/bin/python3',
-      ANSIBLE_DEPRECATION_WARNINGS: 'False',
-    };
+    const env = localAnsibleEnv(tmp);
     if (sshConnection !== undefined) env.SSH_CONNECTION = sshConnection;
     const { stdout } = await execa(
       'ip',
