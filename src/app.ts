@@ -10,6 +10,8 @@ import {
 import type { CompatService } from './compat/compat-service.ts';
 import { hostsHandlers } from './hosts/hosts-handlers.ts';
 import type { HostsService } from './hosts/hosts-service.ts';
+import { firewallHandlers } from './firewall/firewall-handlers.ts';
+import type { FirewallService } from './firewall/firewall-service.ts';
 import { loadContract, withoutExamples } from './http/contract.ts';
 import { announceArrivingWrites } from './http/arriving-writes.ts';
 import { contractHandlers, docsHandlers } from './http/docs.ts';
@@ -40,6 +42,7 @@ export interface AppDependencies {
   runs: RunsService;
   hosts: HostsService;
   routes: RoutesService;
+  firewall: FirewallService;
   compat: CompatService | null;
   /** HTTP request durations by operationId go here when given. */
   metrics?: Metrics;
@@ -112,6 +115,7 @@ export function buildApp(deps: AppDependencies): Express {
         ...runsHandlers(deps.runs),
         ...routesHandlers(deps.routes, deps.config.routeWaitDefaultMs),
         ...compatHandlers(deps.compat),
+        ...firewallHandlers(deps.firewall, deps.config.routeWaitDefaultMs),
       }),
     ]),
   );

@@ -81,6 +81,7 @@ export async function startServer(
       runs: services.runs,
       hosts: services.hosts,
       routes: services.routes,
+      firewall: services.firewall,
       compat: services.compat,
       // Per-request figures only when something can read them (METRICS_PORT): observing a
       // labelled histogram is a measurable share of a cached read.

@@ -12,6 +12,9 @@ import { CompatService } from './compat/compat-service.ts';
 import { hostClaimsFor } from './reconciler/host-claims.ts';
 import { HostWorkStore } from './reconciler/host-work-store.ts';
 import { Reconciler } from './reconciler/reconciler.ts';
+import { FirewallKind } from './firewall/firewall-kind.ts';
+import { FirewallService } from './firewall/firewall-service.ts';
+import { FirewallStore } from './firewall/firewall-store.ts';
 import { RoutesKind } from './routes/routes-kind.ts';
 import { LockoutGuard } from './routes/lockout-guard.ts';
 import { hostsBySyncState } from './metrics/host-sync-states.ts';
@@ -35,6 +38,7 @@ export interface Services {
   runs: RunsService;
   hosts: HostsService;
   routes: RoutesService;
+  firewall: FirewallService;
   compat: CompatService | null;
   reconciler: Reconciler;
   scheduler: Scheduler;
@@ -90,13 +94,14 @@ export function wireServices(
   const hosts = new HostsService(config, inventory, hostStates, runs);
   const work: HostWorkStore = new MeasuredHostWorkStore(db.knex, metrics.writes);
   const routesStore = new RoutesStore(db.knex, work);
+  const firewallStore = new FirewallStore(db.knex, work);
   const managementAddresses = new ManagementAddresses(inventory);
   const reconciler = new Reconciler({
     config,
     work,
     claims: hostClaimsFor(db, work, presence.id),
     // One apply run carries every kind, in this order.
-    kinds: [new RoutesKind(routesStore, config.routeProto)],
+    kinds: [new RoutesKind(routesStore, config.routeProto), new FirewallKind(firewallStore)],
     runs,
     owner: presence.id,
     logger,
@@ -128,12 +133,23 @@ export function wireServices(
           })),
         nextDueAt: () => routesStore.nextDueAt(),
       },
+      {
+        name: 'firewall',
+        fireDue: async (n) =>
+          (await firewallStore.fireDue(n)).map((r) => ({
+            host: r.host,
+            dueAt: r.status === 'expired' ? r.deleteAt : r.createAt,
+          })),
+        nextDueAt: () => firewallStore.nextDueAt(),
+      },
     ],
     () => reconciler.wake(),
     logger,
     (kind, dueAts) => metrics.transitionsFired(kind, dueAts),
   );
   routes.onScheduleChange(() => scheduler.wake());
+  const firewall = new FirewallService(config, firewallStore, inventory, reconciler);
+  firewall.onScheduleChange(() => scheduler.wake());
   const compat = config.compatHost
     ? new CompatService(config.compatHost, routes, hosts, config.routeWaitDefaultMs)
     : null;
@@ -153,6 +169,7 @@ export function wireServices(
     runs,
     hosts,
     routes,
+    firewall,
     compat,
     reconciler,
     scheduler,

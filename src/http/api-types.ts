@@ -414,6 +414,185 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/firewall/rules": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List live firewall rules (pending, active, paused)
+         * @description In the order they render on each host (priority, then id), host by host.
+         */
+        get: operations["listFirewallRules"];
+        put?: never;
+        /**
+         * Create a firewall rule, or a batch of rules
+         * @description The body is one rule or an array of rules, each for one inventory host
+         *     (not a group). A rule is identified by every field except `comment` and
+         *     its schedule (`create_at`, `delete_at`): creating a rule identical to a
+         *     live one answers 200 with the existing rule, unchanged, and items of one
+         *     batch that are identical become one rule. A rule that breaks one of the
+         *     rules of `FirewallRuleInput` (ports without tcp or udp, an action its
+         *     chain does not allow, an address of the wrong family, `to` missing or not
+         *     allowed) is a 400 naming the field; an unknown host is a 404; a rule set
+         *     that would cut routeplane off from the host (its management address), or
+         *     a host that is the controller itself (unless `ALLOW_LOCAL_WRITES`), is a
+         *     409. A request of more than `MAX_BATCH_ITEMS` rules is a 413 naming the
+         *     setting, and nothing is stored.
+         *
+         *     The first rule of a host starts managing that host's firewall: routeplane
+         *     puts its own table, `inet routeplane`, on the host. In each chain it
+         *     accepts established and related traffic, loopback, the management
+         *     address and the ICMP that networks need first, then the host's active
+         *     rules in (priority, id) order, then the chain's policy: `input` and
+         *     `forward` drop, `output` accepts; management is exempt from NAT.
+         *     nftables evaluates every table hooked on
+         *     the same hook: an accept in routeplane's table does not override a drop
+         *     in another table (a packet must be accepted by each of them), and a drop
+         *     in routeplane's table is final.
+         *
+         *     The request waits up to `wait` seconds for the apply run that carries the
+         *     change: then 201 with each rule's sync state, or 202 (with the run id in
+         *     `sync.run_id`) if the run is still going. A single rule whose apply failed
+         *     (the host unreachable, or nftables refusing the rule) is a 502 problem
+         *     naming the rule, the host and the error; a batch answers 201 with each
+         *     item's result (200 when every item already existed), and 502 only when
+         *     every item failed. Nothing is half-recorded: one invalid item rejects the
+         *     whole request.
+         */
+        post: operations["createFirewallRules"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/firewall/rules/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example 4c8e2a71-9f35-4d0b-b6e2-7a1d3c5f9e08 */
+                id: components["parameters"]["FirewallRuleId"];
+            };
+            cookie?: never;
+        };
+        /** One firewall rule, live or removed */
+        get: operations["getFirewallRule"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a firewall rule (removed from the host, kept in history as `deleted`)
+         * @description Deleting a host's last rule leaves routeplane's table on the host, with
+         *     no rules of its own but still its policies; `DELETE
+         *     /v1/hosts/{host}/firewall` removes the table.
+         */
+        delete: operations["deleteFirewallRule"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/firewall/rules/{id}/pause": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example 4c8e2a71-9f35-4d0b-b6e2-7a1d3c5f9e08 */
+                id: components["parameters"]["FirewallRuleId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Pause an active firewall rule (removed from the host, kept in the database)
+         * @description Only an active rule can be paused; anything else is a 409 with its status.
+         */
+        post: operations["pauseFirewallRule"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/firewall/rules/{id}/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example 4c8e2a71-9f35-4d0b-b6e2-7a1d3c5f9e08 */
+                id: components["parameters"]["FirewallRuleId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Resume a paused firewall rule
+         * @description Only a paused rule can be resumed; anything else is a 409 with its status.
+         */
+        post: operations["resumeFirewallRule"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/firewall/rules/{id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example 4c8e2a71-9f35-4d0b-b6e2-7a1d3c5f9e08 */
+                id: components["parameters"]["FirewallRuleId"];
+            };
+            cookie?: never;
+        };
+        /** The rule's audit trail - every transition, who made it and when */
+        get: operations["listFirewallRuleEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/hosts/{host}/firewall": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description Inventory host name
+                 * @example h1
+                 */
+                host: components["parameters"]["HostName"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Release a host's firewall (remove routeplane's table, and nothing else)
+         * @description Removes routeplane's table, `inet routeplane`, from the host and touches
+         *     nothing else, so the host's firewall is left to whatever else manages it
+         *     again. A host that still has live rules (pending, active or paused) is a
+         *     409: delete them first (so is the controller itself, unless
+         *     `ALLOW_LOCAL_WRITES`). The request waits up to `wait` seconds for the
+         *     run that removes the table: 202 if it is still going, and a 502 problem
+         *     naming the host and the error if the removal failed.
+         */
+        delete: operations["releaseHostFirewall"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/routes/": {
         parameters: {
             query?: never;
@@ -900,6 +1079,227 @@ export interface components {
                 [key: string]: unknown;
             };
         };
+        /**
+         * @description The chain of routeplane's table the rule goes in: `input` (to the host),
+         *     `forward` (through it), `output` (from it), `prerouting` (destination NAT,
+         *     before routing) or `postrouting` (source NAT, after routing).
+         * @enum {string}
+         */
+        FirewallChain: "input" | "forward" | "output" | "prerouting" | "postrouting";
+        /**
+         * @description `accept`, `drop` and `reject` filter; `dnat` rewrites the destination (in
+         *     `prerouting` or `output`), `snat` and `masquerade` the source (in
+         *     `postrouting`).
+         * @enum {string}
+         */
+        FirewallAction: "accept" | "drop" | "reject" | "dnat" | "snat" | "masquerade";
+        /**
+         * @description One nftables rule for one host. A rule's identity is every field except
+         *     `comment` and its schedule (`create_at`, `delete_at`): sending an
+         *     identical live rule again answers 200 with the existing one. Fields left
+         *     out take their defaults, so a rule that spells out a default is the same
+         *     rule as one that leaves it out.
+         *
+         *     What a rule may combine (anything else is a 400 naming the field):
+         *     `sport` and `dport` need `protocol` tcp or udp; `dnat` only in
+         *     `prerouting` or `output`; `snat` and `masquerade` only in `postrouting`;
+         *     `accept`, `drop` and `reject` only in `input`, `forward` and `output`,
+         *     except `accept`, which is also allowed in `prerouting` and
+         *     `postrouting`, where it exempts the packets it matches from NAT; an IPv6
+         *     address or prefix is refused in an `ip` rule and an IPv4 one in an `ip6`
+         *     rule; `to` is required by `dnat` and `snat` and refused with any other
+         *     action.
+         *
+         *     Rules render in (priority, id) order, lowest first, after routeplane's own
+         *     accepts (established and related traffic, loopback, the management
+         *     address, needed ICMP) and before the chain's policy; the first rule that
+         *     matches decides. On the host, nftables' own comment of a rule holds only
+         *     its id; `comment` stays in routeplane.
+         */
+        FirewallRuleInput: {
+            /**
+             * @description An inventory host (a single host, not a group)
+             * @example h1
+             */
+            host: string;
+            chain: components["schemas"]["FirewallChain"];
+            /**
+             * @description Which traffic the rule matches: `ip` IPv4 only, `ip6` IPv6 only, `inet`
+             *     both (a rule with addresses matches only the families its addresses
+             *     have)
+             * @default inet
+             * @enum {string}
+             */
+            family: "ip" | "ip6" | "inet";
+            /**
+             * @default any
+             * @enum {string}
+             */
+            protocol: "tcp" | "udp" | "icmp" | "icmpv6" | "any";
+            /**
+             * @description Source addresses or prefixes (any of them matches; empty matches any).
+             *     routeplane canonicalises them and refuses an invalid one with a 400.
+             * @default []
+             * @example [
+             *       "10.0.0.0/8"
+             *     ]
+             */
+            src: string[];
+            /**
+             * @description Destination addresses or prefixes (any of them matches; empty matches
+             *     any). routeplane canonicalises them and refuses an invalid one with a 400.
+             * @default []
+             * @example [
+             *       "2001:db8:10::/64"
+             *     ]
+             */
+            dst: string[];
+            /**
+             * @description Source ports or ranges (`1000-2000`); needs tcp or udp
+             * @default []
+             * @example [
+             *       "1024-65535"
+             *     ]
+             */
+            sport: string[];
+            /**
+             * @description Destination ports or ranges (`1000-2000`); needs tcp or udp
+             * @default []
+             * @example [
+             *       "443",
+             *       "8000-8080"
+             *     ]
+             */
+            dport: string[];
+            /**
+             * @description Only packets arriving on this interface
+             * @example eth0
+             */
+            iif?: string | null;
+            /**
+             * @description Only packets leaving on this interface
+             * @example eth1
+             */
+            oif?: string | null;
+            action: components["schemas"]["FirewallAction"];
+            /**
+             * @description The NAT target: required by `dnat` (an address and an optional port)
+             *     and `snat` (an address), refused with any other action
+             * @example {
+             *       "address": "127.0.0.1",
+             *       "port": 8080
+             *     }
+             */
+            to?: {
+                /** @description An IPv4 or IPv6 address */
+                address: string;
+                port?: number;
+            } | null;
+            /**
+             * @description Rules render in (priority, id) order, lowest first; the first match wins
+             * @default 100
+             */
+            priority: number;
+            /** @description Free text for people, without quotes or newlines; never sent to the host */
+            comment?: string | null;
+            /**
+             * Format: date-time
+             * @description When the rule becomes active; absent or past means now
+             */
+            create_at?: string | null;
+            /**
+             * Format: date-time
+             * @description When the rule expires; must be in the future and after `create_at`
+             */
+            delete_at?: string | null;
+        };
+        FirewallRuleCreateBody: components["schemas"]["FirewallRuleInput"] | components["schemas"]["FirewallRuleInput"][];
+        /** @description A firewall rule as stored, its defaults filled in */
+        FirewallRule: {
+            /** Format: uuid */
+            id: string;
+            host: string;
+            chain: components["schemas"]["FirewallChain"];
+            /** @enum {string} */
+            family: "ip" | "ip6" | "inet";
+            /** @enum {string} */
+            protocol: "tcp" | "udp" | "icmp" | "icmpv6" | "any";
+            /** @description Canonical addresses and prefixes */
+            src: string[];
+            /** @description Canonical addresses and prefixes */
+            dst: string[];
+            sport: string[];
+            dport: string[];
+            iif: string | null;
+            oif: string | null;
+            action: components["schemas"]["FirewallAction"];
+            to: {
+                address: string;
+                port?: number;
+            } | null;
+            priority: number;
+            comment: string | null;
+            /** Format: date-time */
+            create_at: string | null;
+            /** Format: date-time */
+            delete_at: string | null;
+            status: components["schemas"]["RouteStatus"];
+            sync: components["schemas"]["RouteSync"];
+            created_by: string;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+            /** Format: date-time */
+            removed_at: string | null;
+            /** @enum {string|null} */
+            removed_reason: "expired" | "deleted" | null;
+            removed_by: string | null;
+        };
+        FirewallRuleBatchResult: {
+            /** @description One entry per requested rule, in order */
+            items: {
+                /** @enum {string} */
+                outcome: "created" | "existing";
+                rule: components["schemas"]["FirewallRule"];
+            }[];
+            /** @description How many items ended in each sync state */
+            counts: {
+                [key: string]: number;
+            };
+        };
+        FirewallRuleWriteResult: components["schemas"]["FirewallRule"] | components["schemas"]["FirewallRuleBatchResult"];
+        FirewallRuleList: {
+            items: components["schemas"]["FirewallRule"][];
+            total: number;
+            limit: number;
+            offset: number;
+        };
+        FirewallRuleEvent: {
+            id: number;
+            /** Format: date-time */
+            at: string;
+            actor: string;
+            /**
+             * @description What happened
+             * @enum {string}
+             */
+            action: "create" | "pause" | "resume" | "delete" | "activate" | "expire";
+            /** @enum {string|null} */
+            from: "pending" | "active" | "paused" | "expired" | "deleted" | null;
+            to: components["schemas"]["RouteStatus"];
+            detail?: {
+                [key: string]: unknown;
+            };
+        };
+        HostFirewallRelease: {
+            host: string;
+            /**
+             * @description Always true: the host is released. With a 200 routeplane's table is
+             *     gone from it; with a 202 the run removing it is still going
+             */
+            released: boolean;
+        };
         CompatDetail: {
             detail: string;
         };
@@ -1302,6 +1702,8 @@ export interface components {
          *     202 (default: `ROUTE_WAIT_S`, 30)
          */
         RouteWait: number;
+        /** @example 4c8e2a71-9f35-4d0b-b6e2-7a1d3c5f9e08 */
+        FirewallRuleId: string;
         /**
          * @description Inventory host name
          * @example h1
@@ -2863,6 +3265,333 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+        };
+    };
+    listFirewallRules: {
+        parameters: {
+            query?: {
+                host?: string;
+                status?: "pending" | "active" | "paused";
+                /** @description Page size */
+                limit?: components["parameters"]["Limit"];
+                offset?: components["parameters"]["Offset"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of firewall rules */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FirewallRuleList"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    createFirewallRules: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Seconds to wait for the apply run that carries the change before answering
+                 *     202 (default: `ROUTE_WAIT_S`, 30)
+                 */
+                wait?: components["parameters"]["RouteWait"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["FirewallRuleCreateBody"];
+            };
+        };
+        responses: {
+            /**
+             * @description An identical rule already existed (for a batch, every item did);
+             *     nothing changed
+             */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FirewallRuleWriteResult"];
+                };
+            };
+            /** @description Created and applied (see `sync`); a batch lists each item */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FirewallRuleWriteResult"];
+                };
+            };
+            /** @description Recorded; the apply run is still going (`sync.run_id`) */
+            202: {
+                headers: {
+                    /** @description The run carrying the change */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FirewallRuleWriteResult"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["TooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            502: components["responses"]["ApplyFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getFirewallRule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example 4c8e2a71-9f35-4d0b-b6e2-7a1d3c5f9e08 */
+                id: components["parameters"]["FirewallRuleId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The rule */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FirewallRule"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    deleteFirewallRule: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Seconds to wait for the apply run that carries the change before answering
+                 *     202 (default: `ROUTE_WAIT_S`, 30)
+                 */
+                wait?: components["parameters"]["RouteWait"];
+            };
+            header?: never;
+            path: {
+                /** @example 4c8e2a71-9f35-4d0b-b6e2-7a1d3c5f9e08 */
+                id: components["parameters"]["FirewallRuleId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The rule, now deleted */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FirewallRule"];
+                };
+            };
+            /** @description Deleted; the run removing it from the host is still going */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FirewallRule"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            502: components["responses"]["ApplyFailed"];
+        };
+    };
+    pauseFirewallRule: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Seconds to wait for the apply run that carries the change before answering
+                 *     202 (default: `ROUTE_WAIT_S`, 30)
+                 */
+                wait?: components["parameters"]["RouteWait"];
+            };
+            header?: never;
+            path: {
+                /** @example 4c8e2a71-9f35-4d0b-b6e2-7a1d3c5f9e08 */
+                id: components["parameters"]["FirewallRuleId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The rule, paused */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FirewallRule"];
+                };
+            };
+            /** @description Paused; the run is still going */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FirewallRule"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            502: components["responses"]["ApplyFailed"];
+        };
+    };
+    resumeFirewallRule: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Seconds to wait for the apply run that carries the change before answering
+                 *     202 (default: `ROUTE_WAIT_S`, 30)
+                 */
+                wait?: components["parameters"]["RouteWait"];
+            };
+            header?: never;
+            path: {
+                /** @example 4c8e2a71-9f35-4d0b-b6e2-7a1d3c5f9e08 */
+                id: components["parameters"]["FirewallRuleId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The rule, active again */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FirewallRule"];
+                };
+            };
+            /** @description Resumed; the run is still going */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FirewallRule"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            502: components["responses"]["ApplyFailed"];
+        };
+    };
+    listFirewallRuleEvents: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example 4c8e2a71-9f35-4d0b-b6e2-7a1d3c5f9e08 */
+                id: components["parameters"]["FirewallRuleId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Events, oldest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: components["schemas"]["FirewallRuleEvent"][];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    releaseHostFirewall: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Seconds to wait for the apply run that carries the change before answering
+                 *     202 (default: `ROUTE_WAIT_S`, 30)
+                 */
+                wait?: components["parameters"]["RouteWait"];
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description Inventory host name
+                 * @example h1
+                 */
+                host: components["parameters"]["HostName"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description routeplane's table is gone from the host */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HostFirewallRelease"];
+                };
+            };
+            /** @description Recorded; the run removing the table is still going */
+            202: {
+                headers: {
+                    /** @description The run removing the table */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HostFirewallRelease"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            502: components["responses"]["ApplyFailed"];
         };
     };
     compatListRoutes: {

@@ -93,7 +93,10 @@ export class HostUnreachableError extends AppError {
 
 /** A change is recorded but the host did not take it; the reconciler keeps retrying. */
 export class ApplyFailedError extends AppError {
-  constructor(detail: string, extra: { host: string; route_id: string; run_id: string | null }) {
+  constructor(
+    detail: string,
+    extra: { host: string; run_id: string | null } & ({ route_id: string } | { rule_id: string }),
+  ) {
     super(502, 'apply-failed', 'Apply failed', detail, extra);
   }
 }

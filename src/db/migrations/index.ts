@@ -5,6 +5,7 @@ import * as m003 from './003_routes.ts';
 import * as m004 from './004_run_process.ts';
 import * as m005 from './005_route_kernel_integers.ts';
 import * as m006 from './006_host_work.ts';
+import * as m007 from './007_firewall_rules.ts';
 
 type Migration = { up: (k: Knex) => Promise<void>; down: (k: Knex) => Promise<void> };
 
@@ -17,6 +18,7 @@ const migrations: Record<string, Migration> = {
   '004_run_process': m004,
   '005_route_kernel_integers': m005,
   '006_host_work': m006,
+  '007_firewall_rules': m007,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

@@ -56,7 +56,10 @@ type Schema = {
   example?: unknown;
 };
 type Parameter = { $ref?: string; name: string; in: string; schema?: Schema; example?: unknown };
-type Media = { example?: unknown; examples?: Record<string, { value?: unknown }> };
+type Media = {
+  example?: unknown;
+  examples?: Record<string, { value?: unknown; $ref?: string }>;
+};
 type OperationObject = {
   responses?: Record<string, unknown>;
   parameters?: Parameter[];
@@ -111,7 +114,10 @@ const OPERATIONS: Operation[] = Object.entries(contract.paths).flatMap(([templat
         bodySchema: media?.schema,
         bodyExamples: [
           ...(media?.example !== undefined ? [media.example] : []),
-          ...Object.values(media?.examples ?? {}).map((e) => e.value),
+          // Named examples may be written inline or as a $ref to components/examples.
+          ...Object.values(media?.examples ?? {}).map(
+            (e) => deref(e as { $ref?: string; value?: unknown }).value,
+          ),
         ],
       };
     }),
@@ -407,7 +413,13 @@ function bodyLimits(node: Schema, at: (string | number)[], out: Limit[], depth =
         at: where,
         min: s.minItems,
         max: s.maxItems,
-        sample: items.type === 'string' ? 'a' : undefined,
+        // A valid element where the contract shows one (a port, a prefix), else a letter.
+        sample:
+          (items as { example?: unknown }).example ??
+          (Array.isArray((s as { example?: unknown }).example)
+            ? ((s as { example: unknown[] }).example[0] as unknown)
+            : undefined) ??
+          (items.type === 'string' ? 'a' : undefined),
       });
     }
     if (s.items) bodyLimits(s.items, [...at, 0], out, depth + 1);

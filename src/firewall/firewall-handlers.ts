@@ -1,0 +1,154 @@
+import type { Response } from 'express';
+import type { Schemas } from '../http/api.ts';
+import { ApplyFailedError } from '../http/errors.ts';
+import type { OperationRequest, Operations } from '../http/operations.ts';
+import { actorOf } from '../http/security.ts';
+import type { LifecycleStatus } from '../lifecycle/status.ts';
+import { presentRule } from './firewall-presenter.ts';
+import type { AppliedRules, FirewallService } from './firewall-service.ts';
+import type { RuleInput } from './rule-input.ts';
+import type { FirewallRule } from './types.ts';
+
+type FirewallOperations = Pick<
+  Operations,
+  | 'listFirewallRules'
+  | 'createFirewallRules'
+  | 'getFirewallRule'
+  | 'deleteFirewallRule'
+  | 'pauseFirewallRule'
+  | 'resumeFirewallRule'
+  | 'listFirewallRuleEvents'
+  | 'releaseHostFirewall'
+>;
+
+/** The rule as the answer shows it: while a run is still carrying it, that run's id. */
+function present(rule: FirewallRule, applied: AppliedRules): Schemas['FirewallRule'] {
+  const body = presentRule(rule);
+  const runId = applied.settlement.runIds.get(rule.host);
+  if (!applied.settlement.settled && rule.sync.state === 'applying' && runId) {
+    body.sync.run_id = runId;
+  }
+  return body;
+}
+
+function failure(rule: FirewallRule): ApplyFailedError {
+  return new ApplyFailedError(rule.sync.error ?? 'the apply run failed', {
+    host: rule.host,
+    rule_id: rule.id,
+    run_id: rule.sync.lastRunId,
+  });
+}
+
+/** 202, pointing at a run carrying the change when one has started. */
+function pending(res: Response, runIds: Map<string, string | null>, host?: string): void {
+  const runId = (host ? runIds.get(host) : undefined) ?? [...runIds.values()].find((id) => id);
+  if (runId) res.location(`/v1/runs/${runId}`);
+  res.status(202);
+}
+
+export function firewallHandlers(
+  rules: FirewallService,
+  defaultWaitMs: number,
+): FirewallOperations {
+  const waitMs = (req: OperationRequest) =>
+    req.query.wait === undefined ? defaultWaitMs : Number(req.query.wait) * 1000;
+
+  /** Answers a write of one rule once its run has ended, or 202 while it is still going. */
+  async function respondOne(req: OperationRequest, res: Response, rule: FirewallRule, ok: number) {
+    const applied = await rules.waitForKernel([rule], waitMs(req));
+    const current = applied.value[0]!;
+    if (!applied.settlement.settled) pending(res, applied.settlement.runIds, current.host);
+    else if (current.sync.state === 'failed') throw failure(current);
+    else res.status(ok);
+    res.json(present(current, applied));
+  }
+
+  return {
+    // GET /v1/firewall/rules
+    listFirewallRules: async (req, res) => {
+      const q = req.query as Record<string, string | undefined>;
+      const f = {
+        host: q.host,
+        status: q.status as LifecycleStatus | undefined,
+        limit: Number(q.limit ?? 100),
+        offset: Number(q.offset ?? 0),
+      };
+      const { items, total } = await rules.list(f);
+      res.json({ items: items.map(presentRule), total, limit: f.limit, offset: f.offset });
+    },
+
+    // POST /v1/firewall/rules
+    createFirewallRules: async (req, res) => {
+      const body = req.body as RuleInput | RuleInput[];
+      const batch = Array.isArray(body);
+      const inputs = (batch ? body : [body]).map((input, i) => ({
+        input,
+        base: batch ? `/body/${i}` : '/body',
+      }));
+      const items = await rules.create(inputs, actorOf(req));
+      if (!batch) {
+        const { rule, outcome } = items[0]!;
+        return respondOne(req, res, rule, outcome === 'created' ? 201 : 200);
+      }
+      const applied = await rules.waitForKernel(
+        items.map((i) => i.rule),
+        waitMs(req),
+      );
+      const byId = new Map(applied.value.map((r) => [r.id, r]));
+      const current = items.map((i) => ({ outcome: i.outcome, rule: byId.get(i.rule.id)! }));
+      const counts: Record<string, number> = {};
+      for (const { rule } of current) counts[rule.sync.state] = (counts[rule.sync.state] ?? 0) + 1;
+      if (!applied.settlement.settled) pending(res, applied.settlement.runIds);
+      else if (counts.failed === current.length) throw failure(current[0]!.rule);
+      else res.status(items.some((i) => i.outcome === 'created') ? 201 : 200);
+      res.json({
+        items: current.map((c) => ({ outcome: c.outcome, rule: present(c.rule, applied) })),
+        counts,
+      });
+    },
+
+    // GET /v1/firewall/rules/{id}
+    getFirewallRule: async (req, res) => {
+      res.json(presentRule(await rules.get(req.params.id!)));
+    },
+
+    // DELETE /v1/firewall/rules/{id}
+    deleteFirewallRule: async (req, res) => {
+      await respondOne(req, res, await rules.delete(req.params.id!, actorOf(req)), 200);
+    },
+
+    // POST /v1/firewall/rules/{id}/pause
+    pauseFirewallRule: async (req, res) => {
+      await respondOne(req, res, await rules.pause(req.params.id!, actorOf(req)), 200);
+    },
+
+    // POST /v1/firewall/rules/{id}/resume
+    resumeFirewallRule: async (req, res) => {
+      await respondOne(req, res, await rules.resume(req.params.id!, actorOf(req)), 200);
+    },
+
+    // GET /v1/firewall/rules/{id}/events
+    listFirewallRuleEvents: async (req, res) => {
+      const events = await rules.events(req.params.id!);
+      res.json({
+        items: events.map((e) => ({
+          id: e.id,
+          at: e.at.toISOString(),
+          actor: e.actor,
+          action: e.action as Schemas['FirewallRuleEvent']['action'],
+          from: e.from,
+          to: e.to,
+          detail: e.detail,
+        })),
+      });
+    },
+
+    // DELETE /v1/hosts/{host}/firewall
+    releaseHostFirewall: async (req, res) => {
+      const host = req.params.host!;
+      const settlement = await rules.release(host, waitMs(req));
+      if (!settlement.settled) pending(res, settlement.runIds, host);
+      res.json({ host, released: true });
+    },
+  };
+}

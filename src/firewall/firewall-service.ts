@@ -1,0 +1,163 @@
+import { randomUUID } from 'node:crypto';
+import type { Actor } from '../auth/roles.ts';
+import type { Config } from '../config.ts';
+import type { InventorySource } from '../hosts/inventory-source.ts';
+import { ConflictError, NotFoundError, PayloadTooLargeError } from '../http/errors.ts';
+import { LifecycleActions } from '../lifecycle/lifecycle-actions.ts';
+import { scheduledStatus, type Schedule } from '../lifecycle/status.ts';
+import type { Reconciler, Settlement } from '../reconciler/reconciler.ts';
+import { checkSchedule, parseSchedule } from '../routes/route-input.ts';
+import { LOST, retryLostRaces, won } from '../shared/retry-races.ts';
+import type { FirewallStore, NewRule, RuleFilter } from './firewall-store.ts';
+import { identityOf, parseRuleSpec, type RuleInput } from './rule-input.ts';
+import type { FirewallRule, RuleSpec } from './types.ts';
+
+export interface CreatedRule {
+  rule: FirewallRule;
+  outcome: 'created' | 'existing';
+}
+
+export interface AppliedRules {
+  value: FirewallRule[];
+  settlement: Settlement;
+}
+
+type ServiceConfig = Pick<Config, 'maxBatchItems' | 'allowLocalWrites'>;
+
+/** Firewall rules: creation, lifecycle, release of a host, and waiting for its table. */
+export class FirewallService {
+  private scheduleChanged: () => void = () => undefined;
+  private readonly lifecycle: LifecycleActions<FirewallRule>;
+
+  constructor(
+    private readonly config: ServiceConfig,
+    private readonly store: FirewallStore,
+    private readonly inventory: InventorySource,
+    private readonly reconciler: Reconciler,
+  ) {
+    this.lifecycle = new LifecycleActions<FirewallRule>(store, 'Rule', 'rule_id');
+  }
+
+  onScheduleChange(fn: () => void): void {
+    this.scheduleChanged = fn;
+  }
+
+  private async knownHost(host: string, field: string, writing: boolean): Promise<void> {
+    const found = (await this.inventory.current()).hosts.get(host);
+    if (!found) throw new NotFoundError(`${field}: host '${host}' is not in the inventory`);
+    if (writing && found.local && !this.config.allowLocalWrites) {
+      throw new ConflictError(
+        `${field}: host '${host}' is the controller itself (read-only unless ALLOW_LOCAL_WRITES)`,
+      );
+    }
+  }
+
+  /**
+   * Creates rules; an identical live rule (every field but comment and schedule) is answered
+   * as it is. All or none: one invalid item rejects the whole request.
+   */
+  async create(inputs: { input: RuleInput; base: string }[], actor: Actor): Promise<CreatedRule[]> {
+    if (inputs.length > this.config.maxBatchItems) {
+      throw new PayloadTooLargeError(
+        `${inputs.length} rules is more than MAX_BATCH_ITEMS (${this.config.maxBatchItems})`,
+      );
+    }
+    const now = new Date();
+    const planned: {
+      spec: RuleSpec;
+      schedule: Schedule;
+      identity: string;
+      comment: string | null;
+    }[] = [];
+    for (const { input, base } of inputs) {
+      await this.knownHost(input.host, `${base}/host`, true);
+      const spec = parseRuleSpec(input, base);
+      const schedule = parseSchedule(input, base);
+      checkSchedule(schedule, now, base);
+      planned.push({ spec, schedule, identity: identityOf(spec), comment: input.comment ?? null });
+    }
+    return retryLostRaces('a rule of this request', async () => {
+      const existing = await this.store.findLive(planned.map((p) => p.identity));
+      const fresh = new Map<string, NewRule>();
+      for (const p of planned) {
+        if (existing.has(p.identity) || fresh.has(p.identity)) continue;
+        fresh.set(p.identity, {
+          id: randomUUID(),
+          spec: p.spec,
+          identity: p.identity,
+          comment: p.comment,
+          createAt: p.schedule.createAt,
+          deleteAt: p.schedule.deleteAt,
+          status: scheduledStatus(p.schedule, now),
+          actor: actor.name,
+        });
+      }
+      let inserted: FirewallRule[];
+      try {
+        inserted = await this.store.insert([...fresh.values()]);
+      } catch (err) {
+        // A concurrent request created one of these identities: read again and answer that.
+        if ((err as { code?: string }).code === '23505') return LOST;
+        throw err;
+      }
+      if (inserted.some((r) => r.createAt || r.deleteAt)) this.scheduleChanged();
+      const byId = new Map(inserted.map((r) => [r.id, r]));
+      return won(
+        planned.map((p): CreatedRule => {
+          const made = fresh.get(p.identity);
+          return made
+            ? { rule: byId.get(made.id)!, outcome: 'created' }
+            : { rule: existing.get(p.identity)!, outcome: 'existing' };
+        }),
+      );
+    });
+  }
+
+  get(id: string): Promise<FirewallRule> {
+    return this.lifecycle.get(id);
+  }
+
+  list(f: RuleFilter) {
+    return this.store.list(f);
+  }
+
+  async events(id: string) {
+    await this.lifecycle.get(id);
+    return this.store.events(id);
+  }
+
+  delete(id: string, actor: Actor): Promise<FirewallRule> {
+    return this.lifecycle.perform(id, 'delete', actor.name);
+  }
+
+  pause(id: string, actor: Actor): Promise<FirewallRule> {
+    return this.lifecycle.perform(id, 'pause', actor.name);
+  }
+
+  resume(id: string, actor: Actor): Promise<FirewallRule> {
+    return this.lifecycle.perform(id, 'resume', actor.name);
+  }
+
+  /**
+   * Hands a host's firewall back: routeplane's table is removed by the next apply, and
+   * nothing else. Refused while the host has live rules.
+   */
+  async release(host: string, ms: number): Promise<Settlement> {
+    await this.knownHost(host, '/path/host', true);
+    if (!(await this.store.release(host))) {
+      const live = await this.store.liveCount(host);
+      throw new ConflictError(
+        `Host '${host}' has ${live} live firewall rule(s); delete them before releasing it`,
+        { host, live_rules: live },
+      );
+    }
+    return this.reconciler.waitForKernel([host], ms);
+  }
+
+  /** Waits up to `ms` for the runs carrying these rules' changes, then reads them again. */
+  async waitForKernel(rules: FirewallRule[], ms: number): Promise<AppliedRules> {
+    const hosts = new Set(rules.filter((r) => r.sync.state === 'applying').map((r) => r.host));
+    const settlement = await this.reconciler.waitForKernel(hosts, ms);
+    return { value: await this.store.getMany(rules.map((r) => r.id)), settlement };
+  }
+}

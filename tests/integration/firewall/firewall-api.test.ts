@@ -1,0 +1,197 @@
+import { execa, type ResultPromise } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { labSsh } from '../../../src/lab/index.ts';
+import { useLab } from '../../helpers/lab.ts';
+import { expectProblem } from '../../helpers/problem.ts';
+import { poll } from '../../helpers/routes.ts';
+import { useTestServer } from '../../helpers/server.ts';
+
+// Firewall rules through the API, applied by the reconciler's apply run to lab host h1, seen
+// as real packets: h2 connects to listeners in h1; the controller (this process) is
+// management and must keep reaching h1's sshd under every rule set.
+const T = 120_000;
+
+describe('firewall rules through the API, on a lab of 2 hosts', { timeout: T }, () => {
+  const fleet = useLab(2);
+  const server = useTestServer(() => ({ INVENTORY: fleet.lab.inventoryPath }), T);
+  const listeners: ResultPromise[] = [];
+  const h1 = () => fleet.lab.hosts[0]!;
+  const h2 = () => fleet.lab.hosts[1]!;
+
+  beforeAll(async () => {
+    for (const port of [8080, 8081]) {
+      const code =
+        'import socket\n' +
+        's = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n' +
+        `s.bind(("0.0.0.0", ${port})); s.listen(16)\n` +
+        'while True:\n    c, _ = s.accept(); c.close()\n';
+      listeners.push(
+        execa('ip', ['netns', 'exec', h1().netns, 'python3', '-c', code], { reject: false }),
+      );
+    }
+    await new Promise((r) => setTimeout(r, 300));
+  }, T);
+
+  afterAll(async () => {
+    for (const l of listeners) l.kill('SIGKILL');
+    await Promise.allSettled(listeners);
+  });
+
+  async function reachable(port: number): Promise<boolean> {
+    const code =
+      'import socket, sys\n' +
+      `try:\n    socket.create_connection(("${h1().ipv4}", ${port}), timeout=1).close()\n` +
+      'except OSError:\n    sys.exit(1)\n';
+    const r = await execa('ip', ['netns', 'exec', h2().netns, 'python3', '-c', code], {
+      reject: false,
+    });
+    return r.exitCode === 0;
+  }
+
+  const tables = async () =>
+    (await execa('ip', ['netns', 'exec', h1().netns, 'nft', 'list', 'tables'])).stdout;
+  const open8080 = {
+    host: 'h1',
+    chain: 'input',
+    protocol: 'tcp',
+    dport: ['8080'],
+    action: 'accept',
+  };
+  let ruleId = '';
+
+  it('when a host has no rule, then routeplane leaves its firewall alone', async () => {
+    expect(await tables()).not.toContain('routeplane');
+    expect(await reachable(8080)).toBe(true);
+    expect(await reachable(8081)).toBe(true);
+  });
+
+  it('when the first rule opens tcp/8080, then it is 201 in_sync, only that port and management stay reachable', async () => {
+    const res = await server.request('POST', '/v1/firewall/rules', {
+      token: 'operator',
+      body: { ...open8080, comment: 'the web app' },
+    });
+    expect(res.status, res.text).toBe(201);
+    expect(res.body).toMatchObject({
+      host: 'h1',
+      chain: 'input',
+      family: 'inet',
+      protocol: 'tcp',
+      dport: ['8080'],
+      action: 'accept',
+      priority: 100,
+      status: 'active',
+      comment: 'the web app',
+      sync: { state: 'in_sync', error: null },
+    });
+    ruleId = res.body.id;
+    expect(await tables()).toContain('table inet routeplane');
+    expect(await reachable(8080)).toBe(true);
+    expect(await reachable(8081)).toBe(false);
+    expect(await labSsh(fleet.lab, 'h1', ['echo', 'management'])).toBe('management');
+  });
+
+  it('when the identical rule is sent again (another comment), then it is 200 with the existing rule', async () => {
+    const res = await server.request('POST', '/v1/firewall/rules', {
+      token: 'operator',
+      body: { ...open8080, comment: 'again' },
+    });
+    expect(res.status, res.text).toBe(200);
+    expect(res.body.id).toBe(ruleId);
+    const rows = await server.database.db.knex('firewall_rules').where({ host: 'h1' });
+    expect(rows).toHaveLength(1);
+  });
+
+  it('when the rule is paused, then its port closes; resumed, it opens again', async () => {
+    const paused = await server.request('POST', `/v1/firewall/rules/${ruleId}/pause`, {
+      token: 'operator',
+    });
+    expect(paused.status, paused.text).toBe(200);
+    expect(paused.body).toMatchObject({ status: 'paused', sync: { state: 'in_sync' } });
+    expect(await reachable(8080)).toBe(false);
+    const resumed = await server.request('POST', `/v1/firewall/rules/${ruleId}/resume`, {
+      token: 'operator',
+    });
+    expect(resumed.status, resumed.text).toBe(200);
+    expect(await reachable(8080)).toBe(true);
+  });
+
+  it('when the rule is deleted, then its port closes, the table stays (the host is still managed), and its events tell the story', async () => {
+    const res = await server.request('DELETE', `/v1/firewall/rules/${ruleId}`, {
+      token: 'operator',
+    });
+    expect(res.status, res.text).toBe(200);
+    expect(res.body.status).toBe('deleted');
+    expect(await reachable(8080)).toBe(false);
+    expect(await tables()).toContain('table inet routeplane');
+    const events = await server.request('GET', `/v1/firewall/rules/${ruleId}/events`, {
+      token: 'viewer',
+    });
+    expect(events.status).toBe(200);
+    expect(events.body.items.map((e: { action: string }) => e.action)).toEqual([
+      'create',
+      'pause',
+      'resume',
+      'delete',
+    ]);
+  });
+
+  it('when a rule has ports without tcp or udp, dnat in input, or a v6 source in an ip rule, then 400 names each field and nothing is stored', async () => {
+    const before = await server.database.db.knex('firewall_rules').count({ n: '*' });
+    const res = await server.request('POST', '/v1/firewall/rules', {
+      token: 'operator',
+      body: [
+        { host: 'h1', chain: 'input', protocol: 'any', dport: ['22'], action: 'accept' },
+        { host: 'h1', chain: 'input', action: 'dnat', to: { address: '192.0.2.1' } },
+        { host: 'h1', chain: 'input', family: 'ip', src: ['2001:db8::/32'], action: 'drop' },
+      ],
+    });
+    expectProblem(res, 400, 'validation');
+    const fields = (res.body.errors as { field: string }[]).map((e) => e.field);
+    expect(fields).toEqual(['/body/0/dport']);
+    expect(await server.database.db.knex('firewall_rules').count({ n: '*' })).toEqual(before);
+    for (const [i, body, field] of [
+      [
+        1,
+        { host: 'h1', chain: 'input', action: 'dnat', to: { address: '192.0.2.1' } },
+        '/body/action',
+      ],
+      [
+        2,
+        { host: 'h1', chain: 'input', family: 'ip', src: ['2001:db8::/32'], action: 'drop' },
+        '/body/src/0',
+      ],
+    ] as const) {
+      const one = await server.request('POST', '/v1/firewall/rules', { token: 'operator', body });
+      expectProblem(one, 400, 'validation');
+      expect(JSON.stringify(one.body.errors), `item ${i}`).toContain(field);
+    }
+  });
+
+  it('when a host with live rules is released, then 409; once they are gone, release removes only routeplane’s table', async () => {
+    const again = await server.request('POST', '/v1/firewall/rules', {
+      token: 'operator',
+      body: open8080,
+    });
+    expect(again.status, again.text).toBe(201);
+    const refused = await server.request('DELETE', '/v1/hosts/h1/firewall', { token: 'operator' });
+    expectProblem(refused, 409, 'conflict');
+    await server.request('DELETE', `/v1/firewall/rules/${again.body.id}`, { token: 'operator' });
+    const released = await server.request('DELETE', '/v1/hosts/h1/firewall', { token: 'operator' });
+    expect(released.status, released.text).toBe(200);
+    expect(released.body).toEqual({ host: 'h1', released: true });
+    await poll(
+      'routeplane table gone',
+      async () => ((await tables()).includes('routeplane') ? undefined : true),
+      10_000,
+    );
+    expect(await reachable(8081)).toBe(true);
+  });
+
+  it('when a viewer tries to create a rule, then 403 and nothing is stored', async () => {
+    const res = await server.request('POST', '/v1/firewall/rules', {
+      token: 'viewer',
+      body: open8080,
+    });
+    expectProblem(res, 403, 'forbidden');
+  });
+});
