@@ -15,6 +15,7 @@ import { Reconciler } from './reconciler/reconciler.ts';
 import { FirewallKind } from './firewall/firewall-kind.ts';
 import { FirewallService } from './firewall/firewall-service.ts';
 import { FirewallStore } from './firewall/firewall-store.ts';
+import { managementOf } from './firewall/management-sources.ts';
 import { RoutesKind } from './routes/routes-kind.ts';
 import { LockoutGuard } from './routes/lockout-guard.ts';
 import { hostsBySyncState } from './metrics/host-sync-states.ts';
@@ -148,7 +149,9 @@ export function wireServices(
     (kind, dueAts) => metrics.transitionsFired(kind, dueAts),
   );
   routes.onScheduleChange(() => scheduler.wake());
-  const firewall = new FirewallService(config, firewallStore, inventory, reconciler);
+  const firewall = new FirewallService(config, firewallStore, inventory, reconciler, (host) =>
+    managementOf(host, inventory, managementAddresses),
+  );
   firewall.onScheduleChange(() => scheduler.wake());
   const compat = config.compatHost
     ? new CompatService(config.compatHost, routes, hosts, config.routeWaitDefaultMs)

@@ -9,6 +9,7 @@ import type { Reconciler, Settlement } from '../reconciler/reconciler.ts';
 import { checkSchedule, parseSchedule } from '../routes/route-input.ts';
 import { LOST, retryLostRaces, won } from '../shared/retry-races.ts';
 import type { FirewallStore, NewRule, RuleFilter } from './firewall-store.ts';
+import { cutsManagement, type Management } from './management-guard.ts';
 import { identityOf, parseRuleSpec, type RuleInput } from './rule-input.ts';
 import type { FirewallRule, RuleSpec } from './types.ts';
 
@@ -34,6 +35,8 @@ export class FirewallService {
     private readonly store: FirewallStore,
     private readonly inventory: InventorySource,
     private readonly reconciler: Reconciler,
+    /** Who manages a host and on which SSH port (management-guard.ts). */
+    private readonly managementOf: (host: string) => Promise<Management>,
   ) {
     this.lifecycle = new LifecycleActions<FirewallRule>(store, 'Rule', 'rule_id');
   }
@@ -69,9 +72,20 @@ export class FirewallService {
       identity: string;
       comment: string | null;
     }[] = [];
+    const management = new Map<string, Management>();
     for (const { input, base } of inputs) {
       await this.knownHost(input.host, `${base}/host`, true);
       const spec = parseRuleSpec(input, base);
+      if (!management.has(spec.host)) {
+        management.set(spec.host, await this.managementOf(spec.host));
+      }
+      const cut = cutsManagement(spec, management.get(spec.host)!);
+      if (cut) {
+        throw new ConflictError(`${base}: refused: ${cut}`, {
+          host: spec.host,
+          management_sources: management.get(spec.host)!.sources,
+        });
+      }
       const schedule = parseSchedule(input, base);
       checkSchedule(schedule, now, base);
       planned.push({ spec, schedule, identity: identityOf(spec), comment: input.comment ?? null });

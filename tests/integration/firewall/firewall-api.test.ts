@@ -167,6 +167,28 @@ describe('firewall rules through the API, on a lab of 2 hosts', { timeout: T }, 
     }
   });
 
+  it('when a rule would cut management (a blocklist naming the controller, an output drop of SSH answers, a DNAT of tcp/22), then 409 says why and nothing is stored', async () => {
+    const before = await server.database.db.knex('firewall_rules').count({ n: '*' });
+    const controller = `${fleet.lab.gatewayV4}/32`;
+    for (const body of [
+      { host: 'h1', chain: 'input', src: [controller, '192.0.2.0/24'], action: 'drop' },
+      { host: 'h1', chain: 'output', protocol: 'tcp', sport: ['1-1024'], action: 'reject' },
+      {
+        host: 'h1',
+        chain: 'prerouting',
+        protocol: 'tcp',
+        dport: ['22'],
+        action: 'dnat',
+        to: { address: '127.0.0.1', port: 2222 },
+      },
+    ]) {
+      const res = await server.request('POST', '/v1/firewall/rules', { token: 'operator', body });
+      expectProblem(res, 409, 'conflict', { detail: /refused: it would/ });
+      expect(res.body.management_sources).toContain(fleet.lab.gatewayV4);
+    }
+    expect(await server.database.db.knex('firewall_rules').count({ n: '*' })).toEqual(before);
+  });
+
   it('when a host with live rules is released, then 409; once they are gone, release removes only routeplane’s table', async () => {
     const again = await server.request('POST', '/v1/firewall/rules', {
       token: 'operator',
