@@ -149,8 +149,13 @@ export function wireServices(
     (kind, dueAts) => metrics.transitionsFired(kind, dueAts),
   );
   routes.onScheduleChange(() => scheduler.wake());
-  const firewall = new FirewallService(config, firewallStore, inventory, reconciler, (host) =>
-    managementOf(host, inventory, managementAddresses),
+  const firewall = new FirewallService(
+    config,
+    firewallStore,
+    inventory,
+    reconciler,
+    (host) => managementOf(host, inventory, managementAddresses),
+    (host, refresh, actor) => hosts.get(host, refresh, actor),
   );
   firewall.onScheduleChange(() => scheduler.wake());
   const compat = config.compatHost

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 # -*- coding: utf-8 -*-
-# routeplane: read a host's links, addresses and routes as iproute2 reports them (ip -j).
+# routeplane: read a host's links, addresses and routes as iproute2 reports them (ip -j), and
+# its firewall: routeplane's nftables table (nft -j) and the whole ruleset as text.
 # One module call per host replaces a task per command; parsing happens in routeplane, but each
 # route's destination and table leave here already in the kernel's canonical spelling (the same
 # normalisation as routeplane_routes: module_utils/routeplane_kernel.py).
@@ -30,6 +31,25 @@ def ip_json(module, args):
     return json.loads(out) if out else []
 
 
+def firewall_state(module):
+    # A host without nft has no firewall routeplane could read: reported as such, never a
+    # failure of the gather (which would hide its links and routes).
+    nft = module.get_bin_path("nft")
+    if not nft:
+        return {"available": False, "table": None, "ruleset": None, "error": "nft is not installed"}
+    rc, out, err = module.run_command([nft, "-j", "list", "table", "inet", "routeplane"], check_rc=False)
+    table = None
+    if rc == 0 and out.strip():
+        table = [i for i in json.loads(out).get("nftables", []) if "metainfo" not in i]
+    rc, text, err = module.run_command([nft, "list", "ruleset"], check_rc=False)
+    return {
+        "available": True,
+        "table": table,
+        "ruleset": text if rc == 0 else None,
+        "error": None if rc == 0 else err.strip(),
+    }
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(tables=dict(type="str", default="all")),
@@ -54,7 +74,8 @@ def main():
                 r["table"] = table_id(r.get("table"), names)
             except ValueError:
                 pass  # a name no rt_tables file defines: kept as ip printed it
-    module.exit_json(changed=False, links=links, routes=routes4 + routes6)
+    module.exit_json(changed=False, links=links, routes=routes4 + routes6,
+                     firewall=firewall_state(module))
 
 
 if __name__ == "__main__":

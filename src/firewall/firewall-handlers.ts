@@ -19,6 +19,7 @@ type FirewallOperations = Pick<
   | 'resumeFirewallRule'
   | 'listFirewallRuleEvents'
   | 'releaseHostFirewall'
+  | 'getHostFirewall'
 >;
 
 /** The rule as the answer shows it: while a run is still carrying it, that run's id. */
@@ -141,6 +142,12 @@ export function firewallHandlers(
           detail: e.detail,
         })),
       });
+    },
+
+    // GET /v1/hosts/{host}/firewall
+    getHostFirewall: async (req, res) => {
+      const refresh = String(req.query.refresh) === 'true';
+      res.json(await rules.hostFirewall(req.params.host!, refresh, actorOf(req)));
     },
 
     // DELETE /v1/hosts/{host}/firewall

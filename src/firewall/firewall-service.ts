@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Actor } from '../auth/roles.ts';
 import type { Config } from '../config.ts';
+import type { HostState } from '../hosts/host-state.ts';
 import type { InventorySource } from '../hosts/inventory-source.ts';
 import { ConflictError, NotFoundError, PayloadTooLargeError } from '../http/errors.ts';
 import { LifecycleActions } from '../lifecycle/lifecycle-actions.ts';
@@ -37,6 +38,12 @@ export class FirewallService {
     private readonly reconciler: Reconciler,
     /** Who manages a host and on which SSH port (management-guard.ts). */
     private readonly managementOf: (host: string) => Promise<Management>,
+    /** A host's last gathered state, or a new gather (HostsService.get). */
+    private readonly hostState: (
+      host: string,
+      refresh: boolean,
+      actor: Actor,
+    ) => Promise<{ state: HostState }>,
   ) {
     this.lifecycle = new LifecycleActions<FirewallRule>(store, 'Rule', 'rule_id');
   }
@@ -166,6 +173,30 @@ export class FirewallService {
       );
     }
     return this.reconciler.waitForKernel([host], ms);
+  }
+
+  /** The host's firewall as the last gather (or a new one) read it. */
+  async hostFirewall(host: string, refresh: boolean, actor: Actor) {
+    const { state } = await this.hostState(host, refresh, actor);
+    const managed = (await this.store.managed([host])).get(host) === true;
+    const fw = state.firewall ?? null;
+    const rules = (fw?.table ?? []).flatMap((item) => {
+      const rule = item.rule as { chain?: string; handle?: number; comment?: string } | undefined;
+      if (!rule) return [];
+      const id = /^rp:([0-9a-f-]{36})$/.exec(rule.comment ?? '')?.[1] ?? null;
+      return [{ chain: rule.chain ?? '', handle: rule.handle ?? null, rule_id: id }];
+    });
+    return {
+      host,
+      collected_at: state.collectedAt.toISOString(),
+      managed,
+      available: fw?.available ?? false,
+      present: fw?.table != null,
+      rules,
+      table: fw?.table ?? null,
+      ruleset: fw?.ruleset ?? null,
+      error: fw ? fw.error : 'not gathered since routeplane read firewalls: refresh',
+    };
   }
 
   /** Waits up to `ms` for the runs carrying these rules' changes, then reads them again. */

@@ -31,12 +31,25 @@ export interface KernelRoute {
   flags: string[];
 }
 
+/** A host's firewall as the last gather read it (nft -j and nft list ruleset). */
+export interface FirewallState {
+  /** Whether the host has nft at all. */
+  available: boolean;
+  /** routeplane's table (`inet routeplane`) as nft -j lists it; null when there is none. */
+  table: Record<string, unknown>[] | null;
+  /** The host's whole ruleset, as text. */
+  ruleset: string | null;
+  error: string | null;
+}
+
 export interface HostState {
   collectedAt: Date;
   runId: string | null;
   links: Link[];
   addresses: Address[];
   routes: KernelRoute[];
+  /** Absent in snapshots gathered before routeplane read firewalls. */
+  firewall?: FirewallState | null;
 }
 
 type Raw = Record<string, unknown>;
@@ -149,5 +162,21 @@ export function stateFromModuleData(
   at: Date,
 ): HostState {
   const { links, addresses } = parseLinks(data.links);
-  return { collectedAt: at, runId, links, addresses, routes: parseRoutes(data.routes) };
+  const fw = data.firewall as Partial<FirewallState> | null | undefined;
+  const firewall: FirewallState | null = fw
+    ? {
+        available: fw.available === true,
+        table: Array.isArray(fw.table) ? fw.table : null,
+        ruleset: typeof fw.ruleset === 'string' ? fw.ruleset : null,
+        error: typeof fw.error === 'string' ? fw.error : null,
+      }
+    : null;
+  return {
+    collectedAt: at,
+    runId,
+    links,
+    addresses,
+    routes: parseRoutes(data.routes),
+    firewall,
+  };
 }

@@ -574,7 +574,18 @@ export interface paths {
             };
             cookie?: never;
         };
-        get?: never;
+        /**
+         * The host's firewall as the last gather read it
+         * @description routeplane's table (`inet routeplane`) as applied, parsed from `nft -j`:
+         *     its rules, each with the id of the routeplane rule it renders (from the
+         *     rule's nft comment), and nft's own JSON of the table; and the host's
+         *     whole ruleset as text, other tables included. Served from the last
+         *     gather; with `refresh=true`, or when the host was never gathered, a
+         *     gather runs first (shared as `GET /v1/hosts/{host}` shares it).
+         *     `managed` says whether routeplane keeps a table on the host (from its
+         *     first rule until it is released).
+         */
+        get: operations["getHostFirewall"];
         put?: never;
         post?: never;
         /**
@@ -1291,6 +1302,32 @@ export interface components {
             detail?: {
                 [key: string]: unknown;
             };
+        };
+        HostFirewall: {
+            host: string;
+            /** Format: date-time */
+            collected_at: string;
+            /** @description Whether routeplane keeps its table on the host (from its first rule until released) */
+            managed: boolean;
+            /** @description Whether the host has nft at all */
+            available: boolean;
+            /** @description Whether routeplane's table is on the host */
+            present: boolean;
+            /** @description The rules of routeplane's table, in order */
+            rules: {
+                chain: string;
+                handle: number | null;
+                /** @description The routeplane rule this nft rule renders; null for the template's own rules */
+                rule_id: string | null;
+            }[];
+            /** @description routeplane's table as `nft -j list table inet routeplane` prints it */
+            table: {
+                [key: string]: unknown;
+            }[] | null;
+            /** @description `nft list ruleset`: every table */
+            ruleset: string | null;
+            /** @description Why the ruleset could not be read */
+            error: string | null;
         };
         HostFirewallRelease: {
             host: string;
@@ -3543,6 +3580,67 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+        };
+    };
+    getHostFirewall: {
+        parameters: {
+            query?: {
+                /** @description Gather the host's state now instead of serving the last snapshot */
+                refresh?: boolean;
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description Inventory host name
+                 * @example h1
+                 */
+                host: components["parameters"]["HostName"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The host's firewall */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "host": "h1",
+                     *       "collected_at": "2026-12-01T10:00:00.000Z",
+                     *       "managed": true,
+                     *       "available": true,
+                     *       "present": true,
+                     *       "rules": [
+                     *         {
+                     *           "chain": "input",
+                     *           "handle": 9,
+                     *           "rule_id": "0a0a0a0a-0000-4000-8000-000000008080"
+                     *         }
+                     *       ],
+                     *       "table": [
+                     *         {
+                     *           "table": {
+                     *             "family": "inet",
+                     *             "name": "routeplane",
+                     *             "handle": 3
+                     *           }
+                     *         }
+                     *       ],
+                     *       "ruleset": "table inet routeplane {\n\tchain input {\n\t\ttype filter hook input priority filter; policy drop;\n\t\tct state established,related accept\n\t\ttcp dport 8080 accept comment \"rp:0a0a0a0a-0000-4000-8000-000000008080\"\n\t}\n}\n",
+                     *       "error": null
+                     *     }
+                     */
+                    "application/json": components["schemas"]["HostFirewall"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            502: components["responses"]["HostUnreachable"];
         };
     };
     releaseHostFirewall: {

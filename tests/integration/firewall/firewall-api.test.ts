@@ -63,6 +63,19 @@ describe('firewall rules through the API, on a lab of 2 hosts', { timeout: T }, 
     expect(await tables()).not.toContain('routeplane');
     expect(await reachable(8080)).toBe(true);
     expect(await reachable(8081)).toBe(true);
+    const read = await server.request('GET', '/v1/hosts/h1/firewall?refresh=true', {
+      token: 'viewer',
+    });
+    expect(read.status, read.text).toBe(200);
+    expect(read.body).toMatchObject({
+      host: 'h1',
+      managed: false,
+      available: true,
+      present: false,
+      rules: [],
+      table: null,
+      error: null,
+    });
   });
 
   it('when the first rule opens tcp/8080, then it is 201 in_sync, only that port and management stay reachable', async () => {
@@ -88,6 +101,26 @@ describe('firewall rules through the API, on a lab of 2 hosts', { timeout: T }, 
     expect(await reachable(8080)).toBe(true);
     expect(await reachable(8081)).toBe(false);
     expect(await labSsh(fleet.lab, 'h1', ['echo', 'management'])).toBe('management');
+  });
+
+  it('when the host’s firewall is read, then routeplane’s table shows the rule by its id, and the ruleset its text', async () => {
+    const read = await poll(
+      'the gathered table',
+      async () => {
+        const res = await server.request('GET', '/v1/hosts/h1/firewall?refresh=true', {
+          token: 'viewer',
+        });
+        return res.status === 200 && res.body.present ? res : undefined;
+      },
+      15_000,
+      500,
+    );
+    expect(read.body).toMatchObject({ managed: true, available: true, present: true });
+    expect(read.body.rules).toContainEqual(
+      expect.objectContaining({ chain: 'input', rule_id: ruleId }),
+    );
+    expect(read.body.ruleset).toContain('table inet routeplane');
+    expect(read.body.ruleset).toContain(`rp:${ruleId}`);
   });
 
   it('when the identical rule is sent again (another comment), then it is 200 with the existing rule', async () => {
