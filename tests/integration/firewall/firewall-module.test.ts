@@ -105,6 +105,8 @@ describe('the firewall module and its default template, on lab hosts', { timeout
     table?: string;
     state?: 'present' | 'absent';
     policy?: Record<string, string>;
+    /** More host variables, as the inventory would give them. */
+    extra?: Record<string, unknown>;
   }): Promise<FirewallResult> {
     const vars = {
       tpl: TEMPLATE,
@@ -115,6 +117,7 @@ describe('the firewall module and its default template, on lab hosts', { timeout
       },
       given: opts.table ?? null,
       wanted: opts.state ?? 'present',
+      ...opts.extra,
     };
     const varsFile = path.join(tmp, 'vars.json');
     await writeFile(varsFile, JSON.stringify(vars));
@@ -234,6 +237,33 @@ describe('the firewall module and its default template, on lab hosts', { timeout
     expect(res.failed).toBe(true);
     expect(res.msg).toMatch(/only inet routeplane may be defined/);
     expect(await tables()).toEqual(['inet other', 'inet routeplane']);
+  });
+
+  it('when the inventory maps a zone to interfaces and overrides a chain policy, then the rule matches the zone’s interfaces and the chain takes the policy', async () => {
+    const res = await run({
+      rules: [rule(RULE_8080, { dport: ['8080'], iif: 'lan' })],
+      extra: {
+        routeplane_zones: { lan: ['eth0', 'eth9'] },
+        routeplane_firewall_policy: { input: 'accept' },
+      },
+    });
+    expect(res.failed, res.msg).toBeFalsy();
+    const listed = (
+      await execa('ip', [
+        'netns',
+        'exec',
+        h1().netns,
+        'nft',
+        'list',
+        'chain',
+        'inet',
+        'routeplane',
+        'input',
+      ])
+    ).stdout;
+    expect(listed).toContain('policy accept;');
+    expect(listed).toMatch(/iifname \{ "eth0", "eth9" \} tcp dport 8080 accept comment "rp:/);
+    expect(await reachable(8081)).toBe(true);
   });
 
   it('when the host is released (state absent), then routeplane’s table is gone, the other stays, and every port is open again', async () => {
