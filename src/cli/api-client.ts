@@ -12,13 +12,32 @@ export type HostDetail = Schemas['HostDetail'];
 export type Run = Schemas['Run'];
 export type RunList = Schemas['RunList'];
 export type PlaybookList = Schemas['PlaybookList'];
+export type FirewallRule = Schemas['FirewallRule'];
+export type FirewallRuleInput = Schemas['FirewallRuleInput'];
+export type FirewallRuleList = Schemas['FirewallRuleList'];
+export type FirewallRuleBatchResult = Schemas['FirewallRuleBatchResult'];
+export type FirewallRuleEvent = Schemas['FirewallRuleEvent'];
+export type HostFirewallRelease = Schemas['HostFirewallRelease'];
+
+/** Fields with a default in the contract, which makes them required in its types. */
+type FirewallDefaulted = 'family' | 'protocol' | 'src' | 'dst' | 'sport' | 'dport' | 'priority';
+/** A rule to create: fields left out take the server's defaults. */
+export type FirewallRuleCreate = Omit<FirewallRuleInput, FirewallDefaulted> &
+  Partial<Pick<FirewallRuleInput, FirewallDefaulted>>;
 
 type QueryOf<Op extends keyof operations> = NonNullable<operations[Op]['parameters']['query']>;
 export type ListRoutesQuery = QueryOf<'listRoutes'>;
 export type RouteHistoryQuery = QueryOf<'listRouteHistory'>;
 export type ListRunsQuery = QueryOf<'listRuns'>;
+export type ListFirewallRulesQuery = QueryOf<'listFirewallRules'>;
 
 export function isBatch(value: Route | RouteBatchResult): value is RouteBatchResult {
+  return 'items' in value;
+}
+
+export function isFirewallBatch(
+  value: FirewallRule | FirewallRuleBatchResult,
+): value is FirewallRuleBatchResult {
   return 'items' in value;
 }
 
@@ -209,6 +228,65 @@ export class ApiClient {
 
   listRouteHistory(query: RouteHistoryQuery = {}): Promise<RouteList> {
     return this.get<RouteList>('/v1/routes/history', query);
+  }
+
+  /**
+   * One rule, or a batch (then a batch result). The answer is 201 (created), 200 (an identical
+   * live rule already existed; for a batch, every item did) or 202 (recorded, still applying).
+   */
+  createFirewallRules(
+    body: FirewallRuleCreate | FirewallRuleCreate[],
+    wait?: number,
+  ): Promise<Written<FirewallRule | FirewallRuleBatchResult>> {
+    return this.request<FirewallRule | FirewallRuleBatchResult>('POST', '/v1/firewall/rules', {
+      query: { wait },
+      body,
+    });
+  }
+
+  getFirewallRule(id: string): Promise<FirewallRule> {
+    return this.get<FirewallRule>(`/v1/firewall/rules/${encodeURIComponent(id)}`);
+  }
+
+  deleteFirewallRule(id: string, wait?: number): Promise<Written<FirewallRule>> {
+    return this.request<FirewallRule>('DELETE', `/v1/firewall/rules/${encodeURIComponent(id)}`, {
+      query: { wait },
+    });
+  }
+
+  pauseFirewallRule(id: string, wait?: number): Promise<Written<FirewallRule>> {
+    return this.request<FirewallRule>(
+      'POST',
+      `/v1/firewall/rules/${encodeURIComponent(id)}/pause`,
+      { query: { wait } },
+    );
+  }
+
+  resumeFirewallRule(id: string, wait?: number): Promise<Written<FirewallRule>> {
+    return this.request<FirewallRule>(
+      'POST',
+      `/v1/firewall/rules/${encodeURIComponent(id)}/resume`,
+      { query: { wait } },
+    );
+  }
+
+  listFirewallRules(query: ListFirewallRulesQuery = {}): Promise<FirewallRuleList> {
+    return this.get<FirewallRuleList>('/v1/firewall/rules', query);
+  }
+
+  listFirewallRuleEvents(id: string): Promise<{ items: FirewallRuleEvent[] }> {
+    return this.get<{ items: FirewallRuleEvent[] }>(
+      `/v1/firewall/rules/${encodeURIComponent(id)}/events`,
+    );
+  }
+
+  /** Removes routeplane's table from the host; 202 while the run removing it is still going. */
+  releaseHostFirewall(host: string, wait?: number): Promise<Written<HostFirewallRelease>> {
+    return this.request<HostFirewallRelease>(
+      'DELETE',
+      `/v1/hosts/${encodeURIComponent(host)}/firewall`,
+      { query: { wait } },
+    );
   }
 
   listHosts(): Promise<HostList> {

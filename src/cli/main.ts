@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { registerFirewallCommand } from './firewall-command.ts';
 import { registerHostsCommand } from './hosts-command.ts';
 import { registerLabCommand } from './lab-command.ts';
 import { registerRoutesCommand } from './routes-command.ts';
@@ -9,6 +10,7 @@ const program = new Command('routeplane')
   .showHelpAfterError();
 
 registerRoutesCommand(program);
+registerFirewallCommand(program);
 registerHostsCommand(program);
 registerRunsCommand(program);
 registerLabCommand(program);

@@ -1,4 +1,4 @@
-import type { Route } from './api-client.ts';
+import type { FirewallRule, FirewallRuleEvent, Route } from './api-client.ts';
 
 /** Longest cell a table shows; `show` prints a value whole. */
 const MAX_CELL = 60;
@@ -151,4 +151,122 @@ export function formatRoute(r: Route): string {
     );
   }
   return formatFields(fields);
+}
+
+/** A NAT target as `--to` takes it: `address`, `address:port`, `[v6-address]:port`. */
+export function formatTarget(to: FirewallRule['to']): string {
+  if (!to) return '';
+  if (to.port === undefined) return to.address;
+  return to.address.includes(':') ? `[${to.address}]:${to.port}` : `${to.address}:${to.port}`;
+}
+
+/** What a rule matches besides chain and protocol, as the options that set it; '' for anything. */
+export function ruleMatch(r: FirewallRule): string {
+  const parts: string[] = [];
+  for (const key of ['src', 'dst', 'sport', 'dport'] as const) {
+    if (r[key].length > 0) parts.push(`${key}=${r[key].join(',')}`);
+  }
+  if (r.iif) parts.push(`iif=${r.iif}`);
+  if (r.oif) parts.push(`oif=${r.oif}`);
+  return parts.join(' ');
+}
+
+/** The action, with its NAT target when it has one: `dnat to 127.0.0.1:8080`. */
+export function ruleAction(r: FirewallRule): string {
+  return r.to ? `${r.action} to ${formatTarget(r.to)}` : r.action;
+}
+
+/** One line naming a rule: `input tcp dport=443 accept on h1`. */
+export function ruleSummary(r: FirewallRule): string {
+  const match = ruleMatch(r);
+  return cell(`${r.chain} ${r.protocol}${match ? ` ${match}` : ''} ${ruleAction(r)} on ${r.host}`);
+}
+
+/** What stops a rule from being on its host, or null when nothing does. */
+export function ruleSyncProblem(rule: FirewallRule): string | null {
+  const { sync } = rule;
+  if (sync.state === 'failed') {
+    const retry = sync.retry_at ? `; retried at ${cell(sync.retry_at)}` : '';
+    return `apply failed on ${rule.host}: ${cell(sync.error)}${retry}`;
+  }
+  if (sync.state === 'conflict') return `conflict on ${rule.host}: ${cell(sync.error)}`;
+  return null;
+}
+
+export const FIREWALL_RULE_COLUMNS = [
+  'ID',
+  'HOST',
+  'CHAIN',
+  'FAMILY',
+  'PROTOCOL',
+  'MATCH',
+  'ACTION',
+  'PRIORITY',
+  'STATUS',
+  'SYNC',
+];
+
+export function firewallRuleRow(r: FirewallRule): unknown[] {
+  return [
+    r.id,
+    r.host,
+    r.chain,
+    r.family,
+    r.protocol,
+    ruleMatch(r),
+    ruleAction(r),
+    r.priority,
+    r.status,
+    r.sync.state,
+  ];
+}
+
+export function formatFirewallRule(r: FirewallRule): string {
+  const fields: [string, unknown][] = [
+    ['id', r.id],
+    ['host', r.host],
+    ['chain', r.chain],
+    ['family', r.family],
+    ['protocol', r.protocol],
+    ['src', r.src],
+    ['dst', r.dst],
+    ['sport', r.sport],
+    ['dport', r.dport],
+    ['iif', r.iif],
+    ['oif', r.oif],
+    ['action', r.action],
+  ];
+  if (r.to) fields.push(['to', formatTarget(r.to)]);
+  fields.push(
+    ['priority', r.priority],
+    ['status', r.status],
+    ['sync', r.sync.state],
+    ['synced_at', r.sync.synced_at],
+    ['run', r.sync.run_id],
+  );
+  const problem = ruleSyncProblem(r);
+  if (problem) fields.push(['sync_problem', problem]);
+  fields.push(
+    ['create_at', r.create_at],
+    ['delete_at', r.delete_at],
+    ['comment', r.comment],
+    ['created_by', r.created_by],
+    ['created_at', r.created_at],
+    ['updated_at', r.updated_at],
+  );
+  if (r.removed_at) {
+    fields.push(
+      ['removed_at', r.removed_at],
+      ['removed_reason', r.removed_reason],
+      ['removed_by', r.removed_by],
+    );
+  }
+  return formatFields(fields);
+}
+
+export const FIREWALL_EVENT_COLUMNS = ['AT', 'ACTOR', 'ACTION', 'FROM', 'TO', 'DETAIL'];
+
+export function firewallEventRow(e: FirewallRuleEvent): unknown[] {
+  const detail = e.detail && Object.keys(e.detail).length > 0 ? e.detail : null;
+  return [e.at, e.actor, e.action, e.from, e.to, detail];
 }

@@ -1183,12 +1183,14 @@ export interface components {
              */
             dport: string[];
             /**
-             * @description Only packets arriving on this interface
+             * @description Only packets arriving on this interface, or on any interface of the
+             *     zone of this name (the inventory's `routeplane_zones`, per host or group)
              * @example eth0
              */
             iif?: string | null;
             /**
-             * @description Only packets leaving on this interface
+             * @description Only packets leaving on this interface, or on any interface of the zone
+             *     of this name (the inventory's `routeplane_zones`, per host or group)
              * @example eth1
              */
             oif?: string | null;
