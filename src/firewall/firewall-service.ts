@@ -3,7 +3,12 @@ import type { Actor } from '../auth/roles.ts';
 import type { Config } from '../config.ts';
 import type { HostState } from '../hosts/host-state.ts';
 import type { InventorySource } from '../hosts/inventory-source.ts';
-import { ConflictError, NotFoundError, PayloadTooLargeError } from '../http/errors.ts';
+import {
+  ApplyFailedError,
+  ConflictError,
+  NotFoundError,
+  PayloadTooLargeError,
+} from '../http/errors.ts';
 import { LifecycleActions } from '../lifecycle/lifecycle-actions.ts';
 import { scheduledStatus, type Schedule } from '../lifecycle/status.ts';
 import type { Reconciler, Settlement } from '../reconciler/reconciler.ts';
@@ -172,7 +177,15 @@ export class FirewallService {
         { host, live_rules: live },
       );
     }
-    return this.reconciler.waitForKernel([host], ms);
+    const settlement = await this.reconciler.waitForKernel([host], ms);
+    const failed = settlement.settled ? await this.store.lastFailure(host) : null;
+    if (failed) {
+      throw new ApplyFailedError(`removing routeplane's table failed: ${failed.error}`, {
+        host,
+        run_id: failed.runId,
+      });
+    }
+    return settlement;
   }
 
   /** The host's firewall as the last gather (or a new one) read it. */

@@ -271,6 +271,13 @@ export class FirewallStore {
     });
   }
 
+  /** How the host's last attempted apply ended: null when it applied, else its error. */
+  async lastFailure(host: string): Promise<{ error: string; runId: string | null } | null> {
+    const state = (await this.work.states([host])).get(host);
+    if (!state || state.appliedGen >= state.attemptedGen) return null;
+    return { error: state.lastError ?? 'the apply run failed', runId: state.lastRunId };
+  }
+
   /** Rules a run settles on these hosts: unsynced ones and the active ones it carries. */
   async settleable(hosts: string[]): Promise<Map<string, FirewallRule[]>> {
     const byHost = new Map<string, FirewallRule[]>(hosts.map((h) => [h, []]));

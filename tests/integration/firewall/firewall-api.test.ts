@@ -1,6 +1,6 @@
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { labSsh } from '../../../src/lab/index.ts';
+import { labSsh, startSshd, stopSshd } from '../../../src/lab/index.ts';
 import { useLab } from '../../helpers/lab.ts';
 import { expectProblem } from '../../helpers/problem.ts';
 import { poll } from '../../helpers/routes.ts';
@@ -13,7 +13,11 @@ const T = 120_000;
 
 describe('firewall rules through the API, on a lab of 2 hosts', { timeout: T }, () => {
   const fleet = useLab(2);
-  const server = useTestServer(() => ({ INVENTORY: fleet.lab.inventoryPath }), T);
+  // Each run's SSH connections close with it, so a stopped sshd fails the next run.
+  const server = useTestServer(
+    () => ({ INVENTORY: fleet.lab.inventoryPath, SSH_MASTER_IDLE_S: '0' }),
+    T,
+  );
   const listeners: ResultPromise[] = [];
   const h1 = () => fleet.lab.hosts[0]!;
   const h2 = () => fleet.lab.hosts[1]!;
@@ -33,6 +37,7 @@ describe('firewall rules through the API, on a lab of 2 hosts', { timeout: T }, 
   }, T);
 
   afterAll(async () => {
+    await startSshd(fleet.lab, 'h2');
     for (const l of listeners) l.kill('SIGKILL');
     await Promise.allSettled(listeners);
   });
@@ -248,5 +253,25 @@ describe('firewall rules through the API, on a lab of 2 hosts', { timeout: T }, 
       body: open8080,
     });
     expectProblem(res, 403, 'forbidden');
+  });
+
+  it('when removing the table fails (the host is down), then release is a 502 naming the host and the error', async () => {
+    const made = await server.request('POST', '/v1/firewall/rules', {
+      token: 'operator',
+      body: { host: 'h2', chain: 'input', protocol: 'tcp', dport: ['8080'], action: 'accept' },
+    });
+    expect(made.status, made.text).toBe(201);
+    const gone = await server.request('DELETE', `/v1/firewall/rules/${made.body.id}`, {
+      token: 'operator',
+    });
+    expect(gone.status, gone.text).toBe(200);
+    await stopSshd(fleet.lab, 'h2');
+    const res = await server.request('DELETE', '/v1/hosts/h2/firewall', { token: 'operator' });
+    expectProblem(res, 502, 'apply-failed');
+    expect(res.body).toMatchObject({
+      host: 'h2',
+      run_id: expect.stringMatching(/^[0-9a-f-]{36}$/),
+    });
+    await startSshd(fleet.lab, 'h2');
   });
 });
