@@ -120,7 +120,7 @@ function createBody(
 function relabel(err: unknown, body?: FirewallRuleCreate): unknown {
   if (!(err instanceof ApiError)) return err;
   const p = err.problem;
-  // A 404 for an unknown host puts the field in its detail: `/body/host: host 'h9' is ...`.
+  // A problem without a field list may name the field in its detail: `/path/host: ...`.
   const detail = err.detail.replace(
     /^(\/(?:body|path)\/[A-Za-z_]+): /,
     (_, field: string) => `${fieldLabel(field, ['host', 'chain', 'action'])}: `,
@@ -225,7 +225,7 @@ export function registerFirewallCommand(program: Command): void {
     firewall
       .command('add')
       .description('declare a rule; adding an identical rule again prints the existing one')
-      .argument('<host>', 'inventory host (a single host, not a group)')
+      .argument('<host>', 'inventory host, or a group (a rule per member)')
       .addArgument(new Argument('<chain>', "the chain of routeplane's table").choices(CHAINS))
       .addArgument(new Argument('<action>', 'what a matching packet gets').choices(ACTIONS))
       .addOption(

@@ -87,7 +87,7 @@ export function firewallHandlers(
         base: batch ? `/body/${i}` : '/body',
       }));
       const items = await rules.create(inputs, actorOf(req));
-      if (!batch) {
+      if (!batch && items.length === 1) {
         const { rule, outcome } = items[0]!;
         return respondOne(req, res, rule, outcome === 'created' ? 201 : 200);
       }

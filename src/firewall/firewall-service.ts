@@ -8,7 +8,9 @@ import {
   ConflictError,
   NotFoundError,
   PayloadTooLargeError,
+  ValidationError,
 } from '../http/errors.ts';
+import { resolveTargets } from '../hosts/inventory.ts';
 import { LifecycleActions } from '../lifecycle/lifecycle-actions.ts';
 import { scheduledStatus, type Schedule } from '../lifecycle/status.ts';
 import type { Reconciler, Settlement } from '../reconciler/reconciler.ts';
@@ -72,9 +74,15 @@ export class FirewallService {
    * as it is. All or none: one invalid item rejects the whole request.
    */
   async create(inputs: { input: RuleInput; base: string }[], actor: Actor): Promise<CreatedRule[]> {
-    if (inputs.length > this.config.maxBatchItems) {
+    const inv = await this.inventory.current();
+    // Counted before anything is parsed: a group of many hosts multiplies every item.
+    const expanded = inputs.reduce(
+      (n, { input }) => n + resolveTargets(inv, [input.host]).hosts.length,
+      0,
+    );
+    if (expanded > this.config.maxBatchItems) {
       throw new PayloadTooLargeError(
-        `${inputs.length} rules is more than MAX_BATCH_ITEMS (${this.config.maxBatchItems})`,
+        `the request asks for ${expanded} rules once groups are expanded; at most MAX_BATCH_ITEMS (${this.config.maxBatchItems}) per request`,
       );
     }
     const now = new Date();
@@ -86,21 +94,38 @@ export class FirewallService {
     }[] = [];
     const management = new Map<string, Management>();
     for (const { input, base } of inputs) {
-      await this.knownHost(input.host, `${base}/host`, true);
-      const spec = parseRuleSpec(input, base);
-      if (!management.has(spec.host)) {
-        management.set(spec.host, await this.managementOf(spec.host));
+      const { hosts, unknown } = resolveTargets(inv, [input.host]);
+      if (unknown.length > 0 || hosts.length === 0) {
+        throw ValidationError.field(
+          `${base}/host`,
+          `'${input.host}' is not a host or group of the inventory`,
+        );
       }
-      const cut = cutsManagement(spec, management.get(spec.host)!);
-      if (cut) {
-        throw new ConflictError(`${base}: refused: ${cut}`, {
-          host: spec.host,
-          management_sources: management.get(spec.host)!.sources,
-        });
+      const local = hosts.filter((h) => inv.hosts.get(h)?.local);
+      if (local.length > 0 && !this.config.allowLocalWrites) {
+        throw new ConflictError(
+          `${local.join(', ')} is the machine routeplane runs on and is read-only; set ALLOW_LOCAL_WRITES=true to manage its firewall`,
+        );
       }
       const schedule = parseSchedule(input, base);
       checkSchedule(schedule, now, base);
-      planned.push({ spec, schedule, identity: identityOf(spec), comment: input.comment ?? null });
+      for (const host of hosts) {
+        const spec = parseRuleSpec({ ...input, host }, base);
+        if (!management.has(host)) management.set(host, await this.managementOf(host));
+        const cut = cutsManagement(spec, management.get(host)!);
+        if (cut) {
+          throw new ConflictError(`${base}: refused on ${host}: ${cut}`, {
+            host,
+            management_sources: management.get(host)!.sources,
+          });
+        }
+        planned.push({
+          spec,
+          schedule,
+          identity: identityOf(spec),
+          comment: input.comment ?? null,
+        });
+      }
     }
     return retryLostRaces('a rule of this request', async () => {
       const existing = await this.store.findLive(planned.map((p) => p.identity));

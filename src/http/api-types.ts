@@ -429,18 +429,19 @@ export interface paths {
         put?: never;
         /**
          * Create a firewall rule, or a batch of rules
-         * @description The body is one rule or an array of rules, each for one inventory host
-         *     (not a group). A rule is identified by every field except `comment` and
+         * @description The body is one rule or an array of rules. `host` may name an inventory
+         *     group: the rule is created once per member. A rule is identified by every field except `comment` and
          *     its schedule (`create_at`, `delete_at`): creating a rule identical to a
          *     live one answers 200 with the existing rule, unchanged, and items of one
          *     batch that are identical become one rule. A rule that breaks one of the
          *     rules of `FirewallRuleInput` (ports without tcp or udp, an action its
          *     chain does not allow, an address of the wrong family, `to` missing or not
-         *     allowed) is a 400 naming the field; an unknown host is a 404; a rule set
+         *     allowed), or a host or group the inventory does not have, is a 400 naming
+         *     the field; a rule set
          *     that would cut routeplane off from the host (its management address), or
          *     a host that is the controller itself (unless `ALLOW_LOCAL_WRITES`), is a
-         *     409. A request of more than `MAX_BATCH_ITEMS` rules is a 413 naming the
-         *     setting, and nothing is stored.
+         *     409. A request of more than `MAX_BATCH_ITEMS` rules once groups are
+         *     expanded is a 413 naming the setting, and nothing is stored.
          *
          *     The first rule of a host starts managing that host's firewall: routeplane
          *     puts its own table, `inet routeplane`, on the host. In each chain it

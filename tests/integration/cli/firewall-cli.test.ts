@@ -317,7 +317,8 @@ describe('the routeplane firewall CLI against a server and a lab of 1 host', { t
       expect(r).toEqual({
         code: 1,
         stdout: '',
-        stderr: "routeplane: <host>: host 'h9' is not in the inventory",
+        stderr:
+          "routeplane: the API rejected the request:\n  <host>: 'h9' is not a host or group of the inventory",
       });
     });
 

@@ -221,7 +221,7 @@ describe('firewall rules through the API, on a lab of 2 hosts', { timeout: T }, 
       },
     ]) {
       const res = await server.request('POST', '/v1/firewall/rules', { token: 'operator', body });
-      expectProblem(res, 409, 'conflict', { detail: /refused: it would/ });
+      expectProblem(res, 409, 'conflict', { detail: /refused on h1: it would/ });
       expect(res.body.management_sources).toContain(fleet.lab.gatewayV4);
     }
     expect(await server.database.db.knex('firewall_rules').count({ n: '*' })).toEqual(before);
@@ -253,6 +253,34 @@ describe('firewall rules through the API, on a lab of 2 hosts', { timeout: T }, 
       body: open8080,
     });
     expectProblem(res, 403, 'forbidden');
+  });
+
+  it('when a rule names a group, then it is created once per member and answered as a batch', async () => {
+    const res = await server.request('POST', '/v1/firewall/rules', {
+      token: 'operator',
+      body: { host: 'lab', chain: 'input', protocol: 'tcp', dport: ['9999'], action: 'accept' },
+    });
+    expect(res.status, res.text).toBe(201);
+    const items = res.body.items as { outcome: string; rule: { id: string; host: string } }[];
+    expect(items.map((i) => [i.outcome, i.rule.host])).toEqual([
+      ['created', 'h1'],
+      ['created', 'h2'],
+    ]);
+    expect(res.body.counts).toEqual({ in_sync: 2 });
+    for (const i of items) {
+      const gone = await server.request('DELETE', `/v1/firewall/rules/${i.rule.id}`, {
+        token: 'operator',
+      });
+      expect(gone.status, gone.text).toBe(200);
+    }
+  });
+
+  it('when a rule names a host or group the inventory does not have, then 400 names the host field', async () => {
+    const res = await server.request('POST', '/v1/firewall/rules', {
+      token: 'operator',
+      body: { host: 'h9', chain: 'input', action: 'accept' },
+    });
+    expectProblem(res, 400, 'validation', { field: '/body/host' });
   });
 
   it('when removing the table fails (the host is down), then release is a 502 naming the host and the error', async () => {
