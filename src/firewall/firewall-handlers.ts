@@ -5,7 +5,7 @@ import type { OperationRequest, Operations } from '../http/operations.ts';
 import { actorOf } from '../http/security.ts';
 import type { LifecycleStatus } from '../lifecycle/status.ts';
 import { presentRule } from './firewall-presenter.ts';
-import type { AppliedRules, FirewallService } from './firewall-service.ts';
+import type { AppliedRules, FirewallService, RulePatch } from './firewall-service.ts';
 import type { RuleInput } from './rule-input.ts';
 import type { FirewallRule } from './types.ts';
 
@@ -20,6 +20,8 @@ type FirewallOperations = Pick<
   | 'listFirewallRuleEvents'
   | 'releaseHostFirewall'
   | 'getHostFirewall'
+  | 'listFirewallRuleHistory'
+  | 'updateFirewallRule'
 >;
 
 /** The rule as the answer shows it: while a run is still carrying it, that run's id. */
@@ -106,6 +108,25 @@ export function firewallHandlers(
         items: current.map((c) => ({ outcome: c.outcome, rule: present(c.rule, applied) })),
         counts,
       });
+    },
+
+    // GET /v1/firewall/rules/history
+    listFirewallRuleHistory: async (req, res) => {
+      const q = req.query as Record<string, string | undefined>;
+      const f = {
+        host: q.host,
+        status: q.status as LifecycleStatus | undefined,
+        limit: Number(q.limit ?? 100),
+        offset: Number(q.offset ?? 0),
+      };
+      const { items, total } = await rules.history(f);
+      res.json({ items: items.map(presentRule), total, limit: f.limit, offset: f.offset });
+    },
+
+    // PATCH /v1/firewall/rules/{id}
+    updateFirewallRule: async (req, res) => {
+      const rule = await rules.patch(req.params.id!, req.body as RulePatch, actorOf(req));
+      await respondOne(req, res, rule, 200);
     },
 
     // GET /v1/firewall/rules/{id}

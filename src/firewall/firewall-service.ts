@@ -12,7 +12,7 @@ import {
 } from '../http/errors.ts';
 import { resolveTargets } from '../hosts/inventory.ts';
 import { LifecycleActions } from '../lifecycle/lifecycle-actions.ts';
-import { scheduledStatus, type Schedule } from '../lifecycle/status.ts';
+import { rescheduledStatus, scheduledStatus, type Schedule } from '../lifecycle/status.ts';
 import type { Reconciler, Settlement } from '../reconciler/reconciler.ts';
 import { checkSchedule, parseSchedule } from '../routes/route-input.ts';
 import { LOST, retryLostRaces, won } from '../shared/retry-races.ts';
@@ -20,6 +20,13 @@ import type { FirewallStore, NewRule, RuleFilter } from './firewall-store.ts';
 import { cutsManagement, type Management } from './management-guard.ts';
 import { identityOf, parseRuleSpec, type RuleInput } from './rule-input.ts';
 import type { FirewallRule, RuleSpec } from './types.ts';
+
+/** Changes PATCH may make; `null` clears a field. */
+export interface RulePatch {
+  create_at?: string | null;
+  delete_at?: string | null;
+  comment?: string | null;
+}
 
 export interface CreatedRule {
   rule: FirewallRule;
@@ -162,6 +169,42 @@ export class FirewallService {
         }),
       );
     });
+  }
+
+  history(f: RuleFilter) {
+    return this.store.history(f);
+  }
+
+  /** Changes a live rule's comment or schedule; its other fields are its identity. */
+  async patch(id: string, patch: RulePatch, actor: Actor): Promise<FirewallRule> {
+    const rule = await this.lifecycle.live(id, 'changed');
+    const now = new Date();
+    const schedule = {
+      createAt:
+        patch.create_at === undefined ? rule.createAt : parseSchedule(patch, '/body').createAt,
+      deleteAt:
+        patch.delete_at === undefined ? rule.deleteAt : parseSchedule(patch, '/body').deleteAt,
+    };
+    const rescheduled = patch.create_at !== undefined || patch.delete_at !== undefined;
+    if (rescheduled) checkSchedule(schedule, now, '/body');
+    const status = rescheduled ? rescheduledStatus(rule.status, schedule, now) : rule.status;
+    const changed = await this.store.reschedule(
+      id,
+      rule.status,
+      {
+        ...(patch.comment !== undefined ? { comment: patch.comment } : {}),
+        ...(rescheduled ? { create_at: schedule.createAt, delete_at: schedule.deleteAt } : {}),
+      },
+      status,
+      actor.name,
+    );
+    if (!changed) {
+      throw new ConflictError(`Rule ${id} changed while this request ran; send it again`, {
+        rule_id: id,
+      });
+    }
+    if (rescheduled) this.scheduleChanged();
+    return changed;
   }
 
   get(id: string): Promise<FirewallRule> {

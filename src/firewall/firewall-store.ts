@@ -205,6 +205,34 @@ export class FirewallStore {
     return { items: rows.map(fromRow), total: Number(count) };
   }
 
+  /** Expired and deleted rules, newest first. */
+  async history(f: RuleFilter): Promise<{ items: FirewallRule[]; total: number }> {
+    const q = this.rules().whereNotNull('removed_at');
+    if (f.host) q.where('host', f.host);
+    if (f.status) q.where('status', f.status);
+    const [{ count }] = (await q.clone().count({ count: '*' })) as [{ count: string | number }];
+    const rows = await q
+      .orderBy([
+        { column: 'removed_at', order: 'desc' },
+        { column: 'id', order: 'desc' },
+      ])
+      .limit(f.limit)
+      .offset(f.offset);
+    return { items: rows.map(fromRow), total: Number(count) };
+  }
+
+  /** A live rule's comment or schedule, and the status that schedule gives it. */
+  async reschedule(
+    id: string,
+    from: LifecycleStatus,
+    columns: { comment?: string | null; create_at?: Date | null; delete_at?: Date | null },
+    status: LifecycleStatus,
+    actor: string,
+  ): Promise<FirewallRule | null> {
+    const row = await this.lifecycle.change(id, [from], { columns, status }, actor, 'update');
+    return row ? fromRow(row) : null;
+  }
+
   /** Live rules of a host (released only when it has none). */
   async liveCount(host: string): Promise<number> {
     const [{ count }] = (await this.rules()

@@ -470,6 +470,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/firewall/rules/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Firewall rules that expired or were deleted, newest first */
+        get: operations["listFirewallRuleHistory"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/firewall/rules/{id}": {
         parameters: {
             query?: never;
@@ -493,7 +510,16 @@ export interface paths {
         delete: operations["deleteFirewallRule"];
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Change a live rule's comment or schedule
+         * @description A rule's other fields are its identity: to change what it matches or
+         *     does, create the new rule and delete the old one. A new schedule moves
+         *     the rule's status as a create would (a `create_at` still ahead makes an
+         *     active rule pending again; a paused rule stays paused), and a status
+         *     change is applied to the host; a comment alone costs no run. The
+         *     request waits up to `wait` seconds for that run.
+         */
+        patch: operations["updateFirewallRule"];
         trace?: never;
     };
     "/v1/firewall/rules/{id}/pause": {
@@ -1305,6 +1331,13 @@ export interface components {
             detail?: {
                 [key: string]: unknown;
             };
+        };
+        FirewallRulePatch: {
+            /** Format: date-time */
+            create_at?: string | null;
+            /** Format: date-time */
+            delete_at?: string | null;
+            comment?: string | null;
         };
         HostFirewall: {
             host: string;
@@ -3398,6 +3431,35 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
+    listFirewallRuleHistory: {
+        parameters: {
+            query?: {
+                host?: string;
+                status?: "expired" | "deleted";
+                /** @description Page size */
+                limit?: components["parameters"]["Limit"];
+                offset?: components["parameters"]["Offset"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of removed rules, with `removed_at`, `removed_reason` and `removed_by` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FirewallRuleList"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
     getFirewallRule: {
         parameters: {
             query?: never;
@@ -3465,6 +3527,60 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            502: components["responses"]["ApplyFailed"];
+        };
+    };
+    updateFirewallRule: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Seconds to wait for the apply run that carries the change before answering
+                 *     202 (default: `ROUTE_WAIT_S`, 30)
+                 */
+                wait?: components["parameters"]["RouteWait"];
+            };
+            header?: never;
+            path: {
+                /** @example 4c8e2a71-9f35-4d0b-b6e2-7a1d3c5f9e08 */
+                id: components["parameters"]["FirewallRuleId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "delete_at": "2026-11-24T18:00:00Z",
+                 *       "comment": "extended to 18:00"
+                 *     }
+                 */
+                "application/json": components["schemas"]["FirewallRulePatch"];
+            };
+        };
+        responses: {
+            /** @description The rule as changed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FirewallRule"];
+                };
+            };
+            /** @description Changed; the run applying it is still going */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FirewallRule"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
             502: components["responses"]["ApplyFailed"];
         };
     };

@@ -173,6 +173,42 @@ describe('firewall rules through the API, on a lab of 2 hosts', { timeout: T }, 
     ]);
   });
 
+  it('when a rule has a delete_at, then its comment can change, it closes on time, and history shows it expired', async () => {
+    const res = await server.request('POST', '/v1/firewall/rules', {
+      token: 'operator',
+      body: { ...open8080, delete_at: new Date(Date.now() + 6_000).toISOString() },
+    });
+    expect(res.status, res.text).toBe(201);
+    const id = res.body.id as string;
+    expect(await reachable(8080)).toBe(true);
+    const patched = await server.request('PATCH', `/v1/firewall/rules/${id}`, {
+      token: 'operator',
+      body: { comment: 'until the demo ends' },
+    });
+    expect(patched.status, patched.text).toBe(200);
+    expect(patched.body).toMatchObject({ comment: 'until the demo ends', status: 'active' });
+    await poll(
+      'the rule expired and applied',
+      async () => {
+        const r = await server.request('GET', `/v1/firewall/rules/${id}`, { token: 'viewer' });
+        return r.body.status === 'expired' && r.body.sync.state === 'in_sync' ? r : undefined;
+      },
+      30_000,
+      500,
+    );
+    expect(await reachable(8080)).toBe(false);
+    const history = await server.request('GET', '/v1/firewall/rules/history?host=h1', {
+      token: 'viewer',
+    });
+    expect(history.status, history.text).toBe(200);
+    expect(history.body.items[0]).toMatchObject({
+      id,
+      status: 'expired',
+      removed_reason: 'expired',
+      removed_by: 'scheduler',
+    });
+  });
+
   it('when a rule has ports without tcp or udp, dnat in input, or a v6 source in an ip rule, then 400 names each field and nothing is stored', async () => {
     const before = await server.database.db.knex('firewall_rules').count({ n: '*' });
     const res = await server.request('POST', '/v1/firewall/rules', {
