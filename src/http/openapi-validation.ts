@@ -6,6 +6,7 @@ import {
   BadRequest,
   MethodNotAllowed,
   NotFound,
+  UnsupportedMediaType,
   type OpenAPIV3,
   type OpenApiValidatorOpts,
   type SecurityHandlers,
@@ -277,6 +278,38 @@ function securityStage(
 
 const PARAMETER_REF = '#/components/parameters/';
 
+/**
+ * The library compiles and keeps a request validator per (method, route, content type) the
+ * first time it sees one, and compiles the content type into a JSON-schema URI: any content
+ * type a client sends became a new validator held forever, and `content-type: %` a 500 (Ajv
+ * refuses the malformed URI). A request without a body has no content, so its header is
+ * dropped; a body of a media type no operation of the contract accepts is a 415 here.
+ */
+function mediaTypeGuard(apiDoc: OpenAPIV3.DocumentV3): Stage {
+  const declared = new Set<string>();
+  for (const item of Object.values(apiDoc.paths ?? {})) {
+    for (const op of Object.values(item ?? {})) {
+      const content = (op as { requestBody?: { content?: object } } | undefined)?.requestBody
+        ?.content;
+      for (const media of Object.keys(content ?? {})) declared.add(media.toLowerCase());
+    }
+  }
+  return (req, _res, next) => {
+    const type = req.headers['content-type'];
+    if (type === undefined) return next();
+    const h = req.headers;
+    const hasBody =
+      h['transfer-encoding'] !== undefined || !isNaN(h['content-length'] as unknown as number);
+    if (!hasBody) {
+      delete req.headers['content-type'];
+      return next();
+    }
+    const media = type.split(';')[0]!.trim().toLowerCase();
+    if (declared.has(media)) return next();
+    next(new UnsupportedMediaType({ path: req.path, message: `unsupported media type ${media}` }));
+  };
+}
+
 /** Distinct read URLs whose validated query is kept; past this the cache starts over. */
 const READ_CACHE_MAX = 1_000;
 
@@ -396,6 +429,7 @@ export function openApiValidation(options: OpenApiValidatorOpts): {
         stages.push(oav.multipartMiddleware(doc));
       }
       if (opts.validateRequests) {
+        stages.push(mediaTypeGuard(doc));
         stages.push(readValidationCache(doc, oav.requestValidationMiddleware(doc)));
       }
       if (opts.validateResponses) {

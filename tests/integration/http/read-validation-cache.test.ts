@@ -51,4 +51,23 @@ describe('validated reads served again, given a running server', () => {
     expect([...statuses]).toEqual([200]);
     expect((await server.request('GET', '/v1/routes?offset=-1')).status).toBe(400);
   });
+
+  it('when a read without a body carries any content-type (even a malformed one), then it is answered as without it', async () => {
+    for (const type of ['%', 'text/plain', 'application/x-anything-%zz']) {
+      const res = await server.request('GET', '/v1/routes?limit=2', {
+        headers: { 'content-type': type },
+      });
+      expect(res.status, `${type}: ${res.text}`).toBe(200);
+    }
+  });
+
+  it('when a body comes with a media type no operation accepts, then 415 names it, whatever the type', async () => {
+    for (const type of ['text/plain', 'application/x-%zz', '%']) {
+      const res = await server.request('POST', '/v1/routes', {
+        rawBody: '{}',
+        headers: { 'content-type': type },
+      });
+      expect(res.status, `${type}: ${res.text}`).toBe(415);
+    }
+  });
 });
