@@ -111,7 +111,7 @@ export async function firewallBulk(): Promise<BenchResult> {
       ROUTE_WAIT_S: '590',
       RUN_TIMEOUT_S: '590',
     });
-    const scratch = await tempDir(cleanup, 'firewall');
+    const scratch = await tempDir(cleanup, 'fw');
     // Untimed, as in routes-bulk: a running server has reached its hosts (SSH masters open).
     await Promise.all(names.map((n) => api(server, 'GET', `/v1/hosts/${n}?refresh=true`)));
 

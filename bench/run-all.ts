@@ -1,5 +1,6 @@
 // `npm run bench [-- name ...]`: the benchmarks in sequence, then one summary table. Each one
 // cleans up after itself; one that cannot run is reported and the others still run.
+import { firewallBulk } from './firewall-bulk.ts';
 import { hostsRps } from './hosts-rps.ts';
 import { loadavg, log, renderSummary, type BenchResult } from './lib.ts';
 import { memory } from './memory.ts';
@@ -19,6 +20,7 @@ const BENCHMARKS: Record<string, () => Promise<BenchResult>> = {
   'refresh-storm': refreshStorm,
   'schedule-precision': schedulePrecision,
   memory,
+  'firewall-bulk': firewallBulk,
 };
 
 async function main(): Promise<void> {
