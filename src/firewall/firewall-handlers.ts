@@ -6,6 +6,7 @@ import { actorOf } from '../http/security.ts';
 import type { LifecycleStatus } from '../lifecycle/status.ts';
 import { presentRule } from './firewall-presenter.ts';
 import type { AppliedRules, FirewallService, RulePatch } from './firewall-service.ts';
+import type { RuleFilter } from './firewall-store.ts';
 import type { RuleInput } from './rule-input.ts';
 import type { FirewallRule } from './types.ts';
 
@@ -23,6 +24,17 @@ type FirewallOperations = Pick<
   | 'listFirewallRuleHistory'
   | 'updateFirewallRule'
 >;
+
+/** A list's filter and page from its query (the contract has checked the values). */
+function filterOf(req: OperationRequest): RuleFilter {
+  const q = req.query as Record<string, string | undefined>;
+  return {
+    host: q.host,
+    status: q.status as LifecycleStatus | undefined,
+    limit: Number(q.limit ?? 100),
+    offset: Number(q.offset ?? 0),
+  };
+}
 
 /** The rule as the answer shows it: while a run is still carrying it, that run's id. */
 function present(rule: FirewallRule, applied: AppliedRules): Schemas['FirewallRule'] {
@@ -69,13 +81,7 @@ export function firewallHandlers(
   return {
     // GET /v1/firewall/rules
     listFirewallRules: async (req, res) => {
-      const q = req.query as Record<string, string | undefined>;
-      const f = {
-        host: q.host,
-        status: q.status as LifecycleStatus | undefined,
-        limit: Number(q.limit ?? 100),
-        offset: Number(q.offset ?? 0),
-      };
+      const f = filterOf(req);
       const { items, total } = await rules.list(f);
       res.json({ items: items.map(presentRule), total, limit: f.limit, offset: f.offset });
     },
@@ -112,13 +118,7 @@ export function firewallHandlers(
 
     // GET /v1/firewall/rules/history
     listFirewallRuleHistory: async (req, res) => {
-      const q = req.query as Record<string, string | undefined>;
-      const f = {
-        host: q.host,
-        status: q.status as LifecycleStatus | undefined,
-        limit: Number(q.limit ?? 100),
-        offset: Number(q.offset ?? 0),
-      };
+      const f = filterOf(req);
       const { items, total } = await rules.history(f);
       res.json({ items: items.map(presentRule), total, limit: f.limit, offset: f.offset });
     },

@@ -3,14 +3,8 @@ import type { Actor } from '../auth/roles.ts';
 import type { Config } from '../config.ts';
 import type { HostState } from '../hosts/host-state.ts';
 import type { InventorySource } from '../hosts/inventory-source.ts';
-import {
-  ApplyFailedError,
-  ConflictError,
-  NotFoundError,
-  PayloadTooLargeError,
-  ValidationError,
-} from '../http/errors.ts';
-import { resolveTargets } from '../hosts/inventory.ts';
+import { ApplyFailedError, ConflictError, NotFoundError } from '../http/errors.ts';
+import { writeTargets } from '../hosts/write-targets.ts';
 import { LifecycleActions } from '../lifecycle/lifecycle-actions.ts';
 import { rescheduledStatus, scheduledStatus, type Schedule } from '../lifecycle/status.ts';
 import type { Reconciler, Settlement } from '../reconciler/reconciler.ts';
@@ -82,16 +76,10 @@ export class FirewallService {
    */
   async create(inputs: { input: RuleInput; base: string }[], actor: Actor): Promise<CreatedRule[]> {
     const inv = await this.inventory.current();
-    // Counted before anything is parsed: a group of many hosts multiplies every item.
-    const expanded = inputs.reduce(
-      (n, { input }) => n + resolveTargets(inv, [input.host]).hosts.length,
-      0,
-    );
-    if (expanded > this.config.maxBatchItems) {
-      throw new PayloadTooLargeError(
-        `the request asks for ${expanded} rules once groups are expanded; at most MAX_BATCH_ITEMS (${this.config.maxBatchItems}) per request`,
-      );
-    }
+    const targets = writeTargets(inputs, inv, this.config, {
+      objects: 'rules',
+      managed: 'its firewall',
+    });
     const now = new Date();
     const planned: {
       spec: RuleSpec;
@@ -100,20 +88,8 @@ export class FirewallService {
       comment: string | null;
     }[] = [];
     const management = new Map<string, Management>();
-    for (const { input, base } of inputs) {
-      const { hosts, unknown } = resolveTargets(inv, [input.host]);
-      if (unknown.length > 0 || hosts.length === 0) {
-        throw ValidationError.field(
-          `${base}/host`,
-          `'${input.host}' is not a host or group of the inventory`,
-        );
-      }
-      const local = hosts.filter((h) => inv.hosts.get(h)?.local);
-      if (local.length > 0 && !this.config.allowLocalWrites) {
-        throw new ConflictError(
-          `${local.join(', ')} is the machine routeplane runs on and is read-only; set ALLOW_LOCAL_WRITES=true to manage its firewall`,
-        );
-      }
+    for (const [i, { input, base }] of inputs.entries()) {
+      const hosts = targets[i]!;
       const schedule = parseSchedule(input, base);
       checkSchedule(schedule, now, base);
       for (const host of hosts) {

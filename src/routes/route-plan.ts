@@ -1,6 +1,7 @@
-import { ConflictError, PayloadTooLargeError, ValidationError } from '../http/errors.ts';
+import { ConflictError, ValidationError } from '../http/errors.ts';
 import type { Config } from '../config.ts';
-import { resolveTargets, type Inventory } from '../hosts/inventory.ts';
+import type { Inventory } from '../hosts/inventory.ts';
+import { writeTargets } from '../hosts/write-targets.ts';
 import { checkSchedule, parseRouteSpec, parseSchedule, type RouteInput } from './route-input.ts';
 import type { Identity } from './routes-store.ts';
 import {
@@ -23,39 +24,18 @@ export interface PlannedRoute {
  * Checks a create request's items against the inventory and each other's rules, expanding a
  * group into one route per member. `base` is each item's JSON pointer, for error fields.
  */
+const ROUTE_NOUNS = { objects: 'routes', managed: 'its routes' };
+
 export function planRoutes(
   inputs: { input: RouteInput; base: string }[],
   inv: Inventory,
   now: Date,
   config: Pick<Config, 'allowLocalWrites' | 'maxBatchItems'>,
 ): PlannedRoute[] {
-  // Counted before anything is parsed or stored: a 500-host group times 20,000 items would
-  // otherwise be ten million rows, and as many routes in one run.
-  const expanded = inputs.reduce(
-    (n, { input }) => n + resolveTargets(inv, [input.host]).hosts.length,
-    0,
-  );
-  if (expanded > config.maxBatchItems) {
-    throw new PayloadTooLargeError(
-      `the request asks for ${expanded} routes once groups are expanded; at most MAX_BATCH_ITEMS (${config.maxBatchItems}) per request`,
-    );
-  }
+  const targets = writeTargets(inputs, inv, config, ROUTE_NOUNS);
   const planned: PlannedRoute[] = [];
-  for (const { input, base } of inputs) {
-    const { hosts, unknown } = resolveTargets(inv, [input.host]);
-    if (unknown.length > 0 || hosts.length === 0) {
-      throw ValidationError.field(
-        `${base}/host`,
-        `'${input.host}' is not a host or group of the inventory`,
-      );
-    }
-    const local = hosts.filter((h) => inv.hosts.get(h)?.local);
-    if (local.length > 0 && !config.allowLocalWrites) {
-      throw new ConflictError(
-        `${local.join(', ')} is the machine routeplane runs on and is read-only; set ALLOW_LOCAL_WRITES=true to manage its routes`,
-        { field: `${base}/host` },
-      );
-    }
+  for (const [i, { input, base }] of inputs.entries()) {
+    const hosts = targets[i]!;
     const schedule = parseSchedule(input, base);
     checkSchedule(schedule, now, base);
     for (const host of hosts)

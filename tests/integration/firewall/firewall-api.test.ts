@@ -1,7 +1,8 @@
-import { execa, type ResultPromise } from 'execa';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labSsh, startSshd, stopSshd } from '../../../src/lab/index.ts';
 import { useLab } from '../../helpers/lab.ts';
+import { tcpListeners, tcpReachable } from '../../helpers/tcp-probe.ts';
 import { expectProblem } from '../../helpers/problem.ts';
 import { poll } from '../../helpers/routes.ts';
 import { useTestServer } from '../../helpers/server.ts';
@@ -18,40 +19,20 @@ describe('firewall rules through the API, on a lab of 2 hosts', { timeout: T }, 
     () => ({ INVENTORY: fleet.lab.inventoryPath, SSH_MASTER_IDLE_S: '0' }),
     T,
   );
-  const listeners: ResultPromise[] = [];
+  let stopListeners: (() => Promise<void>) | undefined;
   const h1 = () => fleet.lab.hosts[0]!;
   const h2 = () => fleet.lab.hosts[1]!;
 
   beforeAll(async () => {
-    for (const port of [8080, 8081]) {
-      const code =
-        'import socket\n' +
-        's = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n' +
-        `s.bind(("0.0.0.0", ${port})); s.listen(16)\n` +
-        'while True:\n    c, _ = s.accept(); c.close()\n';
-      listeners.push(
-        execa('ip', ['netns', 'exec', h1().netns, 'python3', '-c', code], { reject: false }),
-      );
-    }
-    await new Promise((r) => setTimeout(r, 300));
+    stopListeners = await tcpListeners(h1(), [8080, 8081]);
   }, T);
 
   afterAll(async () => {
     await startSshd(fleet.lab, 'h2');
-    for (const l of listeners) l.kill('SIGKILL');
-    await Promise.allSettled(listeners);
+    await stopListeners?.();
   });
 
-  async function reachable(port: number): Promise<boolean> {
-    const code =
-      'import socket, sys\n' +
-      `try:\n    socket.create_connection(("${h1().ipv4}", ${port}), timeout=1).close()\n` +
-      'except OSError:\n    sys.exit(1)\n';
-    const r = await execa('ip', ['netns', 'exec', h2().netns, 'python3', '-c', code], {
-      reject: false,
-    });
-    return r.exitCode === 0;
-  }
+  const reachable = (port: number) => tcpReachable(h2(), h1(), port);
 
   const tables = async () =>
     (await execa('ip', ['netns', 'exec', h1().netns, 'nft', 'list', 'tables'])).stdout;

@@ -1,10 +1,11 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { execa, type ResultPromise } from 'execa';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labSsh } from '../../../src/lab/index.ts';
 import { useLab } from '../../helpers/lab.ts';
+import { tcpListeners, tcpReachable } from '../../helpers/tcp-probe.ts';
 import { localAnsibleEnv } from '../../helpers/local-ansible.ts';
 import { REPO } from '../../helpers/server.ts';
 
@@ -61,43 +62,22 @@ const rule = (id: string, over: Partial<Rule>): Rule => ({
 describe('the firewall module and its default template, on lab hosts', { timeout: T }, () => {
   const fleet = useLab(2);
   let tmp: string;
-  const listeners: ResultPromise[] = [];
+  let stopListeners: (() => Promise<void>) | undefined;
   const h1 = () => fleet.lab.hosts[0]!;
   const h2 = () => fleet.lab.hosts[1]!;
 
   beforeAll(async () => {
     tmp = await mkdtemp(path.join(os.tmpdir(), 'routeplane-firewall-'));
-    // Two TCP listeners in h1 (python3 is on every lab host): one to open, one left closed.
-    for (const port of [8080, 8081]) {
-      const code =
-        'import socket\n' +
-        `s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n` +
-        `s.bind(("0.0.0.0", ${port})); s.listen(16)\n` +
-        'while True:\n    c, _ = s.accept(); c.close()\n';
-      listeners.push(
-        execa('ip', ['netns', 'exec', h1().netns, 'python3', '-c', code], { reject: false }),
-      );
-    }
-    await new Promise((r) => setTimeout(r, 300));
+    // Two TCP listeners in h1: one to open, one left closed.
+    stopListeners = await tcpListeners(h1(), [8080, 8081]);
   }, T);
 
   afterAll(async () => {
-    for (const l of listeners) l.kill('SIGKILL');
-    await Promise.allSettled(listeners);
+    await stopListeners?.();
     await rm(tmp, { recursive: true, force: true });
   });
 
-  /** Whether h2 can open a TCP connection to h1's port within a second. */
-  async function reachable(port: number): Promise<boolean> {
-    const code =
-      'import socket, sys\n' +
-      `try:\n    socket.create_connection(("${h1().ipv4}", ${port}), timeout=1).close()\n` +
-      'except OSError:\n    sys.exit(1)\n';
-    const r = await execa('ip', ['netns', 'exec', h2().netns, 'python3', '-c', code], {
-      reject: false,
-    });
-    return r.exitCode === 0;
-  }
+  const reachable = (port: number) => tcpReachable(h2(), h1(), port);
 
   /** One run of the module in h1's namespace: `table` rendered from the template or given. */
   async function run(opts: {
