@@ -1,11 +1,12 @@
 import type { Response } from 'express';
 import type { Schemas } from '../http/api.ts';
 import { ApplyFailedError } from '../http/errors.ts';
+import { answerOne, presentCarried, sendPending, syncCounts } from '../http/kernel-answer.ts';
 import type { OperationRequest, Operations } from '../http/operations.ts';
 import { actorOf } from '../http/security.ts';
 import type { LifecycleStatus } from '../lifecycle/status.ts';
 import { presentRule } from './firewall-presenter.ts';
-import type { AppliedRules, FirewallService, RulePatch } from './firewall-service.ts';
+import type { FirewallService, RulePatch } from './firewall-service.ts';
 import type { RuleFilter } from './firewall-store.ts';
 import type { RuleInput } from './rule-input.ts';
 import type { FirewallRule } from './types.ts';
@@ -36,30 +37,15 @@ function filterOf(req: OperationRequest): RuleFilter {
   };
 }
 
-/** The rule as the answer shows it: while a run is still carrying it, that run's id. */
-function present(rule: FirewallRule, applied: AppliedRules): Schemas['FirewallRule'] {
-  const body = presentRule(rule);
-  const runId = applied.settlement.runIds.get(rule.host);
-  if (!applied.settlement.settled && rule.sync.state === 'applying' && runId) {
-    body.sync.run_id = runId;
-  }
-  return body;
-}
-
-function failure(rule: FirewallRule): ApplyFailedError {
-  return new ApplyFailedError(rule.sync.error ?? 'the apply run failed', {
-    host: rule.host,
-    rule_id: rule.id,
-    run_id: rule.sync.lastRunId,
-  });
-}
-
-/** 202, pointing at a run carrying the change when one has started. */
-function pending(res: Response, runIds: Map<string, string | null>, host?: string): void {
-  const runId = (host ? runIds.get(host) : undefined) ?? [...runIds.values()].find((id) => id);
-  if (runId) res.location(`/v1/runs/${runId}`);
-  res.status(202);
-}
+const RULE_ANSWERS = {
+  present: presentRule,
+  failure: (rule: FirewallRule): ApplyFailedError =>
+    new ApplyFailedError(rule.sync.error ?? 'the apply run failed', {
+      host: rule.host,
+      rule_id: rule.id,
+      run_id: rule.sync.lastRunId,
+    }),
+};
 
 export function firewallHandlers(
   rules: FirewallService,
@@ -71,11 +57,7 @@ export function firewallHandlers(
   /** Answers a write of one rule once its run has ended, or 202 while it is still going. */
   async function respondOne(req: OperationRequest, res: Response, rule: FirewallRule, ok: number) {
     const applied = await rules.waitForKernel([rule], waitMs(req));
-    const current = applied.value[0]!;
-    if (!applied.settlement.settled) pending(res, applied.settlement.runIds, current.host);
-    else if (current.sync.state === 'failed') throw failure(current);
-    else res.status(ok);
-    res.json(present(current, applied));
+    answerOne(res, RULE_ANSWERS, applied.value[0]!, applied.settlement, ok);
   }
 
   return {
@@ -105,13 +87,15 @@ export function firewallHandlers(
       );
       const byId = new Map(applied.value.map((r) => [r.id, r]));
       const current = items.map((i) => ({ outcome: i.outcome, rule: byId.get(i.rule.id)! }));
-      const counts: Record<string, number> = {};
-      for (const { rule } of current) counts[rule.sync.state] = (counts[rule.sync.state] ?? 0) + 1;
-      if (!applied.settlement.settled) pending(res, applied.settlement.runIds);
-      else if (counts.failed === current.length) throw failure(current[0]!.rule);
+      const counts = syncCounts(current.map((c) => c.rule));
+      if (!applied.settlement.settled) sendPending(res, applied.settlement);
+      else if (counts.failed === current.length) throw RULE_ANSWERS.failure(current[0]!.rule);
       else res.status(items.some((i) => i.outcome === 'created') ? 201 : 200);
       res.json({
-        items: current.map((c) => ({ outcome: c.outcome, rule: present(c.rule, applied) })),
+        items: current.map((c) => ({
+          outcome: c.outcome,
+          rule: presentCarried(RULE_ANSWERS, c.rule, applied.settlement),
+        })),
         counts,
       });
     },
@@ -175,7 +159,7 @@ export function firewallHandlers(
     releaseHostFirewall: async (req, res) => {
       const host = req.params.host!;
       const settlement = await rules.release(host, waitMs(req));
-      if (!settlement.settled) pending(res, settlement.runIds, host);
+      if (!settlement.settled) sendPending(res, settlement, host);
       res.json({ host, released: true });
     },
   };

@@ -1,6 +1,10 @@
 import ipaddr from 'ipaddr.js';
-import type { DesiredKind, HostInRun, RenderedHost } from '../reconciler/kind.ts';
-import { moduleResult } from '../routes/route-results.ts';
+import {
+  moduleResult,
+  type DesiredKind,
+  type HostInRun,
+  type RenderedHost,
+} from '../reconciler/kind.ts';
 import type { SyncUpdate } from '../routes/routes-store.ts';
 import type { Run } from '../runs/types.ts';
 import type { FirewallStore } from './firewall-store.ts';
@@ -58,7 +62,7 @@ export class FirewallKind implements DesiredKind {
         if (state === undefined) return [h, { args: { state: 'unmanaged' }, settles }];
         if (state === false) return [h, { args: { state: 'absent', rules: [] }, settles }];
         const rules = mine.filter((r) => r.status === 'active').map(templateRule);
-        return [h, { args: { state: 'present', rules, policy: {} }, settles }];
+        return [h, { args: { state: 'present', rules }, settles }];
       }),
     );
   }

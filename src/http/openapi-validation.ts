@@ -331,7 +331,7 @@ function copyQuery(query: Record<string, unknown>): Record<string, QueryValue> {
  * other request, and every failure, goes through the library. Authentication is not part of
  * this: the security stage runs before, on every request.
  */
-function readValidationCache(apiDoc: OpenAPIV3.DocumentV3, library: Stage): Stage {
+export function readValidationCache(apiDoc: OpenAPIV3.DocumentV3, library: Stage): Stage {
   const passed = new Map<string, Record<string, QueryValue>>();
   const cacheable = new WeakMap<object, boolean>();
   const isCacheable = (schema: Operation) => {

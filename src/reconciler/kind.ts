@@ -1,4 +1,4 @@
-import type { Run } from '../runs/types.ts';
+import type { Run, TaskResult } from '../runs/types.ts';
 
 /** One host of an apply run, as each kind settles it. */
 export interface HostInRun {
@@ -46,4 +46,9 @@ export interface DesiredKind {
   nothing(): RenderedHost;
   /** Hosts holding objects of this kind (removal on shutdown). */
   hostsWithObjects(): Promise<string[]>;
+}
+
+/** A kind's module result for one host in a run, matched by module, never by task name. */
+export function moduleResult(run: Run, host: string, module: string): TaskResult | undefined {
+  return run.results.find((r) => r.host === host && r.module === module);
 }

@@ -1,5 +1,6 @@
 import type { Route, RouteConflict, SyncState } from './types.ts';
 import type { SyncUpdate } from './routes-store.ts';
+import { moduleResult } from '../reconciler/kind.ts';
 import type { Run } from '../runs/types.ts';
 
 /** The Ansible module that applies routes; its results are found by this name. */
@@ -93,11 +94,6 @@ export interface SettleOptions {
   repair: boolean;
 }
 
-/** The task result of the routes module for one host, matched by module, never by task name. */
-export function moduleResult(run: Run, host: string, module = ROUTES_MODULE) {
-  return run.results.find((r) => r.host === host && r.module === module);
-}
-
 /**
  * Turns a finished apply run into sync states for the routes it settles: conflicts and
  * per-route errors as the module reported them, everything else in sync, or, when the host
@@ -117,7 +113,7 @@ export function syncFromRun(
 ): HostResult[] {
   return [...settled].map(([host, rows]) => {
     const outcome = run.summary[host];
-    const task = moduleResult(run, host);
+    const task = moduleResult(run, host, ROUTES_MODULE);
     const ok = task && (task.status === 'ok' || task.status === 'changed');
     if (!ok) {
       const error =

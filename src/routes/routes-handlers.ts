@@ -1,12 +1,13 @@
 import type { Request, Response } from 'express';
 import { ApplyFailedError } from '../http/errors.ts';
+import { answerOne, presentCarried, sendPending, syncCounts } from '../http/kernel-answer.ts';
 import type { Schemas } from '../http/api.ts';
 import type { Operations } from '../http/operations.ts';
 import { actorOf } from '../http/security.ts';
 import { parsePrefix, type RouteInput } from './route-input.ts';
 import type { RouteFilter } from './routes-store.ts';
 import { presentRoute } from './routes-presenter.ts';
-import type { Applied, CreateItem, RoutePatch, RoutesService } from './routes-service.ts';
+import type { CreateItem, RoutePatch, RoutesService } from './routes-service.ts';
 import type { Route, RouteStatus, SyncState } from './types.ts';
 
 function filterOf(req: Request): RouteFilter {
@@ -23,31 +24,15 @@ function filterOf(req: Request): RouteFilter {
   };
 }
 
-/** The route as the response shows it: while a run is still carrying it, that run's id. */
-function present(route: Route, applied: Applied<unknown>): Schemas['Route'] {
-  const body = presentRoute(route);
-  const runId = applied.settlement.runIds.get(route.host);
-  if (!applied.settlement.settled && route.sync.state === 'applying' && runId) {
-    body.sync.run_id = runId;
-  }
-  return body;
-}
-
-function failure(route: Route): ApplyFailedError {
-  return new ApplyFailedError(route.sync.error ?? 'the apply run failed', {
-    host: route.host,
-    route_id: route.id,
-    run_id: route.sync.lastRunId,
-  });
-}
-
-/** 202, pointing at a run carrying the change when one has started. */
-function sendPending(res: Response, applied: Applied<unknown>, host?: string): void {
-  const ids = applied.settlement.runIds;
-  const runId = (host ? ids.get(host) : undefined) ?? [...ids.values()].find((id) => id);
-  if (runId) res.location(`/v1/runs/${runId}`);
-  res.status(202);
-}
+const ROUTE_ANSWERS = {
+  present: presentRoute,
+  failure: (route: Route): ApplyFailedError =>
+    new ApplyFailedError(route.sync.error ?? 'the apply run failed', {
+      host: route.host,
+      route_id: route.id,
+      run_id: route.sync.lastRunId,
+    }),
+};
 
 type RouteOperations = Pick<
   Operations,
@@ -70,11 +55,7 @@ export function routesHandlers(routes: RoutesService, defaultWaitMs: number): Ro
   /** Answers a write of one route once its run has ended, or 202 while it is still going. */
   async function respondOne(req: Request, res: Response, route: Route, okStatus: number) {
     const applied = await routes.waitForKernel([route], waitMs(req));
-    const current = applied.value[0]!;
-    if (!applied.settlement.settled) sendPending(res, applied, current.host);
-    else if (current.sync.state === 'failed') throw failure(current);
-    else res.status(okStatus);
-    res.json(present(current, applied));
+    answerOne(res, ROUTE_ANSWERS, applied.value[0]!, applied.settlement, okStatus);
   }
 
   async function create(req: Request, res: Response, upsert: boolean) {
@@ -96,9 +77,8 @@ export function routesHandlers(routes: RoutesService, defaultWaitMs: number): Ro
     );
     const byId = new Map(applied.value.map((route) => [route.id, route]));
     const current = items.map((i) => ({ outcome: i.outcome, route: byId.get(i.route.id)! }));
-    const counts: Record<string, number> = {};
-    for (const { route } of current) counts[route.sync.state] = (counts[route.sync.state] ?? 0) + 1;
-    if (!applied.settlement.settled) sendPending(res, applied);
+    const counts = syncCounts(current.map((c) => c.route));
+    if (!applied.settlement.settled) sendPending(res, applied.settlement);
     else if (counts.failed === current.length) {
       const first = current[0]!.route;
       throw new ApplyFailedError(`every item failed; first: ${first.sync.error}`, {
@@ -108,7 +88,10 @@ export function routesHandlers(routes: RoutesService, defaultWaitMs: number): Ro
       });
     } else res.status(upsert && !anyCreated ? 200 : 201);
     res.json({
-      items: current.map((c) => ({ outcome: c.outcome, route: present(c.route, applied) })),
+      items: current.map((c) => ({
+        outcome: c.outcome,
+        route: presentCarried(ROUTE_ANSWERS, c.route, applied.settlement),
+      })),
       counts,
     });
   }

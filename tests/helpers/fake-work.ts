@@ -1,6 +1,7 @@
 import { Writable } from 'node:stream';
 import { createLogger, type Logger } from '../../src/logger.ts';
-import { moduleResult, ROUTES_MODULE } from '../../src/routes/route-results.ts';
+import { moduleResult } from '../../src/reconciler/kind.ts';
+import { ROUTES_MODULE } from '../../src/routes/route-results.ts';
 import type { HostClaims, HostLease, HostLock } from '../../src/reconciler/host-claims.ts';
 import type {
   ClaimedHost,

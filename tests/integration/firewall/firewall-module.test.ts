@@ -84,17 +84,14 @@ describe('the firewall module and its default template, on lab hosts', { timeout
     rules?: Rule[];
     table?: string;
     state?: 'present' | 'absent';
-    policy?: Record<string, string>;
     /** More host variables, as the inventory would give them. */
     extra?: Record<string, unknown>;
   }): Promise<FirewallResult> {
     const vars = {
       tpl: TEMPLATE,
-      routeplane_firewall: {
-        rules: opts.rules ?? [],
-        management: { v4: [fleet.lab.gatewayV4], v6: [] },
-        policy: opts.policy ?? {},
-      },
+      // As the reconciler writes a host's desired file: its rules and its management address.
+      routeplane_firewall: { rules: opts.rules ?? [] },
+      routeplane_management_address: fleet.lab.gatewayV4,
       given: opts.table ?? null,
       wanted: opts.state ?? 'present',
       ...opts.extra,
