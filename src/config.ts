@@ -67,6 +67,9 @@ const schema = z.object({
   // Longer than the default convergence interval with its jitter (up to 1.2 x 300 s): a
   // converged fleet keeps its connections, and a change reaches it without a handshake.
   SSH_MASTER_IDLE_S: z.coerce.number().int().min(0).max(86_400).default(600),
+  // A firewall apply is reverted on the host unless routeplane confirms it over a new SSH
+  // connection within this many seconds (a router's commit confirmed).
+  FIREWALL_CONFIRM_S: z.coerce.number().int().min(2).max(3600).default(30),
   // The Python on each host, unless the inventory says (ansible_python_interpreter): explicit,
   // because Ansible's discovery costs each run a round trip per host. auto: discover.
   HOST_PYTHON: z
@@ -137,6 +140,8 @@ export interface Config {
   runnerMode: Env['RUNNER'];
   /** 0: a run's masters close when it ends. */
   sshMasterIdleMs: number;
+  /** How long an unconfirmed firewall apply lives on its host before it is reverted. */
+  firewallConfirmS: number;
   /** ansible_python_interpreter for hosts whose inventory sets none. */
   hostPython: string;
   /** undefined: no metrics listener. */
@@ -253,6 +258,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     removeRoutesOnShutdown: e.REMOVE_ROUTES_ON_SHUTDOWN,
     runnerMode: e.RUNNER,
     sshMasterIdleMs: e.SSH_MASTER_IDLE_S * 1000,
+    firewallConfirmS: e.FIREWALL_CONFIRM_S,
     hostPython: e.HOST_PYTHON,
     metricsPort: e.METRICS_PORT,
     metricsHost: e.METRICS_HOST,

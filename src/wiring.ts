@@ -102,7 +102,7 @@ export function wireServices(
     work,
     claims: hostClaimsFor(db, work, presence.id),
     // One apply run carries every kind, in this order.
-    kinds: [new RoutesKind(routesStore, config.routeProto), new FirewallKind(firewallStore)],
+    kinds: [new RoutesKind(routesStore, config.routeProto), new FirewallKind(firewallStore, config.firewallConfirmS)],
     runs,
     owner: presence.id,
     logger,

@@ -47,7 +47,11 @@ export class FirewallKind implements DesiredKind {
   readonly name = 'firewall';
   readonly module = FIREWALL_MODULE;
 
-  constructor(private readonly store: FirewallStore) {}
+  constructor(
+    private readonly store: FirewallStore,
+    /** FIREWALL_CONFIRM_S: the on-host revert fires unless confirmed within this. */
+    private readonly confirmS: number,
+  ) {}
 
   async render(hosts: string[]): Promise<Map<string, RenderedHost>> {
     const [managed, rows] = await Promise.all([
@@ -62,7 +66,7 @@ export class FirewallKind implements DesiredKind {
         if (state === undefined) return [h, { args: { state: 'unmanaged' }, settles }];
         if (state === false) return [h, { args: { state: 'absent', rules: [] }, settles }];
         const rules = mine.filter((r) => r.status === 'active').map(templateRule);
-        return [h, { args: { state: 'present', rules }, settles }];
+        return [h, { args: { state: 'present', rules, confirm_s: this.confirmS }, settles }];
       }),
     );
   }
