@@ -11,6 +11,8 @@ import type { CompatService } from './compat/compat-service.ts';
 import { hostsHandlers } from './hosts/hosts-handlers.ts';
 import type { HostsService } from './hosts/hosts-service.ts';
 import { firewallHandlers } from './firewall/firewall-handlers.ts';
+import type { SetService } from './firewall/set-service.ts';
+import { setHandlers } from './firewall/set-handlers.ts';
 import type { FirewallService } from './firewall/firewall-service.ts';
 import { loadContract, withoutExamples } from './http/contract.ts';
 import { announceArrivingWrites } from './http/arriving-writes.ts';
@@ -43,6 +45,7 @@ export interface AppDependencies {
   hosts: HostsService;
   routes: RoutesService;
   firewall: FirewallService;
+  sets: SetService;
   compat: CompatService | null;
   /** HTTP request durations by operationId go here when given. */
   metrics?: Metrics;
@@ -116,6 +119,7 @@ export function buildApp(deps: AppDependencies): Express {
         ...routesHandlers(deps.routes, deps.config.routeWaitDefaultMs),
         ...compatHandlers(deps.compat),
         ...firewallHandlers(deps.firewall, deps.config.routeWaitDefaultMs),
+        ...setHandlers(deps.sets, deps.config.routeWaitDefaultMs),
       }),
     ]),
   );

@@ -82,6 +82,7 @@ export async function startServer(
       hosts: services.hosts,
       routes: services.routes,
       firewall: services.firewall,
+      sets: services.sets,
       compat: services.compat,
       // Per-request figures only when something can read them (METRICS_PORT): observing a
       // labelled histogram is a measurable share of a cached read.

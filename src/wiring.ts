@@ -16,6 +16,8 @@ import { FirewallKind } from './firewall/firewall-kind.ts';
 import { FirewallService } from './firewall/firewall-service.ts';
 import { FirewallStore } from './firewall/firewall-store.ts';
 import { managementOf } from './firewall/management-sources.ts';
+import { SetService, visibleSets } from './firewall/set-service.ts';
+import { SetStore } from './firewall/set-store.ts';
 import { RoutesKind } from './routes/routes-kind.ts';
 import { LockoutGuard } from './routes/lockout-guard.ts';
 import { hostsBySyncState } from './metrics/host-sync-states.ts';
@@ -40,6 +42,7 @@ export interface Services {
   hosts: HostsService;
   routes: RoutesService;
   firewall: FirewallService;
+  sets: SetService;
   compat: CompatService | null;
   reconciler: Reconciler;
   scheduler: Scheduler;
@@ -96,13 +99,19 @@ export function wireServices(
   const work: HostWorkStore = new MeasuredHostWorkStore(db.knex, metrics.writes);
   const routesStore = new RoutesStore(db.knex, work);
   const firewallStore = new FirewallStore(db.knex, work);
+  const setStore = new SetStore(db.knex, work);
   const managementAddresses = new ManagementAddresses(inventory);
   const reconciler = new Reconciler({
     config,
     work,
     claims: hostClaimsFor(db, work, presence.id),
     // One apply run carries every kind, in this order.
-    kinds: [new RoutesKind(routesStore, config.routeProto), new FirewallKind(firewallStore, config.firewallConfirmS)],
+    kinds: [
+      new RoutesKind(routesStore, config.routeProto),
+      new FirewallKind(firewallStore, config.firewallConfirmS, (hosts) =>
+        visibleSets(setStore, inventory, hosts),
+      ),
+    ],
     runs,
     owner: presence.id,
     logger,
@@ -149,6 +158,9 @@ export function wireServices(
     (kind, dueAts) => metrics.transitionsFired(kind, dueAts),
   );
   routes.onScheduleChange(() => scheduler.wake());
+  const sets = new SetService(config, setStore, firewallStore, inventory, reconciler, (host) =>
+    managementOf(host, inventory, managementAddresses),
+  );
   const firewall = new FirewallService(
     config,
     firewallStore,
@@ -156,6 +168,7 @@ export function wireServices(
     reconciler,
     (host) => managementOf(host, inventory, managementAddresses),
     (host, refresh, actor) => hosts.get(host, refresh, actor),
+    (spec, base, inv) => sets.resolve(spec, base, inv),
   );
   firewall.onScheduleChange(() => scheduler.wake());
   const compat = config.compatHost
@@ -178,6 +191,7 @@ export function wireServices(
     hosts,
     routes,
     firewall,
+    sets,
     compat,
     reconciler,
     scheduler,

@@ -8,30 +8,62 @@ import {
 import type { SyncUpdate } from '../routes/routes-store.ts';
 import type { Run } from '../runs/types.ts';
 import type { FirewallStore } from './firewall-store.ts';
+import { refOf } from './rule-input.ts';
+import type { FirewallSet } from './set-store.ts';
 import type { FirewallRule } from './types.ts';
 
 export const FIREWALL_MODULE = 'routeplane_firewall';
 
+const v6 = (p: string) => ipaddr.parseCIDR(p)[0].kind() === 'ipv6';
+
+/**
+ * The nft name of a set a rule names: `s_<name>` (its addresses as `s_<name>_4` and `_6`),
+ * `z_<zone>` for a zone's own networks (filled on the host by the module).
+ */
+function nftSetName(values: string[]): string | null {
+  const ref = refOf(values);
+  if (!ref) return null;
+  return ref.kind === 'zone' ? `z_${ref.name}` : `s_${ref.name}`;
+}
+
 /** A rule as the template renders it: addresses split by family (firewall.nft.j2). */
 export function templateRule(r: FirewallRule) {
-  const v6 = (p: string) => ipaddr.parseCIDR(p)[0].kind() === 'ipv6';
+  const values = (list: string[]) => (refOf(list) ? [] : list);
+  const src = values(r.match.src);
+  const dst = values(r.match.dst);
   return {
     id: r.id,
     chain: r.chain,
     family: r.family,
     protocol: r.protocol,
-    src4: r.match.src.filter((p) => !v6(p)),
-    src6: r.match.src.filter(v6),
-    dst4: r.match.dst.filter((p) => !v6(p)),
-    dst6: r.match.dst.filter(v6),
-    sport: r.match.sport,
-    dport: r.match.dport,
+    src4: src.filter((p) => !v6(p)),
+    src6: src.filter(v6),
+    dst4: dst.filter((p) => !v6(p)),
+    dst6: dst.filter(v6),
+    src_set: nftSetName(r.match.src),
+    dst_set: nftSetName(r.match.dst),
+    sport: values(r.match.sport),
+    dport: values(r.match.dport),
+    sport_set: nftSetName(r.match.sport),
+    dport_set: nftSetName(r.match.dport),
     iif: r.match.iif,
     oif: r.match.oif,
     action: r.action,
     to_addr: r.match.to?.address ?? null,
     to_port: r.match.to?.port ?? null,
   };
+}
+
+/** A set as the template declares it, its elements split by family. */
+function templateSet(set: FirewallSet) {
+  return set.type === 'port'
+    ? { name: `s_${set.name}`, type: 'port', ports: set.elements }
+    : {
+        name: `s_${set.name}`,
+        type: 'address',
+        v4: set.elements.filter((p) => !v6(p)),
+        v6: set.elements.filter(v6),
+      };
 }
 
 interface SettledRule {
@@ -51,12 +83,15 @@ export class FirewallKind implements DesiredKind {
     private readonly store: FirewallStore,
     /** FIREWALL_CONFIRM_S: the on-host revert fires unless confirmed within this. */
     private readonly confirmS: number,
+    /** The sets each host's rules may name (set-service.ts visibleSets). */
+    private readonly setsOf: (hosts: string[]) => Promise<Map<string, Map<string, FirewallSet>>>,
   ) {}
 
   async render(hosts: string[]): Promise<Map<string, RenderedHost>> {
-    const [managed, rows] = await Promise.all([
+    const [managed, rows, sets] = await Promise.all([
       this.store.managed(hosts),
       this.store.settleable(hosts),
+      this.setsOf(hosts),
     ]);
     return new Map(
       hosts.map((h) => {
@@ -66,7 +101,17 @@ export class FirewallKind implements DesiredKind {
         if (state === undefined) return [h, { args: { state: 'unmanaged' }, settles }];
         if (state === false) return [h, { args: { state: 'absent', rules: [] }, settles }];
         const rules = mine.filter((r) => r.status === 'active').map(templateRule);
-        return [h, { args: { state: 'present', rules, confirm_s: this.confirmS }, settles }];
+        // Only the sets its rules name: a group's big blocklist stays off hosts that ignore it.
+        const named = new Set(
+          rules.flatMap((r) => [r.src_set, r.dst_set, r.sport_set, r.dport_set]),
+        );
+        const mySets = [...(sets.get(h)?.values() ?? [])]
+          .filter((set) => named.has(`s_${set.name}`))
+          .map(templateSet);
+        return [
+          h,
+          { args: { state: 'present', rules, sets: mySets, confirm_s: this.confirmS }, settles },
+        ];
       }),
     );
   }

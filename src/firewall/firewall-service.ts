@@ -3,6 +3,7 @@ import type { Actor } from '../auth/roles.ts';
 import type { Config } from '../config.ts';
 import type { HostState } from '../hosts/host-state.ts';
 import type { InventorySource } from '../hosts/inventory-source.ts';
+import type { Inventory } from '../hosts/inventory.ts';
 import { ApplyFailedError, ConflictError, NotFoundError } from '../http/errors.ts';
 import { writeTargets } from '../hosts/write-targets.ts';
 import { LifecycleActions } from '../lifecycle/lifecycle-actions.ts';
@@ -52,6 +53,15 @@ export class FirewallService {
       refresh: boolean,
       actor: Actor,
     ) => Promise<{ state: HostState }>,
+    /**
+     * The rule with the sets it names replaced by their elements, or a 400 for an unknown
+     * set or zone (SetService.resolve).
+     */
+    private readonly resolveSets: (
+      spec: RuleSpec,
+      base: string,
+      inv: Inventory,
+    ) => Promise<RuleSpec>,
   ) {
     this.lifecycle = new LifecycleActions<FirewallRule>(store, 'Rule', 'rule_id');
   }
@@ -94,8 +104,9 @@ export class FirewallService {
       checkSchedule(schedule, now, base);
       for (const host of hosts) {
         const spec = parseRuleSpec({ ...input, host }, base);
+        const resolved = await this.resolveSets(spec, base, inv);
         if (!management.has(host)) management.set(host, await this.managementOf(host));
-        const cut = cutsManagement(spec, management.get(host)!);
+        const cut = cutsManagement(resolved, management.get(host)!);
         if (cut) {
           throw new ConflictError(`${base}: refused on ${host}: ${cut}`, {
             host,

@@ -233,6 +233,22 @@ export class FirewallStore {
     return row ? fromRow(row) : null;
   }
 
+  /** Live rules of these hosts that name a set (`@name`) in any of their match fields. */
+  async liveNaming(hosts: string[], ref: string): Promise<{ id: string; spec: FirewallRule }[]> {
+    if (hosts.length === 0) return [];
+    const named = JSON.stringify([ref]);
+    const rows = await this.rules()
+      .whereIn('host', hosts)
+      .whereIn('status', LIVE_STATUSES as LifecycleStatus[])
+      .where((w) => {
+        for (const f of ['src', 'dst', 'sport', 'dport']) {
+          w.orWhereRaw(`match -> '${f}' = ?::jsonb`, [named]);
+        }
+      })
+      .orderBy('id');
+    return rows.map((r) => ({ id: r.id, spec: fromRow(r) }));
+  }
+
   /** Live rules of a host (released only when it has none). */
   async liveCount(host: string): Promise<number> {
     const [{ count }] = (await this.rules()

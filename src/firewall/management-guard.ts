@@ -8,8 +8,11 @@ export interface Management {
   sshPort: number;
 }
 
+// A zone's networks are the host's own, known only on the host at apply time: a rule on a
+// zone is not judged here (the template's management accepts still come first).
 function covers(prefixes: string[], address: string): boolean {
   if (prefixes.length === 0) return true;
+  if (prefixes.some((p) => p.startsWith('@'))) return false;
   const addr = ipaddr.parse(address);
   return prefixes.some((p) => {
     const [net, len] = ipaddr.parseCIDR(p);
@@ -19,6 +22,7 @@ function covers(prefixes: string[], address: string): boolean {
 
 function includesPort(ports: string[], port: number): boolean {
   if (ports.length === 0) return true;
+  if (ports.some((p) => p.startsWith('@'))) return false;
   return ports.some((p) => {
     const [low, high = low] = p.split('-').map(Number) as [number, number?];
     return low <= port && port <= high!;
@@ -29,7 +33,8 @@ function includesPort(ports: string[], port: number): boolean {
  * Why a rule would cut routeplane off from its host, or null. The default template accepts
  * management first, so such a rule would not cut the controller today; it is refused anyway,
  * as the rule says what its author meant (a blocklist naming the controller, a redirect of
- * SSH), and a group template or another replica's address might not be covered.
+ * SSH), and a group template or another replica's address might not be covered. A rule
+ * naming a set is judged with the set's elements in its match (the caller resolves them).
  */
 export function cutsManagement(spec: RuleSpec, m: Management): string | null {
   const { chain, action, protocol, match } = spec;

@@ -27,8 +27,50 @@ export interface RuleInput {
 
 const NAT_CHAINS: readonly Chain[] = ['prerouting', 'postrouting'];
 
+/** A reference to a named set (`@blocklist`) or to a zone's own networks (`@zone:lan`). */
+export type SetRef = { kind: 'set'; name: string } | { kind: 'zone'; name: string };
+
+const SET_REF = /^@([a-z][a-z0-9_]{0,30})$/;
+const ZONE_REF = /^@zone:([A-Za-z0-9_]{1,32})$/;
+
+/** The reference a rule's list holds, or null when it lists values. */
+export function refOf(values: readonly string[]): SetRef | null {
+  const first = values[0];
+  if (values.length !== 1 || !first?.startsWith('@')) return null;
+  const zone = ZONE_REF.exec(first);
+  if (zone) return { kind: 'zone', name: zone[1]! };
+  const set = SET_REF.exec(first);
+  return set ? { kind: 'set', name: set[1]! } : null;
+}
+
+/**
+ * A list that names a set: the reference alone, well formed, and a zone only where addresses
+ * go. Null when the list holds values, not a reference.
+ */
+function reference(
+  values: string[],
+  field: string,
+  addresses: boolean,
+  errors: FieldError[],
+): string[] | null {
+  if (!values.some((v) => v.startsWith('@'))) return null;
+  const ref = refOf(values);
+  if (!ref) {
+    errors.push({
+      field,
+      message:
+        values.length === 1
+          ? `'${values[0]}' is not a set reference (@name: a-z, 0-9, _; or @zone:NAME)`
+          : 'a set reference stands alone: list values or name one set',
+    });
+  } else if (ref.kind === 'zone' && !addresses) {
+    errors.push({ field, message: 'a zone holds addresses, not ports' });
+  }
+  return values;
+}
+
 /** A port or a range, checked beyond the contract's pattern: 0 < low <= high <= 65535. */
-function parsePort(value: string, field: string, errors: FieldError[]): string {
+export function parsePort(value: string, field: string, errors: FieldError[]): string {
   const [low, high = low] = value.split('-').map(Number) as [number, number?];
   if (!(low >= 1 && high! <= 65535 && low <= high!)) {
     errors.push({ field, message: `'${value}' is not a port (1-65535) or a range low-high` });
@@ -42,6 +84,8 @@ function prefixes(
   field: string,
   errors: FieldError[],
 ): string[] {
+  const ref = reference(values, field, true, errors);
+  if (ref) return ref;
   const out = new Set<string>();
   values.forEach((value, i) => {
     try {
@@ -129,8 +173,11 @@ export function parseRuleSpec(input: RuleInput, base: string): RuleSpec {
     }
     if (addr) to = { address: canonicalAddress(addr), port: input.to.port ?? null };
   }
-  const sport = (input.sport ?? []).map((p, i) => parsePort(p, `${base}/sport/${i}`, errors));
-  const dport = (input.dport ?? []).map((p, i) => parsePort(p, `${base}/dport/${i}`, errors));
+  const ports = (key: 'sport' | 'dport') =>
+    reference(input[key] ?? [], `${base}/${key}`, false, errors) ??
+    (input[key] ?? []).map((p, i) => parsePort(p, `${base}/${key}/${i}`, errors));
+  const sport = ports('sport');
+  const dport = ports('dport');
   if (errors.length > 0) {
     throw new ValidationError(errors.map((e) => `${e.field}: ${e.message}`).join('; '), errors);
   }

@@ -588,6 +588,122 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/firewall/sets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List live firewall sets
+         * @description With `host`, the sets that host's rules can name: its own and its
+         *     groups' (its own first; the first group in name order wins a name two
+         *     groups share). With `target`, the sets kept for that host or group.
+         */
+        get: operations["listFirewallSets"];
+        put?: never;
+        /**
+         * Create a named set of addresses or ports for a host or a group
+         * @description A set holds addresses and prefixes (`type: address`, IPv4 and IPv6
+         *     together) or ports and ranges (`type: port`). Rules name it as `@name`
+         *     in `src` or `dst` (addresses) or `sport` or `dport` (ports). A set made
+         *     for a group is seen by each member; a host's own set of the same name
+         *     comes first. Elements are canonicalised (masked prefixes, `low-high`
+         *     ranges); an invalid one is a 400 naming it. A live set of that name for
+         *     that host or group is a 409.
+         *
+         *     Every host also has built-in zone sets, `@zone:NAME`, one per zone of
+         *     its `routeplane_zones` inventory variable: the networks of the host's
+         *     own addresses on that zone's interfaces, read on the host at each apply,
+         *     so a rule on `@zone:lan` follows address changes at the next apply.
+         */
+        post: operations["createFirewallSet"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/firewall/sets/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example 9d2c4e6a-1b3f-4a5d-8e7f-0a1b2c3d4e5f */
+                id: components["parameters"]["FirewallSetId"];
+            };
+            cookie?: never;
+        };
+        /** A set and its elements (a deleted set too, with `deleted_at`) */
+        get: operations["getFirewallSet"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a set no live rule names
+         * @description A set that live rules (pending, active or paused) name is a 409 listing
+         *     them: delete those first. The set and its events stay readable.
+         */
+        delete: operations["deleteFirewallSet"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/firewall/sets/{id}/elements": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example 9d2c4e6a-1b3f-4a5d-8e7f-0a1b2c3d4e5f */
+                id: components["parameters"]["FirewallSetId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Add elements to a set
+         * @description Adds the elements (those already in the set are left as they are),
+         *     records who did it in the set's events, and applies the set to every
+         *     member of its host or group whose firewall routeplane manages, waiting
+         *     up to `wait` seconds (202 while the run goes on). Elements that would
+         *     make a rule naming the set cut routeplane off from a host (a blocklist
+         *     gaining the controller's address) are a 409 and nothing is added.
+         *     `apply.hosts` lists each host's outcome; 502 only when every host failed.
+         */
+        post: operations["addFirewallSetElements"];
+        /**
+         * Remove elements from a set
+         * @description Removes each `element` given (absent ones are ignored), records it in
+         *     the set's events and applies the set as adding does.
+         */
+        delete: operations["removeFirewallSetElements"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/firewall/sets/{id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example 9d2c4e6a-1b3f-4a5d-8e7f-0a1b2c3d4e5f */
+                id: components["parameters"]["FirewallSetId"];
+            };
+            cookie?: never;
+        };
+        /** The set's audit trail - creation, each element added or removed, deletion */
+        get: operations["listFirewallSetEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/hosts/{host}/firewall": {
         parameters: {
             query?: never;
@@ -1175,8 +1291,11 @@ export interface components {
              */
             protocol: "tcp" | "udp" | "icmp" | "icmpv6" | "any";
             /**
-             * @description Source addresses or prefixes (any of them matches; empty matches any).
-             *     routeplane canonicalises them and refuses an invalid one with a 400.
+             * @description Source addresses or prefixes (any of them matches; empty matches any),
+             *     or one set alone: `@name` (a set of addresses, see
+             *     `/v1/firewall/sets`) or `@zone:NAME` (the networks of the host's own
+             *     addresses in that zone). routeplane canonicalises them and refuses an
+             *     invalid one, an unknown set or zone, or a set of ports with a 400.
              * @default []
              * @example [
              *       "10.0.0.0/8"
@@ -1185,7 +1304,7 @@ export interface components {
             src: string[];
             /**
              * @description Destination addresses or prefixes (any of them matches; empty matches
-             *     any). routeplane canonicalises them and refuses an invalid one with a 400.
+             *     any), or one set alone (`@name`, `@zone:NAME`), as for `src`.
              * @default []
              * @example [
              *       "2001:db8:10::/64"
@@ -1193,7 +1312,7 @@ export interface components {
              */
             dst: string[];
             /**
-             * @description Source ports or ranges (`1000-2000`); needs tcp or udp
+             * @description Source ports or ranges (`1000-2000`), or one port set alone (`@name`); needs tcp or udp
              * @default []
              * @example [
              *       "1024-65535"
@@ -1201,7 +1320,7 @@ export interface components {
              */
             sport: string[];
             /**
-             * @description Destination ports or ranges (`1000-2000`); needs tcp or udp
+             * @description Destination ports or ranges (`1000-2000`), or one port set alone (`@name`); needs tcp or udp
              * @default []
              * @example [
              *       "443",
@@ -1364,6 +1483,72 @@ export interface components {
             ruleset: string | null;
             /** @description Why the ruleset could not be read */
             error: string | null;
+        };
+        FirewallSetInput: {
+            /**
+             * @description What rules call it (`@name`)
+             * @example blocklist
+             */
+            name: string;
+            /**
+             * @description An inventory host, or a group (each member sees the set)
+             * @example edge
+             */
+            host: string;
+            /**
+             * @description `address`: IPv4 and IPv6 addresses and prefixes; `port`: ports and ranges
+             * @enum {string}
+             */
+            type: "address" | "port";
+            /** @default [] */
+            elements: string[];
+            comment?: string | null;
+        };
+        FirewallSetElements: {
+            elements: string[];
+        };
+        FirewallSet: {
+            /** Format: uuid */
+            id: string;
+            name: string;
+            /** @description The host or group the set was made for */
+            host: string;
+            /** @enum {string} */
+            type: "address" | "port";
+            elements: string[];
+            comment: string | null;
+            created_by: string;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+            /** Format: date-time */
+            deleted_at: string | null;
+            deleted_by: string | null;
+        };
+        FirewallSetWriteResult: components["schemas"]["FirewallSet"] & {
+            /** @description The change on each member whose firewall routeplane manages */
+            apply: {
+                /** @description Whether every run carrying the change has ended */
+                settled: boolean;
+                hosts: {
+                    host: string;
+                    /** @enum {string} */
+                    state: "in_sync" | "failed" | "applying";
+                    error: string | null;
+                    /** Format: uuid */
+                    run_id: string | null;
+                }[];
+            };
+        };
+        FirewallSetEvent: {
+            id: number;
+            /** Format: date-time */
+            at: string;
+            actor: string;
+            /** @enum {string} */
+            action: "create" | "add" | "remove" | "delete";
+            elements: string[];
         };
         HostFirewallRelease: {
             host: string;
@@ -1777,6 +1962,8 @@ export interface components {
         RouteWait: number;
         /** @example 4c8e2a71-9f35-4d0b-b6e2-7a1d3c5f9e08 */
         FirewallRuleId: string;
+        /** @example 9d2c4e6a-1b3f-4a5d-8e7f-0a1b2c3d4e5f */
+        FirewallSetId: string;
         /**
          * @description Inventory host name
          * @example h1
@@ -3692,6 +3879,316 @@ export interface operations {
                 content: {
                     "application/json": {
                         items: components["schemas"]["FirewallRuleEvent"][];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    listFirewallSets: {
+        parameters: {
+            query?: {
+                host?: string;
+                target?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The sets, with their elements */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: components["schemas"]["FirewallSet"][];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    createFirewallSet: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Seconds to wait for the apply run that carries the change before answering
+                 *     202 (default: `ROUTE_WAIT_S`, 30)
+                 */
+                wait?: components["parameters"]["RouteWait"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["FirewallSetInput"];
+            };
+        };
+        responses: {
+            /** @description Created; `apply` says how the hosts that use it took it */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FirewallSetWriteResult"];
+                };
+            };
+            /** @description Recorded; the apply run is still going */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FirewallSetWriteResult"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["TooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            502: components["responses"]["ApplyFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getFirewallSet: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example 9d2c4e6a-1b3f-4a5d-8e7f-0a1b2c3d4e5f */
+                id: components["parameters"]["FirewallSetId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The set */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FirewallSet"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    deleteFirewallSet: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Seconds to wait for the apply run that carries the change before answering
+                 *     202 (default: `ROUTE_WAIT_S`, 30)
+                 */
+                wait?: components["parameters"]["RouteWait"];
+            };
+            header?: never;
+            path: {
+                /** @example 9d2c4e6a-1b3f-4a5d-8e7f-0a1b2c3d4e5f */
+                id: components["parameters"]["FirewallSetId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FirewallSetWriteResult"];
+                };
+            };
+            /** @description Recorded; the apply run is still going */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FirewallSetWriteResult"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            502: components["responses"]["ApplyFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    addFirewallSetElements: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Seconds to wait for the apply run that carries the change before answering
+                 *     202 (default: `ROUTE_WAIT_S`, 30)
+                 */
+                wait?: components["parameters"]["RouteWait"];
+            };
+            header?: never;
+            path: {
+                /** @example 9d2c4e6a-1b3f-4a5d-8e7f-0a1b2c3d4e5f */
+                id: components["parameters"]["FirewallSetId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "elements": [
+                 *         "203.0.113.7",
+                 *         "203.0.113.128/25"
+                 *       ]
+                 *     }
+                 */
+                "application/json": components["schemas"]["FirewallSetElements"];
+            };
+        };
+        responses: {
+            /** @description Added and applied */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FirewallSetWriteResult"];
+                };
+            };
+            /** @description Recorded; the apply run is still going */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FirewallSetWriteResult"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            415: components["responses"]["UnsupportedMediaType"];
+            502: components["responses"]["ApplyFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    removeFirewallSetElements: {
+        parameters: {
+            query: {
+                /**
+                 * @description Seconds to wait for the apply run that carries the change before answering
+                 *     202 (default: `ROUTE_WAIT_S`, 30)
+                 */
+                wait?: components["parameters"]["RouteWait"];
+                /**
+                 * @description An element to remove; repeat for several
+                 * @example [
+                 *       "203.0.113.7"
+                 *     ]
+                 */
+                element: string[];
+            };
+            header?: never;
+            path: {
+                /** @example 9d2c4e6a-1b3f-4a5d-8e7f-0a1b2c3d4e5f */
+                id: components["parameters"]["FirewallSetId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed and applied */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FirewallSetWriteResult"];
+                };
+            };
+            /** @description Recorded; the apply run is still going */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FirewallSetWriteResult"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            502: components["responses"]["ApplyFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listFirewallSetEvents: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example 9d2c4e6a-1b3f-4a5d-8e7f-0a1b2c3d4e5f */
+                id: components["parameters"]["FirewallSetId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Events, oldest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": 1,
+                     *           "at": "2026-12-01T09:00:00.000Z",
+                     *           "actor": "alice",
+                     *           "action": "create",
+                     *           "elements": [
+                     *             "192.0.2.66/32"
+                     *           ]
+                     *         },
+                     *         {
+                     *           "id": 2,
+                     *           "at": "2026-12-01T09:05:00.000Z",
+                     *           "actor": "bob",
+                     *           "action": "add",
+                     *           "elements": [
+                     *             "203.0.113.7/32"
+                     *           ]
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": {
+                        items: components["schemas"]["FirewallSetEvent"][];
                     };
                 };
             };

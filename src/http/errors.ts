@@ -95,7 +95,13 @@ export class HostUnreachableError extends AppError {
 export class ApplyFailedError extends AppError {
   constructor(
     detail: string,
-    extra: { host: string; run_id: string | null; route_id?: string; rule_id?: string },
+    extra: {
+      host: string;
+      run_id: string | null;
+      route_id?: string;
+      rule_id?: string;
+      set_id?: string;
+    },
   ) {
     super(502, 'apply-failed', 'Apply failed', detail, extra);
   }

@@ -6,6 +6,7 @@ import * as m004 from './004_run_process.ts';
 import * as m005 from './005_route_kernel_integers.ts';
 import * as m006 from './006_host_work.ts';
 import * as m007 from './007_firewall_rules.ts';
+import * as m008 from './008_firewall_sets.ts';
 
 type Migration = { up: (k: Knex) => Promise<void>; down: (k: Knex) => Promise<void> };
 
@@ -19,6 +20,7 @@ const migrations: Record<string, Migration> = {
   '005_route_kernel_integers': m005,
   '006_host_work': m006,
   '007_firewall_rules': m007,
+  '008_firewall_sets': m008,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {
