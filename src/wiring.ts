@@ -16,6 +16,7 @@ import { FirewallKind } from './firewall/firewall-kind.ts';
 import { FirewallService } from './firewall/firewall-service.ts';
 import { FirewallStore } from './firewall/firewall-store.ts';
 import { managementOf } from './firewall/management-sources.ts';
+import { RouteOpenings } from './firewall/route-openings.ts';
 import { SetService, visibleSets } from './firewall/set-service.ts';
 import { SetStore } from './firewall/set-store.ts';
 import { RoutesKind } from './routes/routes-kind.ts';
@@ -171,6 +172,7 @@ export function wireServices(
     (spec, base, inv) => sets.resolve(spec, base, inv),
   );
   firewall.onScheduleChange(() => scheduler.wake());
+  routes.followWith(new RouteOpenings(firewall, firewallStore));
   const compat = config.compatHost
     ? new CompatService(config.compatHost, routes, hosts, config.routeWaitDefaultMs)
     : null;

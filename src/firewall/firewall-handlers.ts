@@ -31,6 +31,7 @@ function filterOf(req: OperationRequest): RuleFilter {
   const q = req.query as Record<string, string | undefined>;
   return {
     host: q.host,
+    routeId: q.route_id,
     status: q.status as LifecycleStatus | undefined,
     limit: Number(q.limit ?? 100),
     offset: Number(q.offset ?? 0),

@@ -93,6 +93,10 @@ export class FirewallKind implements DesiredKind {
       this.store.settleable(hosts),
       this.setsOf(hosts),
     ]);
+    // A route's openings render only while the route is active, whatever their own status
+    // says between the route's change and theirs.
+    const linked = [...rows.values()].flat().flatMap((r) => (r.routeId ? [r.routeId] : []));
+    const activeRoutes = await this.store.activeRoutes([...new Set(linked)]);
     return new Map(
       hosts.map((h) => {
         const mine = rows.get(h) ?? [];
@@ -100,7 +104,9 @@ export class FirewallKind implements DesiredKind {
         const state = managed.get(h);
         if (state === undefined) return [h, { args: { state: 'unmanaged' }, settles }];
         if (state === false) return [h, { args: { state: 'absent', rules: [] }, settles }];
-        const rules = mine.filter((r) => r.status === 'active').map(templateRule);
+        const rules = mine
+          .filter((r) => r.status === 'active' && (!r.routeId || activeRoutes.has(r.routeId)))
+          .map(templateRule);
         // Only the sets its rules name: a group's big blocklist stays off hosts that ignore it.
         const named = new Set(
           rules.flatMap((r) => [r.src_set, r.dst_set, r.sport_set, r.dport_set]),

@@ -22,6 +22,7 @@ export function presentRule(r: FirewallRule): Schemas['FirewallRule'] {
       : null,
     priority: r.priority,
     comment: r.comment,
+    route_id: r.routeId,
     create_at: iso(r.createAt),
     delete_at: iso(r.deleteAt),
     status: r.status,

@@ -28,6 +28,14 @@ export interface CreatedRule {
   outcome: 'created' | 'existing';
 }
 
+interface PlannedRule {
+  spec: RuleSpec;
+  schedule: Schedule;
+  identity: string;
+  comment: string | null;
+  routeId: string | null;
+}
+
 export interface AppliedRules {
   value: FirewallRule[];
   settlement: Settlement;
@@ -81,24 +89,22 @@ export class FirewallService {
   }
 
   /**
-   * Creates rules; an identical live rule (every field but comment and schedule) is answered
-   * as it is. All or none: one invalid item rejects the whole request.
+   * The rules a request asks for, checked as create checks them (a 400 naming the field, a
+   * 409 for a rule that would cut management) and nothing stored: a route checks its
+   * openings with it before the route itself is stored.
    */
-  async create(inputs: { input: RuleInput; base: string }[], actor: Actor): Promise<CreatedRule[]> {
+  async plan(
+    inputs: { input: RuleInput; base: string; routeId?: string }[],
+  ): Promise<PlannedRule[]> {
     const inv = await this.inventory.current();
     const targets = writeTargets(inputs, inv, this.config, {
       objects: 'rules',
       managed: 'its firewall',
     });
     const now = new Date();
-    const planned: {
-      spec: RuleSpec;
-      schedule: Schedule;
-      identity: string;
-      comment: string | null;
-    }[] = [];
+    const planned: PlannedRule[] = [];
     const management = new Map<string, Management>();
-    for (const [i, { input, base }] of inputs.entries()) {
+    for (const [i, { input, base, routeId = null }] of inputs.entries()) {
       const hosts = targets[i]!;
       const schedule = parseSchedule(input, base);
       checkSchedule(schedule, now, base);
@@ -116,11 +122,25 @@ export class FirewallService {
         planned.push({
           spec,
           schedule,
-          identity: identityOf(spec),
+          identity: identityOf(spec, routeId),
           comment: input.comment ?? null,
+          routeId,
         });
       }
     }
+    return planned;
+  }
+
+  /**
+   * Creates rules; an identical live rule (every field but comment and schedule) is answered
+   * as it is. All or none: one invalid item rejects the whole request.
+   */
+  async create(
+    inputs: { input: RuleInput; base: string; routeId?: string }[],
+    actor: Actor,
+  ): Promise<CreatedRule[]> {
+    const planned = await this.plan(inputs);
+    const now = new Date();
     return retryLostRaces('a rule of this request', async () => {
       const existing = await this.store.findLive(planned.map((p) => p.identity));
       const fresh = new Map<string, NewRule>();
@@ -131,6 +151,7 @@ export class FirewallService {
           spec: p.spec,
           identity: p.identity,
           comment: p.comment,
+          routeId: p.routeId,
           createAt: p.schedule.createAt,
           deleteAt: p.schedule.deleteAt,
           status: scheduledStatus(p.schedule, now),

@@ -32,6 +32,7 @@ interface RuleRow {
   removed_at: Date | null;
   removed_reason: 'expired' | 'deleted' | null;
   removed_by: string | null;
+  route_id: string | null;
 }
 
 const date = (d: Date | string | null) => (d === null ? null : new Date(d));
@@ -47,6 +48,7 @@ function fromRow(r: RuleRow): FirewallRule {
     action: r.action,
     priority: Number(r.priority),
     comment: r.comment,
+    routeId: r.route_id ?? null,
     createAt: date(r.create_at),
     deleteAt: date(r.delete_at),
     status: r.status,
@@ -71,6 +73,7 @@ export interface NewRule {
   spec: RuleSpec;
   identity: string;
   comment: string | null;
+  routeId: string | null;
   createAt: Date | null;
   deleteAt: Date | null;
   status: LifecycleStatus;
@@ -79,6 +82,7 @@ export interface NewRule {
 
 export interface RuleFilter {
   host?: string;
+  routeId?: string;
   status?: LifecycleStatus;
   limit: number;
   offset: number;
@@ -118,13 +122,13 @@ export class FirewallStore {
     return this.knex.transaction(async (trx) => {
       const rows = await knexSql(trx)<RuleRow>(
         `insert into firewall_rules (id, host, chain, family, protocol, match, action, priority,
-           identity, create_at, delete_at, comment, status, sync_state, created_by)
+           identity, create_at, delete_at, comment, status, sync_state, created_by, route_id)
          select id, host, chain, family, protocol, match, action, priority, identity, create_at,
-           delete_at, comment, status, sync_state, created_by
+           delete_at, comment, status, sync_state, created_by, route_id
          from jsonb_to_recordset(?::jsonb) as t(id uuid, host text, chain text, family text,
            protocol text, match jsonb, action text, priority int, identity text,
            create_at timestamptz, delete_at timestamptz, comment text, status text,
-           sync_state text, created_by text)
+           sync_state text, created_by text, route_id uuid)
          returning *`,
         [
           JSON.stringify(
@@ -144,6 +148,7 @@ export class FirewallStore {
               status: r.status,
               sync_state: r.status === ON_HOST ? 'applying' : 'in_sync',
               created_by: r.actor,
+              route_id: r.routeId,
             })),
           ),
         ],
@@ -197,6 +202,7 @@ export class FirewallStore {
   async list(f: RuleFilter): Promise<{ items: FirewallRule[]; total: number }> {
     const q = this.rules().whereIn('status', f.status ? [f.status] : (LIVE_STATUSES as never));
     if (f.host) q.where('host', f.host);
+    if (f.routeId) q.where('route_id', f.routeId);
     const [{ count }] = (await q.clone().count({ count: '*' })) as [{ count: string | number }];
     const rows = await q
       .orderBy([{ column: 'host' }, { column: 'priority' }, { column: 'id' }])
@@ -209,6 +215,7 @@ export class FirewallStore {
   async history(f: RuleFilter): Promise<{ items: FirewallRule[]; total: number }> {
     const q = this.rules().whereNotNull('removed_at');
     if (f.host) q.where('host', f.host);
+    if (f.routeId) q.where('route_id', f.routeId);
     if (f.status) q.where('status', f.status);
     const [{ count }] = (await q.clone().count({ count: '*' })) as [{ count: string | number }];
     const rows = await q
@@ -247,6 +254,25 @@ export class FirewallStore {
       })
       .orderBy('id');
     return rows.map((r) => ({ id: r.id, spec: fromRow(r) }));
+  }
+
+  /** Live rules that open traffic for a route. */
+  async liveOfRoute(routeId: string): Promise<FirewallRule[]> {
+    const rows = await this.rules()
+      .where('route_id', routeId)
+      .whereIn('status', LIVE_STATUSES as LifecycleStatus[])
+      .orderBy('id');
+    return rows.map(fromRow);
+  }
+
+  /** Of these routes, the active ones: a route's openings render only while it is active. */
+  async activeRoutes(ids: string[]): Promise<Set<string>> {
+    if (ids.length === 0) return new Set();
+    const rows = await this.knex('routes')
+      .whereIn('id', ids)
+      .where('status', 'active')
+      .select('id');
+    return new Set(rows.map((r: { id: string }) => r.id));
   }
 
   /** Live rules of a host (released only when it has none). */

@@ -200,9 +200,13 @@ export function parseRuleSpec(input: RuleInput, base: string): RuleSpec {
   };
 }
 
-/** A rule's identity: every field but the comment and the schedule. */
-export function identityOf(spec: RuleSpec): string {
+/**
+ * A rule's identity: every field but the comment and the schedule, and the route it opens
+ * for (a route's opening is its own, never merged with a rule made by hand).
+ */
+export function identityOf(spec: RuleSpec, routeId: string | null = null): string {
   const { host, chain, family, protocol, match, action, priority } = spec;
-  const canonical = JSON.stringify([host, chain, family, protocol, match, action, priority]);
+  const fields = [host, chain, family, protocol, match, action, priority];
+  const canonical = JSON.stringify(routeId ? [...fields, routeId] : fields);
   return createHash('sha256').update(canonical).digest('hex');
 }

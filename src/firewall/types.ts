@@ -33,6 +33,8 @@ export interface RuleSpec {
 export interface FirewallRule extends RuleSpec {
   id: string;
   comment: string | null;
+  /** The route this rule opens traffic for (its `allow`), which it follows; null if none. */
+  routeId: string | null;
   createAt: Date | null;
   deleteAt: Date | null;
   status: LifecycleStatus;

@@ -1130,6 +1130,45 @@ export interface components {
              */
             delete_at?: string | null;
             comment?: string | null;
+            /**
+             * @description Firewall openings for the route: each is a `forward` accept to the
+             *     route's destination on the route's host (a firewall rule linked to the
+             *     route, listed by `GET /v1/firewall/rules?route_id=`), optionally
+             *     narrowed by protocol, destination ports and sources. The openings are
+             *     created with the route, paused, resumed and deleted with it, expire
+             *     with it, and render only while it is active. The first opening starts
+             *     managing the host's firewall (see `POST /v1/firewall/rules`). Set when
+             *     the route is created; an identical route sent again keeps its openings.
+             * @example [
+             *       {
+             *         "protocol": "tcp",
+             *         "dport": [
+             *           "443"
+             *         ],
+             *         "src": [
+             *           "10.0.0.0/8"
+             *         ]
+             *       }
+             *     ]
+             */
+            allow?: components["schemas"]["RouteOpening"][] | null;
+        };
+        RouteOpening: {
+            /**
+             * @default any
+             * @enum {string}
+             */
+            protocol: "tcp" | "udp" | "icmp" | "icmpv6" | "any";
+            /**
+             * @description Destination ports or ranges; needs tcp or udp
+             * @default []
+             */
+            dport: string[];
+            /**
+             * @description Sources allowed (empty - any), or one set (`@name`, `@zone:NAME`)
+             * @default []
+             */
+            src: string[];
         };
         RouteCreateBody: components["schemas"]["RouteCreate"] | components["schemas"]["RouteCreate"][];
         RoutePatch: {
@@ -1183,6 +1222,8 @@ export interface components {
             /** Format: date-time */
             delete_at: string | null;
             comment: string | null;
+            /** @description The openings asked for at creation (each a firewall rule with this route's `route_id`) */
+            allow?: components["schemas"]["RouteOpening"][] | null;
             status: components["schemas"]["RouteStatus"];
             sync: components["schemas"]["RouteSync"];
             created_by: string;
@@ -1398,6 +1439,11 @@ export interface components {
             } | null;
             priority: number;
             comment: string | null;
+            /**
+             * Format: uuid
+             * @description The route this rule is an opening of (its `allow`); it follows that route
+             */
+            route_id: string | null;
             /** Format: date-time */
             create_at: string | null;
             /** Format: date-time */
@@ -3531,6 +3577,8 @@ export interface operations {
         parameters: {
             query?: {
                 host?: string;
+                /** @description Only the openings of this route */
+                route_id?: string;
                 status?: "pending" | "active" | "paused";
                 /** @description Page size */
                 limit?: components["parameters"]["Limit"];
@@ -3622,6 +3670,8 @@ export interface operations {
         parameters: {
             query?: {
                 host?: string;
+                /** @description Only the openings of this route */
+                route_id?: string;
                 status?: "expired" | "deleted";
                 /** @description Page size */
                 limit?: components["parameters"]["Limit"];

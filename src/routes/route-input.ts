@@ -1,7 +1,7 @@
 import ipaddr from 'ipaddr.js';
 import { ValidationError } from '../http/errors.ts';
 import { canonicalAddress, kernelMetric, MAIN_TABLE } from './kernel-route.ts';
-import type { Family, RouteSchedule, RouteSpec } from './types.ts';
+import type { Family, RouteSchedule, RouteSpec, RouteOpening } from './types.ts';
 
 /** A route as a request states it, before checks and defaults (snake_case like the API). */
 export interface RouteInput {
@@ -18,6 +18,7 @@ export interface RouteInput {
   create_at?: string | null;
   delete_at?: string | null;
   comment?: string | null;
+  allow?: { protocol?: RouteOpening['protocol']; dport?: string[]; src?: string[] }[] | null;
 }
 
 export { MAIN_TABLE };

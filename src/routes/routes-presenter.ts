@@ -20,6 +20,7 @@ export function presentRoute(r: Route): Schemas['Route'] {
     create_at: iso(r.createAt),
     delete_at: iso(r.deleteAt),
     comment: r.comment,
+    ...(r.allow ? { allow: r.allow } : {}),
     status: r.status,
     sync: {
       state: r.sync.state,

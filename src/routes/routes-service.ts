@@ -4,6 +4,7 @@ import type { Config } from '../config.ts';
 import { ConflictError, ValidationError } from '../http/errors.ts';
 import type { InventorySource } from '../hosts/inventory-source.ts';
 import type { LockoutGuard } from './lockout-guard.ts';
+import type { RouteFollowers } from './route-followers.ts';
 import type { Reconciler, Settlement } from '../reconciler/reconciler.ts';
 import { LOST, retryLostRaces, won } from '../shared/retry-races.ts';
 import { LifecycleActions } from '../lifecycle/lifecycle-actions.ts';
@@ -24,6 +25,7 @@ import {
   sameForwarding,
   scheduledStatus,
   type Route,
+  type RouteOpening,
   type RouteSpec,
 } from './types.ts';
 
@@ -67,6 +69,13 @@ export class RoutesService {
     this.lifecycle = new LifecycleActions<Route>(store, 'Route', 'route_id');
   }
 
+  /** What follows routes' lifecycles: their firewall openings (route-followers.ts). */
+  private followers: RouteFollowers | null = null;
+
+  followWith(followers: RouteFollowers): void {
+    this.followers = followers;
+  }
+
   /** The scheduler re-aims its timer when told a schedule changed. */
   onScheduleChange(fn: () => void): void {
     this.scheduleChanged = fn;
@@ -85,7 +94,28 @@ export class RoutesService {
     const now = new Date();
     const planned = planRoutes(inputs, await this.inventory.current(), now, this.config);
     await this.lockout.check(planned, actor);
-    return this.createPlanned(uniquePlanned(planned, now), planned, actor, upsert, now);
+    // Checked before anything is stored: a bad opening rejects the whole request.
+    const openings = new Map<string, RouteOpening[]>();
+    if (this.followers && planned.some((p) => p.input.allow?.length)) {
+      const each = await this.followers.openingsOf(planned);
+      planned.forEach((p, i) => each[i] && openings.set(keyOf(p.spec), each[i]));
+    }
+    const items = await this.createPlanned(
+      uniquePlanned(planned, now),
+      planned,
+      actor,
+      upsert,
+      now,
+      openings,
+    );
+    if (this.followers) {
+      const fresh = items.filter((i) => i.outcome === 'created' && i.route.allow);
+      await this.followers.created([...new Set(fresh.map((i) => i.route))], actor);
+      for (const i of items.filter((i) => i.outcome === 'updated')) {
+        await this.followers.followed(i.route, 'reschedule', actor);
+      }
+    }
+    return items;
   }
 
   private createPlanned(
@@ -94,9 +124,10 @@ export class RoutesService {
     actor: Actor,
     upsert: boolean,
     now: Date,
+    openings: Map<string, RouteOpening[]>,
   ): Promise<CreateItem[]> {
     return retryLostRaces('a route of this request', async () => {
-      const items = await this.createOnce(unique, planned, actor, upsert, now);
+      const items = await this.createOnce(unique, planned, actor, upsert, now, openings);
       return items ? won(items) : LOST;
     });
   }
@@ -108,6 +139,7 @@ export class RoutesService {
     actor: Actor,
     upsert: boolean,
     now: Date,
+    openings: Map<string, RouteOpening[]>,
   ): Promise<CreateItem[] | null> {
     const existing = new Map(
       (await this.store.findLive(unique.map((p) => p.spec))).map((r) => [keyOf(r), r]),
@@ -122,6 +154,7 @@ export class RoutesService {
           spec: p.spec,
           schedule: p.schedule,
           comment: p.input.comment ?? null,
+          allow: openings.get(keyOf(p.spec)) ?? null,
           status: scheduledStatus(p.schedule, now),
           actor: actor.name,
         });
@@ -261,20 +294,29 @@ export class RoutesService {
       actor.name,
       'update',
     );
-    if (changed && rescheduled) this.scheduleChanged();
+    if (changed && rescheduled) {
+      this.scheduleChanged();
+      await this.followers?.followed(changed, 'reschedule', actor);
+    }
     return changed;
   }
 
   delete(id: string, actor: Actor): Promise<Route> {
-    return this.lifecycle.perform(id, 'delete', actor.name);
+    return this.perform(id, 'delete', actor);
   }
 
   pause(id: string, actor: Actor): Promise<Route> {
-    return this.lifecycle.perform(id, 'pause', actor.name);
+    return this.perform(id, 'pause', actor);
   }
 
   resume(id: string, actor: Actor): Promise<Route> {
-    return this.lifecycle.perform(id, 'resume', actor.name);
+    return this.perform(id, 'resume', actor);
+  }
+
+  private async perform(id: string, action: 'delete' | 'pause' | 'resume', actor: Actor) {
+    const route = await this.lifecycle.perform(id, action, actor.name);
+    await this.followers?.followed(route, action, actor);
+    return route;
   }
 
   private liveRoute(id: string, verb: string): Promise<Route> {

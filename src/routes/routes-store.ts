@@ -5,6 +5,7 @@ import { knexSql } from '../reconciler/sql.ts';
 import { Batcher } from '../shared/batcher.ts';
 import { keyOf } from './route-plan.ts';
 import type {
+  RouteOpening,
   Route,
   RouteConflict,
   RouteEvent,
@@ -31,6 +32,7 @@ interface RouteRow {
   create_at: Date | null;
   delete_at: Date | null;
   comment: string | null;
+  allow: RouteOpening[] | string | null;
   status: RouteStatus;
   sync_state: SyncState;
   sync_error: string | null;
@@ -65,6 +67,7 @@ function fromRow(r: RouteRow): Route {
     createAt: date(r.create_at),
     deleteAt: date(r.delete_at),
     comment: r.comment,
+    allow: typeof r.allow === 'string' ? (JSON.parse(r.allow) as RouteOpening[]) : r.allow,
     status: r.status,
     sync: {
       state: r.sync_state,
@@ -103,6 +106,7 @@ export interface NewRoute {
   spec: RouteSpec;
   schedule: RouteSchedule;
   comment: string | null;
+  allow?: RouteOpening[] | null;
   status: RouteStatus;
   actor: string;
 }
@@ -159,6 +163,7 @@ const NEW_ROUTE_COLUMNS = [
   'create_at timestamptz',
   'delete_at timestamptz',
   'comment text',
+  'allow jsonb',
   'status text',
   'sync_state text',
   'created_by text',
@@ -226,6 +231,7 @@ export class RoutesStore {
               create_at: r.schedule.createAt,
               delete_at: r.schedule.deleteAt,
               comment: r.comment,
+              allow: r.allow ?? null,
               status: r.status,
               // Only an active route has kernel work to wait for.
               sync_state: r.status === IN_KERNEL ? 'applying' : 'in_sync',

@@ -49,9 +49,18 @@ export interface RouteSync {
   lastRunId: string | null;
 }
 
+/** A firewall opening a route carries: forward accept to its destination, perhaps narrowed. */
+export interface RouteOpening {
+  protocol: 'tcp' | 'udp' | 'icmp' | 'icmpv6' | 'any';
+  dport: string[];
+  src: string[];
+}
+
 export interface Route extends RouteSpec, RouteSchedule {
   id: string;
   comment: string | null;
+  /** The openings asked for at creation (each a firewall rule linked to the route). */
+  allow: RouteOpening[] | null;
   status: RouteStatus;
   sync: RouteSync;
   createdBy: string;

@@ -7,6 +7,7 @@ import * as m005 from './005_route_kernel_integers.ts';
 import * as m006 from './006_host_work.ts';
 import * as m007 from './007_firewall_rules.ts';
 import * as m008 from './008_firewall_sets.ts';
+import * as m009 from './009_route_openings.ts';
 
 type Migration = { up: (k: Knex) => Promise<void>; down: (k: Knex) => Promise<void> };
 
@@ -21,6 +22,7 @@ const migrations: Record<string, Migration> = {
   '006_host_work': m006,
   '007_firewall_rules': m007,
   '008_firewall_sets': m008,
+  '009_route_openings': m009,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {
