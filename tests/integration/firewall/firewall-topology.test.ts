@@ -204,10 +204,93 @@ describe('forwarding and DNAT through a managed router, with real packets', { ti
   });
 
   describe('route-linked openings', () => {
-    // A route with `allow` opens the router's forward chain for the route's prefix. Add its
-    // tests here once routes carry `allow`: the topology's DESTINATION_PREFIX is the route.
-    it.todo(
-      'when a route with allow is applied on the router, then the client reaches the destination through it; removed, forwarding stops',
-    );
+    // The route is 203.0.113.128/25 via the destination, which holds 203.0.113.130 on its
+    // loopback: more specific than the router's connected 203.0.113.0/24, so routeplane owns
+    // it. Its opening is tcp/8080 only.
+    const ROUTED = '203.0.113.130';
+    let routeId = '';
+
+    beforeAll(async () => {
+      await execa('ip', [
+        'netns',
+        'exec',
+        destination().netns,
+        'ip',
+        'addr',
+        'add',
+        `${ROUTED}/32`,
+        'dev',
+        'lo',
+      ]);
+    });
+
+    const routeAct = async (what: 'pause' | 'resume') => {
+      const res = await server.request('POST', `/v1/routes/${routeId}/${what}`, {
+        token: 'operator',
+      });
+      expect(res.status, res.text).toBe(200);
+    };
+
+    const openings = async () =>
+      (await server.request('GET', `/v1/firewall/rules?route_id=${routeId}`, { token: 'viewer' }))
+        .body.items as { id: string; status: string; route_id: string; chain: string }[];
+
+    it('when a route with allow tcp/8080 is applied on the router, then the client reaches that port through it and no other', async () => {
+      expect(await fromClient(ROUTED, 8080)).toBeUndefined();
+      const res = await server.request('POST', '/v1/routes', {
+        token: 'operator',
+        body: {
+          host: 'h1',
+          to: '203.0.113.128/25',
+          via: destination().address,
+          allow: [{ protocol: 'tcp', dport: ['8080'] }],
+          delete_at: new Date(Date.now() + 40_000).toISOString(),
+        },
+      });
+      expect(res.status, res.text).toBe(201);
+      expect(res.body.allow).toEqual([{ protocol: 'tcp', dport: ['8080'], src: [] }]);
+      expect(res.body.sync, res.text).toMatchObject({ state: 'in_sync' });
+      routeId = res.body.id;
+      const [opening] = await openings();
+      expect(opening).toMatchObject({ route_id: routeId, chain: 'forward', status: 'active' });
+      expect(await fromClient(ROUTED, 8080)).toBe(seen(8080, client().address));
+      expect(await fromClient(ROUTED, 9090)).toBeUndefined();
+      await expectManagement();
+    });
+
+    it('when the route is paused, then its opening is paused and closes; resumed, it opens again', async () => {
+      await routeAct('pause');
+      expect((await openings())[0]).toMatchObject({ status: 'paused' });
+      expect(await fromClient(ROUTED, 8080)).toBeUndefined();
+      await routeAct('resume');
+      expect((await openings())[0]).toMatchObject({ status: 'active' });
+      expect(await fromClient(ROUTED, 8080)).toBe(seen(8080, client().address));
+    });
+
+    it('when the route expires, then forwarding to it stops and its opening is in the history as expired', async () => {
+      const deadline = Date.now() + 90_000;
+      for (;;) {
+        const res = await server.request('GET', `/v1/routes/${routeId}`, { token: 'viewer' });
+        if (res.body.status === 'expired' && res.body.sync.state === 'in_sync') break;
+        expect(Date.now(), `route still ${res.body.status}`).toBeLessThan(deadline);
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+      const history = await server.request(
+        'GET',
+        `/v1/firewall/rules/history?route_id=${routeId}`,
+        {
+          token: 'viewer',
+        },
+      );
+      expect(history.body.items).toEqual([
+        expect.objectContaining({
+          route_id: routeId,
+          status: 'expired',
+          removed_reason: 'expired',
+        }),
+      ]);
+      expect(await fromClient(ROUTED, 8080)).toBeUndefined();
+      await expectManagement();
+    });
   });
 });
