@@ -5,6 +5,7 @@ import { openDatabase, pingDatabase, type Database } from './db/database.ts';
 import { HostStateStore } from './hosts/host-state-store.ts';
 import { HostsService } from './hosts/hosts-service.ts';
 import { InventorySource } from './hosts/inventory-source.ts';
+import { ReplicaAddresses } from './hosts/replica-addresses.ts';
 import { ManagementAddresses } from './hosts/management-address.ts';
 import { readinessProbe, type ReadinessProbe } from './http/health-handlers.ts';
 import type { Logger } from './logger.ts';
@@ -101,7 +102,8 @@ export function wireServices(
   const routesStore = new RoutesStore(db.knex, work);
   const firewallStore = new FirewallStore(db.knex, work);
   const setStore = new SetStore(db.knex, work);
-  const managementAddresses = new ManagementAddresses(inventory);
+  const replicaAddresses = new ReplicaAddresses(db.knex, presence.id, db.backend === 'postgres');
+  const managementAddresses = new ManagementAddresses(inventory, (a) => replicaAddresses.record(a));
   const reconciler = new Reconciler({
     config,
     work,
@@ -109,8 +111,11 @@ export function wireServices(
     // One apply run carries every kind, in this order.
     kinds: [
       new RoutesKind(routesStore, config.routeProto),
-      new FirewallKind(firewallStore, config.firewallConfirmS, (hosts) =>
-        visibleSets(setStore, inventory, hosts),
+      new FirewallKind(
+        firewallStore,
+        config.firewallConfirmS,
+        (hosts) => visibleSets(setStore, inventory, hosts),
+        (hosts) => replicaAddresses.of(hosts),
       ),
     ],
     runs,
@@ -167,7 +172,7 @@ export function wireServices(
     firewallStore,
     inventory,
     reconciler,
-    (host) => managementOf(host, inventory, managementAddresses),
+    (host) => managementOf(host, inventory, managementAddresses, replicaAddresses),
     (host, refresh, actor) => hosts.get(host, refresh, actor),
     (spec, base, inv) => sets.resolve(spec, base, inv),
   );

@@ -85,13 +85,17 @@ export class FirewallKind implements DesiredKind {
     private readonly confirmS: number,
     /** The sets each host's rules may name (set-service.ts visibleSets). */
     private readonly setsOf: (hosts: string[]) => Promise<Map<string, Map<string, FirewallSet>>>,
+    /** Per host, the addresses every live replica reaches it from: all are management. */
+    private readonly replicasOf: (hosts: string[]) => Promise<Map<string, string[]>> = async () =>
+      new Map(),
   ) {}
 
   async render(hosts: string[]): Promise<Map<string, RenderedHost>> {
-    const [managed, rows, sets] = await Promise.all([
+    const [managed, rows, sets, replicas] = await Promise.all([
       this.store.managed(hosts),
       this.store.settleable(hosts),
       this.setsOf(hosts),
+      this.replicasOf(hosts),
     ]);
     // A route's openings render only while the route is active, whatever their own status
     // says between the route's change and theirs.
@@ -116,7 +120,16 @@ export class FirewallKind implements DesiredKind {
           .map(templateSet);
         return [
           h,
-          { args: { state: 'present', rules, sets: mySets, confirm_s: this.confirmS }, settles },
+          {
+            args: {
+              state: 'present',
+              rules,
+              sets: mySets,
+              management: replicas.get(h) ?? [],
+              confirm_s: this.confirmS,
+            },
+            settles,
+          },
         ];
       }),
     );

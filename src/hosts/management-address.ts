@@ -16,7 +16,12 @@ const CACHE_MS = 30_000;
 export class ManagementAddresses {
   private readonly cache = new Map<string, { at: number; src: string | null }>();
 
-  constructor(private readonly inventory: InventorySource) {}
+  constructor(
+    private readonly inventory: InventorySource,
+    /** Told what was computed (ReplicaAddresses.record): other replicas keep it open. */
+    private readonly known: (addresses: Record<string, string>) => Promise<void> = async () =>
+      undefined,
+  ) {}
 
   async of(hosts: string[]): Promise<Record<string, string>> {
     const inv = await this.inventory.current();
@@ -34,6 +39,7 @@ export class ManagementAddresses {
       const src = this.cache.get(address)?.src;
       if (src) out[h] = src;
     }
+    await this.known(out);
     return out;
   }
 

@@ -8,6 +8,7 @@ import * as m006 from './006_host_work.ts';
 import * as m007 from './007_firewall_rules.ts';
 import * as m008 from './008_firewall_sets.ts';
 import * as m009 from './009_route_openings.ts';
+import * as m010 from './010_instance_addresses.ts';
 
 type Migration = { up: (k: Knex) => Promise<void>; down: (k: Knex) => Promise<void> };
 
@@ -23,6 +24,7 @@ const migrations: Record<string, Migration> = {
   '007_firewall_rules': m007,
   '008_firewall_sets': m008,
   '009_route_openings': m009,
+  '010_instance_addresses': m010,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {
