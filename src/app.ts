@@ -14,6 +14,7 @@ import { firewallHandlers } from './firewall/firewall-handlers.ts';
 import type { SetService } from './firewall/set-service.ts';
 import { setHandlers } from './firewall/set-handlers.ts';
 import type { FirewallService } from './firewall/firewall-service.ts';
+import type { FirewallPreview } from './firewall/firewall-preview.ts';
 import { loadContract, withoutExamples } from './http/contract.ts';
 import { announceArrivingWrites } from './http/arriving-writes.ts';
 import { contractHandlers, docsHandlers } from './http/docs.ts';
@@ -45,6 +46,7 @@ export interface AppDependencies {
   hosts: HostsService;
   routes: RoutesService;
   firewall: FirewallService;
+  firewallPreview: FirewallPreview;
   sets: SetService;
   compat: CompatService | null;
   /** HTTP request durations by operationId go here when given. */
@@ -118,7 +120,7 @@ export function buildApp(deps: AppDependencies): Express {
         ...runsHandlers(deps.runs),
         ...routesHandlers(deps.routes, deps.config.routeWaitDefaultMs),
         ...compatHandlers(deps.compat),
-        ...firewallHandlers(deps.firewall, deps.config.routeWaitDefaultMs),
+        ...firewallHandlers(deps.firewall, deps.firewallPreview, deps.config.routeWaitDefaultMs),
         ...setHandlers(deps.sets, deps.config.routeWaitDefaultMs),
       }),
     ]),

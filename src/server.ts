@@ -83,6 +83,7 @@ export async function startServer(
       routes: services.routes,
       firewall: services.firewall,
       sets: services.sets,
+      firewallPreview: services.firewallPreview,
       compat: services.compat,
       // Per-request figures only when something can read them (METRICS_PORT): observing a
       // labelled histogram is a measurable share of a cached read.

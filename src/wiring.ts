@@ -14,6 +14,7 @@ import { hostClaimsFor } from './reconciler/host-claims.ts';
 import { HostWorkStore } from './reconciler/host-work-store.ts';
 import { Reconciler } from './reconciler/reconciler.ts';
 import { FirewallKind } from './firewall/firewall-kind.ts';
+import { FirewallPreview } from './firewall/firewall-preview.ts';
 import { FirewallService } from './firewall/firewall-service.ts';
 import { FirewallStore } from './firewall/firewall-store.ts';
 import { managementOf } from './firewall/management-sources.ts';
@@ -44,6 +45,7 @@ export interface Services {
   hosts: HostsService;
   routes: RoutesService;
   firewall: FirewallService;
+  firewallPreview: FirewallPreview;
   sets: SetService;
   compat: CompatService | null;
   reconciler: Reconciler;
@@ -104,20 +106,18 @@ export function wireServices(
   const setStore = new SetStore(db.knex, work);
   const replicaAddresses = new ReplicaAddresses(db.knex, presence.id, db.backend === 'postgres');
   const managementAddresses = new ManagementAddresses(inventory, (a) => replicaAddresses.record(a));
+  const firewallKind = new FirewallKind(
+    firewallStore,
+    config.firewallConfirmS,
+    (hosts) => visibleSets(setStore, inventory, hosts),
+    (hosts) => replicaAddresses.of(hosts),
+  );
   const reconciler = new Reconciler({
     config,
     work,
     claims: hostClaimsFor(db, work, presence.id),
     // One apply run carries every kind, in this order.
-    kinds: [
-      new RoutesKind(routesStore, config.routeProto),
-      new FirewallKind(
-        firewallStore,
-        config.firewallConfirmS,
-        (hosts) => visibleSets(setStore, inventory, hosts),
-        (hosts) => replicaAddresses.of(hosts),
-      ),
-    ],
+    kinds: [new RoutesKind(routesStore, config.routeProto), firewallKind],
     runs,
     owner: presence.id,
     logger,
@@ -178,6 +178,13 @@ export function wireServices(
   );
   firewall.onScheduleChange(() => scheduler.wake());
   routes.followWith(new RouteOpenings(firewall, firewallStore));
+  const firewallPreview = new FirewallPreview(
+    config,
+    inventory,
+    firewallKind,
+    (h) => managementAddresses.of(h),
+    runs,
+  );
   const compat = config.compatHost
     ? new CompatService(config.compatHost, routes, hosts, config.routeWaitDefaultMs)
     : null;
@@ -198,6 +205,7 @@ export function wireServices(
     hosts,
     routes,
     firewall,
+    firewallPreview,
     sets,
     compat,
     reconciler,

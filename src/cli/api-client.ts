@@ -18,6 +18,14 @@ export type FirewallRuleList = Schemas['FirewallRuleList'];
 export type FirewallRuleBatchResult = Schemas['FirewallRuleBatchResult'];
 export type FirewallRuleEvent = Schemas['FirewallRuleEvent'];
 export type HostFirewallRelease = Schemas['HostFirewallRelease'];
+export type RouteOpening = Schemas['RouteOpening'];
+export type FirewallSet = Schemas['FirewallSet'];
+export type FirewallSetWriteResult = Schemas['FirewallSetWriteResult'];
+export type FirewallSetApplyHost = FirewallSetWriteResult['apply']['hosts'][number];
+export type FirewallSetEvent = Schemas['FirewallSetEvent'];
+/** A set to create: `elements` has a default (none) in the contract. */
+export type FirewallSetCreate = Omit<Schemas['FirewallSetInput'], 'elements'> &
+  Partial<Pick<Schemas['FirewallSetInput'], 'elements'>>;
 
 /** Fields with a default in the contract, which makes them required in its types. */
 type FirewallDefaulted = 'family' | 'protocol' | 'src' | 'dst' | 'sport' | 'dport' | 'priority';
@@ -30,6 +38,7 @@ export type ListRoutesQuery = QueryOf<'listRoutes'>;
 export type RouteHistoryQuery = QueryOf<'listRouteHistory'>;
 export type ListRunsQuery = QueryOf<'listRuns'>;
 export type ListFirewallRulesQuery = QueryOf<'listFirewallRules'>;
+export type ListFirewallSetsQuery = QueryOf<'listFirewallSets'>;
 
 export function isBatch(value: Route | RouteBatchResult): value is RouteBatchResult {
   return 'items' in value;
@@ -81,7 +90,8 @@ export interface ApiClientOptions {
   fetch?: typeof fetch;
 }
 
-type QueryValue = string | number | boolean | undefined;
+/** A list is sent as the parameter repeated (`element=a&element=b`), each value encoded. */
+type QueryValue = string | number | boolean | undefined | readonly string[];
 
 const NETWORK_REASONS: Record<string, string> = {
   ECONNREFUSED: 'connection refused (is the server running? set --api or ROUTEPLANE_API)',
@@ -145,7 +155,8 @@ export class ApiClient {
   ): Promise<Written<T>> {
     const params = new URLSearchParams();
     for (const [k, v] of Object.entries(opts.query ?? {})) {
-      if (v !== undefined) params.set(k, String(v));
+      if (Array.isArray(v)) for (const item of v) params.append(k, item);
+      else if (v !== undefined) params.set(k, String(v));
     }
     const qs = params.toString() ? `?${params}` : '';
     const headers: Record<string, string> = { accept: 'application/json' };
@@ -277,6 +288,64 @@ export class ApiClient {
   listFirewallRuleEvents(id: string): Promise<{ items: FirewallRuleEvent[] }> {
     return this.get<{ items: FirewallRuleEvent[] }>(
       `/v1/firewall/rules/${encodeURIComponent(id)}/events`,
+    );
+  }
+
+  listFirewallSets(query: ListFirewallSetsQuery = {}): Promise<{ items: FirewallSet[] }> {
+    return this.get<{ items: FirewallSet[] }>('/v1/firewall/sets', query);
+  }
+
+  /** 201 with each managed member's apply outcome, or 202 while the run carrying it goes on. */
+  createFirewallSet(
+    body: FirewallSetCreate,
+    wait?: number,
+  ): Promise<Written<FirewallSetWriteResult>> {
+    return this.request<FirewallSetWriteResult>('POST', '/v1/firewall/sets', {
+      query: { wait },
+      body,
+    });
+  }
+
+  getFirewallSet(id: string): Promise<FirewallSet> {
+    return this.get<FirewallSet>(`/v1/firewall/sets/${encodeURIComponent(id)}`);
+  }
+
+  deleteFirewallSet(id: string, wait?: number): Promise<Written<FirewallSetWriteResult>> {
+    return this.request<FirewallSetWriteResult>(
+      'DELETE',
+      `/v1/firewall/sets/${encodeURIComponent(id)}`,
+      { query: { wait } },
+    );
+  }
+
+  addFirewallSetElements(
+    id: string,
+    elements: string[],
+    wait?: number,
+  ): Promise<Written<FirewallSetWriteResult>> {
+    return this.request<FirewallSetWriteResult>(
+      'POST',
+      `/v1/firewall/sets/${encodeURIComponent(id)}/elements`,
+      { query: { wait }, body: { elements } },
+    );
+  }
+
+  /** DELETE with `element` repeated in the query, one per element. */
+  removeFirewallSetElements(
+    id: string,
+    elements: string[],
+    wait?: number,
+  ): Promise<Written<FirewallSetWriteResult>> {
+    return this.request<FirewallSetWriteResult>(
+      'DELETE',
+      `/v1/firewall/sets/${encodeURIComponent(id)}/elements`,
+      { query: { wait, element: elements } },
+    );
+  }
+
+  listFirewallSetEvents(id: string): Promise<{ items: FirewallSetEvent[] }> {
+    return this.get<{ items: FirewallSetEvent[] }>(
+      `/v1/firewall/sets/${encodeURIComponent(id)}/events`,
     );
   }
 

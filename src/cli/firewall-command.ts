@@ -53,6 +53,7 @@ interface AddOptions {
 
 interface ListOptions {
   host?: string;
+  route?: string;
   status?: (typeof LIVE_STATUSES)[number];
   limit?: number;
   offset?: number;
@@ -136,6 +137,8 @@ function relabel(err: unknown, body?: FirewallRuleCreate): unknown {
       return { field: `/body/${item[1]}`, message: `${quoted}${e.message}` };
     }
     if (/^\/body\/to\/(address|port)$/.test(e.field)) return { ...e, field: '/body/to' };
+    // `list --route` sends the route's id as route_id.
+    if (e.field === '/query/route_id') return { ...e, field: '/query/route' };
     return e;
   });
   return new ApiError(err.status, detail, { ...p, detail, errors });
@@ -396,6 +399,7 @@ export function registerFirewallCommand(program: Command): void {
       .alias('ls')
       .description('live rules (pending, active, paused), in the order they render on each host')
       .option('--host <host>', 'only rules of this host')
+      .option('--route <id>', 'only the openings of this route (its --allow)')
       .addOption(new Option('--status <status>', 'only rules in this state').choices(LIVE_STATUSES))
       .option('--limit <n>', 'page size (server default 100)', intOption(1, 1000))
       .option('--offset <n>', 'skip this many rules', intOption(0, 10_000_000)),
@@ -403,8 +407,14 @@ export function registerFirewallCommand(program: Command): void {
     return runFirewall<ListOptions>(
       this,
       async (ctx) => {
-        const { host, status, limit, offset } = ctx.opts;
-        const page = await ctx.client.listFirewallRules({ host, status, limit, offset });
+        const { host, route, status, limit, offset } = ctx.opts;
+        const page = await ctx.client.listFirewallRules({
+          host,
+          route_id: route,
+          status,
+          limit,
+          offset,
+        });
         if (ctx.json) return ctx.out(formatJson(page));
         if (page.items.length === 0) return ctx.note('no rules');
         ctx.out(formatTable(FIREWALL_RULE_COLUMNS, page.items.map(firewallRuleRow)));

@@ -4,6 +4,7 @@ import { registerHostsCommand } from './hosts-command.ts';
 import { registerLabCommand } from './lab-command.ts';
 import { registerRoutesCommand } from './routes-command.ts';
 import { registerRunsCommand } from './runs-command.ts';
+import { registerSetsCommand } from './sets-command.ts';
 
 const program = new Command('routeplane')
   .description('routeplane: network control plane for fleets of Linux hosts')
@@ -11,6 +12,7 @@ const program = new Command('routeplane')
 
 registerRoutesCommand(program);
 registerFirewallCommand(program);
+registerSetsCommand(program);
 registerHostsCommand(program);
 registerRunsCommand(program);
 registerLabCommand(program);

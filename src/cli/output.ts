@@ -1,4 +1,12 @@
-import type { FirewallRule, FirewallRuleEvent, Route } from './api-client.ts';
+import { formatAllowSpec } from './allow-spec.ts';
+import type {
+  FirewallRule,
+  FirewallRuleEvent,
+  FirewallSet,
+  FirewallSetApplyHost,
+  FirewallSetEvent,
+  Route,
+} from './api-client.ts';
 
 /** Longest cell a table shows; `show` prints a value whole. */
 const MAX_CELL = 60;
@@ -127,6 +135,8 @@ export function formatRoute(r: Route): string {
   if (r.src) fields.push(['src', r.src]);
   if (r.onlink) fields.push(['onlink', r.onlink]);
   if (r.force) fields.push(['force', r.force]);
+  // The openings as --allow takes them, one per word (each may hold commas).
+  if (r.allow?.length) fields.push(['allow', r.allow.map(formatAllowSpec).join(' ')]);
   fields.push(
     ['status', r.status],
     ['sync', r.sync.state],
@@ -237,6 +247,7 @@ export function formatFirewallRule(r: FirewallRule): string {
     ['action', r.action],
   ];
   if (r.to) fields.push(['to', formatTarget(r.to)]);
+  if (r.route_id) fields.push(['route', r.route_id]);
   fields.push(
     ['priority', r.priority],
     ['status', r.status],
@@ -269,4 +280,44 @@ export const FIREWALL_EVENT_COLUMNS = ['AT', 'ACTOR', 'ACTION', 'FROM', 'TO', 'D
 export function firewallEventRow(e: FirewallRuleEvent): unknown[] {
   const detail = e.detail && Object.keys(e.detail).length > 0 ? e.detail : null;
   return [e.at, e.actor, e.action, e.from, e.to, detail];
+}
+
+export const FIREWALL_SET_COLUMNS = ['ID', 'NAME', 'HOST', 'TYPE', 'SIZE', 'ELEMENTS', 'COMMENT'];
+
+export function firewallSetRow(s: FirewallSet): unknown[] {
+  return [s.id, s.name, s.host, s.type, s.elements.length, s.elements, s.comment];
+}
+
+/** A set's fields, then its elements one per line (a table's long cell would clip them). */
+export function formatFirewallSet(s: FirewallSet): string {
+  const fields: [string, unknown][] = [
+    ['id', s.id],
+    ['name', s.name],
+    ['host', s.host],
+    ['type', s.type],
+    ['size', s.elements.length],
+    ['comment', s.comment],
+    ['created_by', s.created_by],
+    ['created_at', s.created_at],
+    ['updated_at', s.updated_at],
+  ];
+  if (s.deleted_at) fields.push(['deleted_at', s.deleted_at], ['deleted_by', s.deleted_by]);
+  const text = formatFields(fields);
+  if (s.elements.length === 0) return text;
+  return `${text}\n${formatTable(
+    ['ELEMENT'],
+    s.elements.map((e) => [e]),
+  )}`;
+}
+
+export const SET_APPLY_COLUMNS = ['HOST', 'STATE', 'ERROR', 'RUN'];
+
+export function setApplyRow(h: FirewallSetApplyHost): unknown[] {
+  return [h.host, h.state, h.error, h.run_id];
+}
+
+export const FIREWALL_SET_EVENT_COLUMNS = ['AT', 'ACTOR', 'ACTION', 'ELEMENTS'];
+
+export function firewallSetEventRow(e: FirewallSetEvent): unknown[] {
+  return [e.at, e.actor, e.action, e.elements];
 }

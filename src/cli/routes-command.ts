@@ -1,10 +1,12 @@
 import { Option, type Command } from 'commander';
+import { ALLOW_SYNTAX, collectAllow, formatAllowSpec } from './allow-spec.ts';
 import {
   ApiError,
   isBatch,
   type Route,
   type RouteBatchResult,
   type RouteCreate,
+  type RouteOpening,
   type Written,
 } from './api-client.ts';
 import { addApiOptions, intOption, runApi, show, type ApiContext } from './api-command.ts';
@@ -38,6 +40,7 @@ interface AddOptions {
   comment?: string;
   wait?: number;
   replace?: boolean;
+  allow?: RouteOpening[];
 }
 
 interface ListOptions {
@@ -68,7 +71,28 @@ function createBody(host: string, to: string, o: AddOptions): RouteCreate {
   if (o.createAt !== undefined) body.create_at = o.createAt;
   if (o.deleteAt !== undefined) body.delete_at = o.deleteAt;
   if (o.comment !== undefined) body.comment = o.comment;
+  if (o.allow !== undefined) body.allow = o.allow;
   return body;
+}
+
+/**
+ * The API names an opening by its index and field (`/body/allow/1/dport`, or `/body/0/allow/1`
+ * in a batch); the person typed `--allow SPEC`, so the error names that, with the spec.
+ */
+function relabelAllow(err: unknown, allow: readonly RouteOpening[] | undefined): unknown {
+  if (!(err instanceof ApiError) || !err.problem?.errors?.length) return err;
+  let changed = false;
+  const errors = err.problem.errors.map((e) => {
+    const m = /^\/body(?:\/\d+)?\/allow(?:\/(\d+)(?:\/[A-Za-z_]+(?:\/\d+)?)?)?$/.exec(e.field);
+    if (!m) return e;
+    changed = true;
+    const opening = m[1] === undefined ? undefined : allow?.[Number(m[1])];
+    return {
+      field: '/body/allow',
+      message: opening ? `'${formatAllowSpec(opening)}': ${e.message}` : e.message,
+    };
+  });
+  return changed ? new ApiError(err.status, err.detail, { ...err.problem, errors }) : err;
 }
 
 function stillApplying(ctx: ApiContext<unknown>, route: Route, runId: string | null): void {
@@ -146,14 +170,24 @@ export function registerRoutesCommand(program: Command): void {
       .option('--delete-at <iso>', 'expire at this time (ISO 8601)')
       .option('--comment <text>', 'free text shown with the route')
       .option('--replace', 'move an existing route with the same identity to this gateway/device')
+      .option(
+        `--allow <${ALLOW_SYNTAX}>`,
+        'open forwarding to <to> on the host: PROTOCOL tcp, udp, icmp, icmpv6 or any; PORTS ' +
+          'and SOURCES comma-separated (tcp:443, tcp:8000-8080,9000, udp:53/from=10.0.0.0/8); repeat',
+        collectAllow,
+      )
       .addOption(waitOption()),
   ).action(function (this: Command, host: string, to: string) {
     return runApi<AddOptions>(
       this,
       async (ctx) => {
         const { wait, replace } = ctx.opts;
-        const res = await ctx.client.createRoute(createBody(host, to, ctx.opts), { wait, replace });
-        reportAdd(ctx, res);
+        try {
+          const body = createBody(host, to, ctx.opts);
+          reportAdd(ctx, await ctx.client.createRoute(body, { wait, replace }));
+        } catch (err) {
+          throw relabelAllow(err, ctx.opts.allow);
+        }
       },
       {
         positionals: ['host', 'to'],

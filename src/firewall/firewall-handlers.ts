@@ -6,6 +6,7 @@ import type { OperationRequest, Operations } from '../http/operations.ts';
 import { actorOf } from '../http/security.ts';
 import type { LifecycleStatus } from '../lifecycle/status.ts';
 import { presentRule } from './firewall-presenter.ts';
+import type { FirewallPreview } from './firewall-preview.ts';
 import type { FirewallService, RulePatch } from './firewall-service.ts';
 import type { RuleFilter } from './firewall-store.ts';
 import type { RuleInput } from './rule-input.ts';
@@ -24,6 +25,7 @@ type FirewallOperations = Pick<
   | 'getHostFirewall'
   | 'listFirewallRuleHistory'
   | 'updateFirewallRule'
+  | 'previewHostFirewall'
 >;
 
 /** A list's filter and page from its query (the contract has checked the values). */
@@ -50,6 +52,7 @@ const RULE_ANSWERS = {
 
 export function firewallHandlers(
   rules: FirewallService,
+  preview: FirewallPreview,
   defaultWaitMs: number,
 ): FirewallOperations {
   const waitMs = (req: OperationRequest) =>
@@ -154,6 +157,11 @@ export function firewallHandlers(
     getHostFirewall: async (req, res) => {
       const refresh = String(req.query.refresh) === 'true';
       res.json(await rules.hostFirewall(req.params.host!, refresh, actorOf(req)));
+    },
+
+    // POST /v1/hosts/{host}/firewall/preview
+    previewHostFirewall: async (req, res) => {
+      res.json(await preview.preview(req.params.host!, actorOf(req)));
     },
 
     // DELETE /v1/hosts/{host}/firewall

@@ -91,6 +91,20 @@ export class FirewallKind implements DesiredKind {
   ) {}
 
   async render(hosts: string[]): Promise<Map<string, RenderedHost>> {
+    return this.renderAs(hosts, false);
+  }
+
+  /**
+   * What the next apply would put on the host, as if it were managed (preview): its state
+   * as render gives it besides.
+   */
+  async renderPresent(host: string): Promise<{ args: Record<string, unknown>; managed: boolean }> {
+    const managed = (await this.store.managed([host])).get(host) === true;
+    const rendered = (await this.renderAs([host], true)).get(host)!;
+    return { args: rendered.args as Record<string, unknown>, managed };
+  }
+
+  private async renderAs(hosts: string[], present: boolean): Promise<Map<string, RenderedHost>> {
     const [managed, rows, sets, replicas] = await Promise.all([
       this.store.managed(hosts),
       this.store.settleable(hosts),
@@ -105,7 +119,7 @@ export class FirewallKind implements DesiredKind {
       hosts.map((h) => {
         const mine = rows.get(h) ?? [];
         const settles: SettledRule[] = mine.map((r) => ({ id: r.id }));
-        const state = managed.get(h);
+        const state = present ? true : managed.get(h);
         if (state === undefined) return [h, { args: { state: 'unmanaged' }, settles }];
         if (state === false) return [h, { args: { state: 'absent', rules: [] }, settles }];
         const rules = mine

@@ -747,6 +747,42 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/hosts/{host}/firewall/preview": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description Inventory host name
+                 * @example h1
+                 */
+                host: components["parameters"]["HostName"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The table the next apply would put on the host, checked by nft, applying nothing
+         * @description Renders routeplane's table for the host as the next apply would (its
+         *     active rules, the sets they name, its zones' networks read on the host,
+         *     management first) and has nft check it on the host (`nft -c`) in a
+         *     playbook run of its own: nothing on the host changes, and a host whose
+         *     firewall routeplane does not manage yet is previewed as its first rule
+         *     would leave it. `valid` is nft's verdict; when nft refuses the table,
+         *     `error` is its message and `rule_id` the rule on the line it names.
+         *     `warnings` name the other tables hooked where routeplane's is:
+         *     nftables evaluates every table on a hook, so an accept in routeplane's
+         *     table does not override a drop in another table, and routeplane's drop
+         *     policy overrides other tables' accepts. An unreachable host is a 502.
+         */
+        post: operations["previewHostFirewall"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/routes/": {
         parameters: {
             query?: never;
@@ -1595,6 +1631,28 @@ export interface components {
             /** @enum {string} */
             action: "create" | "add" | "remove" | "delete";
             elements: string[];
+        };
+        FirewallPreview: {
+            host: string;
+            /**
+             * Format: uuid
+             * @description The run that rendered and checked it
+             */
+            run_id: string;
+            /** @description Whether routeplane manages the host's firewall now */
+            managed: boolean;
+            /** @description The whole table as nft would load it */
+            table: string | null;
+            /** @description Whether `nft -c` accepts it */
+            valid: boolean;
+            /** @description nft's message when it refuses the table */
+            error: string | null;
+            /**
+             * Format: uuid
+             * @description The rule on the line nft's error names
+             */
+            rule_id: string | null;
+            warnings: string[];
         };
         HostFirewallRelease: {
             host: string;
@@ -4356,6 +4414,53 @@ export interface operations {
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             502: components["responses"]["ApplyFailed"];
+        };
+    };
+    previewHostFirewall: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description Inventory host name
+                 * @example h1
+                 */
+                host: components["parameters"]["HostName"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The rendered table, nft's verdict and the warnings */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "host": "h1",
+                     *       "run_id": "3f1e8d52-8f3c-4e55-9d0e-2f4b8d1c9a10",
+                     *       "managed": true,
+                     *       "table": "table inet routeplane {\n    chain input {\n        type filter hook input priority filter; policy drop;\n        ct state established,related accept\n        tcp dport 8080 accept comment \"rp:0a0a0a0a-0000-4000-8000-000000008080\"\n    }\n}\n",
+                     *       "valid": true,
+                     *       "error": null,
+                     *       "rule_id": null,
+                     *       "warnings": [
+                     *         "table inet filter (chain input, filter hook input, priority 0, policy drop) also sees these packets and drops what it does not accept: a packet routeplane accepts can still be dropped there"
+                     *       ]
+                     *     }
+                     */
+                    "application/json": components["schemas"]["FirewallPreview"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            502: components["responses"]["HostUnreachable"];
+            503: components["responses"]["Unavailable"];
         };
     };
     compatListRoutes: {
