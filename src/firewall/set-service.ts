@@ -30,6 +30,8 @@ export interface SetApply {
 
 const MATCH_FIELDS = ['src', 'dst', 'sport', 'dport'] as const;
 
+const PLURAL: Record<SetType, string> = { address: 'addresses', port: 'ports' };
+
 /** A host's zones (`routeplane_zones`: zone name -> interfaces), from the inventory. */
 export function zonesOf(inv: Inventory, host: string): Set<string> {
   const zones = inv.hosts.get(host)?.vars.routeplane_zones;
@@ -47,7 +49,8 @@ export async function visibleSets(
   hosts: string[],
 ): Promise<Map<string, Map<string, FirewallSet>>> {
   const inv = await inventory.current();
-  const scopes = new Map(hosts.map((h) => [h, [h, ...(inv.hosts.get(h)?.groups ?? [])]]));
+  // A host's groups (Ansible's group_names) never list `all`, which holds every host.
+  const scopes = new Map(hosts.map((h) => [h, [h, ...(inv.hosts.get(h)?.groups ?? []), 'all']]));
   const sets = await store.list([...new Set([...scopes.values()].flat())]);
   const byTarget = new Map<string, FirewallSet[]>();
   for (const s of sets) byTarget.set(s.target, [...(byTarget.get(s.target) ?? []), s]);
@@ -127,9 +130,14 @@ export class SetService {
       }
       const wanted: SetType = field === 'src' || field === 'dst' ? 'address' : 'port';
       if (set.type !== wanted) {
-        throw ValidationError.field(at, `set '${ref.name}' holds ${set.type}es, not ${wanted}s`);
+        throw ValidationError.field(
+          at,
+          `set '${ref.name}' holds ${PLURAL[set.type]}, not ${PLURAL[wanted]}`,
+        );
       }
-      match[field] = set.elements;
+      // An empty set matches nothing, but an empty match means any: the reference stays,
+      // which the guard leaves unjudged.
+      if (set.elements.length > 0) match[field] = set.elements;
     }
     return { ...spec, match };
   }
@@ -230,7 +238,7 @@ export class SetService {
       const spec = await this.resolve(user.spec, '/body');
       const match = { ...spec.match };
       for (const f of MATCH_FIELDS) {
-        if (user.spec.match[f][0] === `@${set.name}`) match[f] = after;
+        if (user.spec.match[f][0] === `@${set.name}` && after.length > 0) match[f] = after;
       }
       const management = await this.managementOf(user.spec.host);
       const cut = cutsManagement({ ...spec, match }, management);
