@@ -122,10 +122,13 @@ function relabel(err: unknown, body?: FirewallRuleCreate): unknown {
   if (!(err instanceof ApiError)) return err;
   const p = err.problem;
   // A problem without a field list may name the field in its detail: `/path/host: ...`.
-  const detail = err.detail.replace(
-    /^(\/(?:body|path)\/[A-Za-z_]+): /,
-    (_, field: string) => `${fieldLabel(field, ['host', 'chain', 'action'])}: `,
-  );
+  // A refusal of the whole rule (`/body: refused on h1: ...`) needs no field at all.
+  const detail = err.detail
+    .replace(/^\/body: /, '')
+    .replace(
+      /^(\/(?:body|path)\/[A-Za-z_]+): /,
+      (_, field: string) => `${fieldLabel(field, ['host', 'chain', 'action'])}: `,
+    );
   if (!p?.errors?.length) {
     return detail === err.detail ? err : new ApiError(err.status, detail, p ? { ...p, detail } : p);
   }

@@ -80,9 +80,22 @@ function createBody(host: string, to: string, o: AddOptions): RouteCreate {
  * in a batch); the person typed `--allow SPEC`, so the error names that, with the spec.
  */
 function relabelAllow(err: unknown, allow: readonly RouteOpening[] | undefined): unknown {
-  if (!(err instanceof ApiError) || !err.problem?.errors?.length) return err;
-  let changed = false;
-  const errors = err.problem.errors.map((e) => {
+  if (!(err instanceof ApiError)) return err;
+  const named = (i: string | undefined) => {
+    const opening = i === undefined ? undefined : allow?.[Number(i)];
+    return opening ? `--allow '${formatAllowSpec(opening)}'` : '--allow';
+  };
+  // An opening refused whole (a 409: it would cut management) is named in the detail.
+  const detail = err.detail.replace(
+    /^\/body(?:\/\d+)?\/allow\/(\d+): /,
+    (_, i: string) => `${named(i)}: `,
+  );
+  const p = err.problem;
+  if (!p?.errors?.length) {
+    return detail === err.detail ? err : new ApiError(err.status, detail, p ? { ...p, detail } : p);
+  }
+  let changed = detail !== err.detail;
+  const errors = p.errors.map((e) => {
     const m = /^\/body(?:\/\d+)?\/allow(?:\/(\d+)(?:\/[A-Za-z_]+(?:\/\d+)?)?)?$/.exec(e.field);
     if (!m) return e;
     changed = true;
@@ -92,7 +105,7 @@ function relabelAllow(err: unknown, allow: readonly RouteOpening[] | undefined):
       message: opening ? `'${formatAllowSpec(opening)}': ${e.message}` : e.message,
     };
   });
-  return changed ? new ApiError(err.status, err.detail, { ...err.problem, errors }) : err;
+  return changed ? new ApiError(err.status, detail, { ...p, detail, errors }) : err;
 }
 
 function stillApplying(ctx: ApiContext<unknown>, route: Route, runId: string | null): void {

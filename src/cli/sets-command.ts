@@ -166,6 +166,13 @@ function reportWrite(
   }
 }
 
+/** `add` and `remove`: one line (a set may hold thousands; `show` lists them). */
+function changed(verb: string, elements: readonly string[]) {
+  return (s: FirewallSetWriteResult) =>
+    `${verb} ${elements.length} element${elements.length === 1 ? '' : 's'}: set ${s.name} ` +
+    `(${s.id}) of ${s.host} holds ${s.elements.length}\n`;
+}
+
 export function registerSetsCommand(program: Command): void {
   const sets = program
     .command('sets')
@@ -260,7 +267,11 @@ export function registerSetsCommand(program: Command): void {
     return runSets<{ wait?: number }>(
       this,
       async (ctx) =>
-        reportWrite(ctx, await ctx.client.addFirewallSetElements(id, elements, ctx.opts.wait)),
+        reportWrite(
+          ctx,
+          await ctx.client.addFirewallSetElements(id, elements, ctx.opts.wait),
+          changed('added', elements),
+        ),
       ['id'],
       () => ({ label: '<element>', values: elements }),
     );
@@ -278,7 +289,11 @@ export function registerSetsCommand(program: Command): void {
     return runSets<{ wait?: number }>(
       this,
       async (ctx) =>
-        reportWrite(ctx, await ctx.client.removeFirewallSetElements(id, elements, ctx.opts.wait)),
+        reportWrite(
+          ctx,
+          await ctx.client.removeFirewallSetElements(id, elements, ctx.opts.wait),
+          changed('removed', elements),
+        ),
       ['id'],
       () => ({ label: '<element>', values: elements }),
     );
