@@ -69,7 +69,7 @@ const schema = z.object({
   SSH_MASTER_IDLE_S: z.coerce.number().int().min(0).max(86_400).default(600),
   // A firewall apply is reverted on the host unless routeplane confirms it over a new SSH
   // connection within this many seconds (a router's commit confirmed).
-  FIREWALL_CONFIRM_S: z.coerce.number().int().min(2).max(3600).default(30),
+  FIREWALL_CONFIRM_S: z.coerce.number().int().min(5).max(3600).default(30),
   // The Python on each host, unless the inventory says (ansible_python_interpreter): explicit,
   // because Ansible's discovery costs each run a round trip per host. auto: discover.
   HOST_PYTHON: z

@@ -114,7 +114,8 @@ export async function netnsInode(ns: string): Promise<number | undefined> {
  * Where the apply module's host-side fence keeps its files (playbooks/module_utils/
  * routeplane_fence.py): `routeplane-<inventory host>-<netns inode>.lock`, `.log` and the rotated
  * `.log.1`, in /run/lock (or /tmp where there is none); the firewall module keeps what it last
- * applied beside them (`.firewall.json`).
+ * applied beside them (`.firewall.json`), and its commit confirmed's files (`.firewall.previous.nft`,
+ * `.firewall.pending-<token>`, `.firewall.reverted`).
  */
 export async function fenceDir(): Promise<string> {
   const dir = await stat('/run/lock').catch(() => undefined);
@@ -124,7 +125,7 @@ export async function fenceDir(): Promise<string> {
 /** The fence files of whichever hosts ran in the namespace with this inode. */
 export async function fenceFilesOf(inode: number): Promise<string[]> {
   const dir = await fenceDir();
-  const own = new RegExp(`^routeplane-.+-${inode}\\.(lock|log|log\\.1|firewall\\.json)$`);
+  const own = new RegExp(`^routeplane-.+-${inode}\\.(lock|log|log\\.1|firewall\\.[A-Za-z0-9.-]+)$`);
   const names = await readdir(dir).catch(() => [] as string[]);
   return names.filter((n) => own.test(n)).map((n) => path.join(dir, n));
 }

@@ -48,7 +48,16 @@ export interface DesiredKind {
   hostsWithObjects(): Promise<string[]>;
 }
 
-/** A kind's module result for one host in a run, matched by module, never by task name. */
+/**
+ * A kind's module result for one host in a run, matched by module, never by task name. A kind
+ * may run its module more than once on a host (the firewall applies, then confirms over a new
+ * SSH connection, then, when that failed, says so): the last result that ran decides; a skipped
+ * one only when none ran.
+ */
 export function moduleResult(run: Run, host: string, module: string): TaskResult | undefined {
-  return run.results.find((r) => r.host === host && r.module === module);
+  const mine = run.results.filter((r) => r.host === host && r.module === module);
+  for (let i = mine.length - 1; i >= 0; i--) {
+    if (mine[i]!.status !== 'skipped') return mine[i];
+  }
+  return mine[0];
 }

@@ -54,7 +54,7 @@ export function ansibleRunEnvironment(
     ANSIBLE_HOST_KEY_CHECKING: 'True',
     ANSIBLE_RETRY_FILES_ENABLED: 'False',
     ANSIBLE_FORCE_COLOR: 'False',
-    ANSIBLE_SSH_ARGS: `-C -o ControlMaster=auto -o ControlPersist=${persist} -o ServerAliveInterval=15 -o ServerAliveCountMax=3`,
+    ANSIBLE_SSH_ARGS: `-C -o ControlMaster=auto -o ControlPersist=${persist} -o ServerAliveInterval=5 -o ServerAliveCountMax=3`,
     ANSIBLE_SSH_CONTROL_PATH_DIR: dirs.controlPathDir,
     // Explicit, so a control_path in ~/.ansible.cfg or /etc/ansible cannot move the sockets
     // to where routeplane does not find and close them. `%%C` is ssh's own hash of the

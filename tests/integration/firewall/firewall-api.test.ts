@@ -157,7 +157,7 @@ describe('firewall rules through the API, on a lab of 2 hosts', { timeout: T }, 
   it('when a rule has a delete_at, then its comment can change, it closes on time, and history shows it expired', async () => {
     const res = await server.request('POST', '/v1/firewall/rules', {
       token: 'operator',
-      body: { ...open8080, delete_at: new Date(Date.now() + 6_000).toISOString() },
+      body: { ...open8080, delete_at: new Date(Date.now() + 20_000).toISOString() },
     });
     expect(res.status, res.text).toBe(201);
     const id = res.body.id as string;
@@ -174,7 +174,7 @@ describe('firewall rules through the API, on a lab of 2 hosts', { timeout: T }, 
         const r = await server.request('GET', `/v1/firewall/rules/${id}`, { token: 'viewer' });
         return r.body.status === 'expired' && r.body.sync.state === 'in_sync' ? r : undefined;
       },
-      30_000,
+      45_000,
       500,
     );
     expect(await reachable(8080)).toBe(false);

@@ -38,6 +38,10 @@ interface Rule {
   dst6: string[];
   sport: string[];
   dport: string[];
+  src_set: string | null;
+  dst_set: string | null;
+  sport_set: string | null;
+  dport_set: string | null;
   iif: string | null;
   oif: string | null;
   action: string;
@@ -53,6 +57,10 @@ const rule = (id: string, over: Partial<Rule>): Rule => ({
   dst6: [],
   sport: [],
   dport: [],
+  src_set: null,
+  dst_set: null,
+  sport_set: null,
+  dport_set: null,
   iif: null,
   oif: null,
   action: 'accept',

@@ -1,4 +1,5 @@
 import { readFileSync, writeFileSync } from 'node:fs';
+import { execa } from 'execa';
 import { dump, load } from 'js-yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labSsh } from '../../../src/lab/index.ts';
@@ -33,7 +34,7 @@ describe('firewall sets through the API, on a lab of 2 hosts', { timeout: T }, (
   let dropRule = '';
 
   beforeAll(async () => {
-    stopListeners = await tcpListeners(h1(), [8080, 8081, 8082]);
+    stopListeners = await tcpListeners(h1(), [8080, 8081, 8082, 8083]);
   }, T);
 
   afterAll(async () => {
@@ -234,5 +235,57 @@ describe('firewall sets through the API, on a lab of 2 hosts', { timeout: T }, (
     expect(deleted.body.deleted_by).toBe('operator');
     const list = await server.request('GET', '/v1/firewall/sets?host=h1', { token: 'viewer' });
     expect(list.body.items.map((s: { name: string }) => s.name)).toEqual(['web']);
+  });
+
+  it('when a rule accepts tcp/8083 from h1’s lan zone, then h2 on that network reaches it, and the zone set holds the network read on the host', async () => {
+    const res = await post('/v1/firewall/rules', {
+      host: 'h1',
+      chain: 'input',
+      family: 'ip',
+      protocol: 'tcp',
+      src: ['@zone:lan'],
+      dport: ['8083'],
+      action: 'accept',
+    });
+    expect(res.status, res.text).toBe(201);
+    expect(res.body.sync).toMatchObject({ state: 'in_sync' });
+    const listing = await execa('ip', [
+      'netns',
+      'exec',
+      h1().netns,
+      'nft',
+      'list',
+      'set',
+      'inet',
+      'routeplane',
+      'z_lan_4',
+    ]);
+    expect(listing.stdout).toContain(fleet.lab.prefixV4);
+    expect(await reachable(8083)).toBe(true);
+  });
+
+  it('when h1’s firewall is previewed, then the table the next apply would load is checked by nft and another table on the input hook is warned of, and nothing changes', async () => {
+    await execa('ip', ['netns', 'exec', h1().netns, 'nft', '-f', '-'], {
+      input:
+        'table ip handmade {\n  chain watch {\n    type filter hook input priority 10; policy accept;\n  }\n}\n',
+    });
+    const before = (await execa('ip', ['netns', 'exec', h1().netns, 'nft', 'list', 'ruleset']))
+      .stdout;
+    const res = await server.request('POST', '/v1/hosts/h1/firewall/preview', {
+      token: 'operator',
+    });
+    expect(res.status, res.text).toBe(200);
+    expect(res.body).toMatchObject({ host: 'h1', managed: true, valid: true, error: null });
+    expect(res.body.table).toContain('table inet routeplane');
+    expect(res.body.table).toContain('set z_lan_4');
+    expect(res.body.warnings).toEqual([expect.stringContaining('table ip handmade')]);
+    const after = (await execa('ip', ['netns', 'exec', h1().netns, 'nft', 'list', 'ruleset']))
+      .stdout;
+    expect(after).toBe(before);
+  });
+
+  it('when a viewer asks for a preview, then it is a 403', async () => {
+    const res = await server.request('POST', '/v1/hosts/h1/firewall/preview', { token: 'viewer' });
+    expectProblem(res, 403, 'forbidden');
   });
 });

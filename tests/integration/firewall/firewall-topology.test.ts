@@ -244,7 +244,7 @@ describe('forwarding and DNAT through a managed router, with real packets', { ti
           to: '203.0.113.128/25',
           via: destination().address,
           allow: [{ protocol: 'tcp', dport: ['8080'] }],
-          delete_at: new Date(Date.now() + 40_000).toISOString(),
+          delete_at: new Date(Date.now() + 600_000).toISOString(),
         },
       });
       expect(res.status, res.text).toBe(201);
@@ -267,7 +267,14 @@ describe('forwarding and DNAT through a managed router, with real packets', { ti
       expect(await fromClient(ROUTED, 8080)).toBe(seen(8080, client().address));
     });
 
-    it('when the route expires, then forwarding to it stops and its opening is in the history as expired', async () => {
+    it('when the route is rescheduled to expire soon, then its opening follows, forwarding to it stops when it expires and the opening is in the history as expired', async () => {
+      const soon = new Date(Date.now() + 8_000).toISOString();
+      const patched = await server.request('PATCH', `/v1/routes/${routeId}`, {
+        token: 'operator',
+        body: { delete_at: soon },
+      });
+      expect(patched.status, patched.text).toBe(200);
+      expect((await openings())[0]).toMatchObject({ delete_at: soon });
       const deadline = Date.now() + 90_000;
       for (;;) {
         const res = await server.request('GET', `/v1/routes/${routeId}`, { token: 'viewer' });
