@@ -8,6 +8,7 @@ from __future__ import annotations
 import fcntl
 import glob
 import hashlib
+import ipaddress
 import json
 import os
 import re
@@ -65,6 +66,13 @@ options:
   reason:
     description: With I(state=unconfirmed), why the confirm failed (its own message).
     type: str
+  zones:
+    description: Zone name to interface names (the inventory's C(routeplane_zones)). Each zone
+      set the table declares (C(z_<zone>_4), C(z_<zone>_6)) is filled with the networks of the
+      host's own addresses on those interfaces, read at each apply. In check mode (preview)
+      the module returns the final text, nft -c's verdict and the other tables' base chains
+      on the same hooks (C(other_hooks)), changing nothing.
+    type: dict
   fence:
     description: The run's host fence, as routeplane_routes takes it.
     type: dict
@@ -167,6 +175,62 @@ def rule_of_error(text, err):
             rule = found.group(1) if found else None
         return rule, m.group(2).strip()
     return None, err.strip()
+
+
+ZONE_NAME = re.compile(r"^[A-Za-z0-9_]{1,32}$")
+
+
+def zone_elements(module, text, zones):
+    """`add element` lines filling each zone set the text declares (z_<zone>_4 and _6) with
+    the networks of the host's own addresses on the zone's interfaces, read now: a rule on a
+    zone follows the host's addresses at each apply. Link-local addresses are left out."""
+    wanted = {}
+    for zone, ifaces in sorted((zones or {}).items()):
+        if not ZONE_NAME.match(str(zone)) or ("set z_%s_4 {" % zone) not in text:
+            continue
+        wanted[zone] = set(str(i) for i in (ifaces if isinstance(ifaces, list) else [ifaces]))
+    if not wanted:
+        return ""
+    rc, out, err = module.run_command(["ip", "-j", "addr", "show"], check_rc=False)
+    if rc != 0:
+        module.fail_json(msg="routeplane_firewall: ip -j addr show failed: %s" % err.strip())
+    links = json.loads(out or "[]")
+    lines = []
+    for zone, ifaces in wanted.items():
+        nets = {"4": set(), "6": set()}
+        for link in links:
+            if link.get("ifname") not in ifaces:
+                continue
+            for a in link.get("addr_info", []):
+                if a.get("scope") == "link" or "local" not in a:
+                    continue
+                net = ipaddress.ip_interface("%s/%s" % (a["local"], a.get("prefixlen", 128))).network
+                nets["4" if net.version == 4 else "6"].add(net)
+        for fam in ("4", "6"):
+            if nets[fam]:
+                elements = ", ".join(str(n) for n in sorted(nets[fam]))
+                lines.append("add element %s z_%s_%s { %s }\n" % (TABLE, zone, fam, elements))
+    return "".join(lines)
+
+
+def other_hooks(module):
+    """Base chains of other tables on the hooks routeplane's table uses: nftables evaluates
+    every table on a hook, so their verdicts stand beside routeplane's."""
+    rc, out, _err = nft(module, ["-j", "list", "ruleset"])
+    if rc != 0:
+        return []
+    hooks = []
+    for item in json.loads(out or "{}").get("nftables", []):
+        chain = item.get("chain")
+        if not chain or "hook" not in chain:
+            continue
+        if "%s %s" % (chain.get("family"), chain.get("table")) == TABLE:
+            continue
+        hooks.append({k: chain[k] for k in ("family", "table", "name", "hook", "type", "policy", "prio")
+                      if k in chain})
+    for h in hooks:
+        h["chain"] = h.pop("name", "")
+    return hooks
 
 
 def apply(module, text):
@@ -442,6 +506,7 @@ def main():
             token=dict(type="str", no_log=False),
             reason=dict(type="str"),
             fence=dict(type="dict"),
+            zones=dict(type="dict", default={}),
         ),
         required_if=[("state", "present", ["table"]), ("state", "confirm", ["token"])],
         supports_check_mode=True,
@@ -482,6 +547,17 @@ def main():
     text = module.params["table"]
     confirm_s = max(0, module.params["confirm_s"] or 0)
     check_scope(module, text)
+    text = text + ("" if text.endswith("\n") else "\n") + zone_elements(module, text, module.params["zones"])
+    if module.check_mode:
+        # Preview: the text as it would be loaded, nft's verdict, and the other tables on
+        # routeplane's hooks; nothing on the host changes.
+        hooks = other_hooks(module)
+        rc, _out, err = nft(module, ["-c", "-f", "-"], data=PREAMBLE + text)
+        if rc != 0:
+            rule, msg = rule_of_error(text, err)
+            module.fail_json(msg="nft refused the table: %s" % msg, rule=rule, nft_error=err.strip(),
+                             table=text, other_hooks=hooks)
+        module.exit_json(changed=before is None, present=True, table=text, other_hooks=hooks)
     recorded = read_state(path)
     live_hash = None if before is None else digest(normalized(before))
     wanted = digest(text)
@@ -491,12 +567,6 @@ def main():
         module.exit_json(changed=False, present=True, hash=live_hash)
     # A hand edit inside the table shows as a live hash other than the one recorded.
     drifted = before is not None and recorded.get("desired") == wanted
-    if module.check_mode:
-        rc, _out, err = nft(module, ["-c", "-f", "-"], data=PREAMBLE + text)
-        if rc != 0:
-            rule, msg = rule_of_error(text, err)
-            module.fail_json(msg="nft refused the table: %s" % msg, rule=rule, nft_error=err.strip())
-        module.exit_json(changed=True, present=True, drifted=drifted)
     reverted = last_revert(base)
     armed = None
     revert = None
