@@ -40,8 +40,6 @@ description:
     C(nft -f) transaction and forgets the recorded state, so the next apply applies again.
     Applies while a revert is pending keep the saved table: a chain of unconfirmed applies
     reverts to the last confirmed one. Releasing (I(state=absent)) cancels a pending revert.
-  - I(state=unconfirmed) touches nothing: it fails with the message that the table was not
-    confirmed (apply.yml runs it on the controller when the confirm could not reach the host).
 options:
   table:
     description: The whole definition of C(table inet routeplane { ... }), rendered on the
@@ -50,21 +48,18 @@ options:
   state:
     description: C(present) keeps the table as given; C(absent) deletes routeplane's table
       (releasing the host) and nothing else; C(confirm) confirms the apply that returned
-      I(token); C(unconfirmed) only fails, saying the apply was not confirmed.
+      I(token) (a failed confirm is reported by routeplane, which knows the host reverts).
     type: str
-    choices: [present, absent, confirm, unconfirmed]
+    choices: [present, absent, confirm]
     default: present
   confirm_s:
     description: With I(state=present), seconds the applied table has to be confirmed before
       the host reverts to the previous one; 0 applies without a revert (a local connection has
-      nothing to cut). With I(state=unconfirmed), the seconds to name in the message.
+      nothing to cut).
     type: int
     default: 0
   token:
     description: With I(state=confirm), the token the apply returned.
-    type: str
-  reason:
-    description: With I(state=unconfirmed), why the confirm failed (its own message).
     type: str
   zones:
     description: Zone name to interface names (the inventory's C(routeplane_zones)). Each zone
@@ -462,12 +457,6 @@ def last_revert(base):
     return report
 
 
-def unconfirmed_message(confirm_s, reason):
-    msg = ("the new firewall table was not confirmed over a new SSH connection within %d s; "
-           "the host reverts to the previous table" % confirm_s)
-    return msg + (" (%s)" % reason.strip() if reason and reason.strip() else "")
-
-
 def confirm(module, base, token):
     if not TOKEN.match(token or ""):
         module.fail_json(msg="routeplane_firewall: not a confirm token: %r" % token)
@@ -500,11 +489,10 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             table=dict(type="str"),
-            state=dict(type="str", choices=["present", "absent", "confirm", "unconfirmed"],
+            state=dict(type="str", choices=["present", "absent", "confirm"],
                        default="present"),
             confirm_s=dict(type="int", default=0),
             token=dict(type="str", no_log=False),
-            reason=dict(type="str"),
             fence=dict(type="dict"),
             zones=dict(type="dict", default={}),
         ),
@@ -512,11 +500,6 @@ def main():
         supports_check_mode=True,
     )
     state = module.params["state"]
-    if state == "unconfirmed":
-        # Runs on the controller: nothing of any host is read or changed.
-        module.fail_json(msg=unconfirmed_message(module.params["confirm_s"],
-                                                 module.params["reason"]),
-                         confirmed=False)
     fence = module.params["fence"]
     path = state_path(fence)
     base = base_of(path)

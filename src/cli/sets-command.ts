@@ -255,49 +255,42 @@ export function registerSetsCommand(program: Command): void {
     );
   });
 
-  addApiOptions(
-    sets
-      .command('add')
-      .description('add elements (those already in it stay) and apply the set where it is used')
-      .argument('<id>', 'set id')
-      .argument('<element...>', 'addresses or prefixes, or ports or ranges (comma-separated too)')
-      .addOption(waitOption()),
-  ).action(function (this: Command, id: string, given: string[]) {
-    const elements = splitElements(given);
-    return runSets<{ wait?: number }>(
-      this,
-      async (ctx) =>
-        reportWrite(
-          ctx,
-          await ctx.client.addFirewallSetElements(id, elements, ctx.opts.wait),
-          changed('added', elements),
-        ),
-      ['id'],
-      () => ({ label: '<element>', values: elements }),
-    );
-  });
-
-  addApiOptions(
-    sets
-      .command('remove')
-      .description('remove elements (absent ones are ignored) and apply the set where it is used')
-      .argument('<id>', 'set id')
-      .argument('<element...>', 'elements to remove (comma-separated too)')
-      .addOption(waitOption()),
-  ).action(function (this: Command, id: string, given: string[]) {
-    const elements = splitElements(given);
-    return runSets<{ wait?: number }>(
-      this,
-      async (ctx) =>
-        reportWrite(
-          ctx,
-          await ctx.client.removeFirewallSetElements(id, elements, ctx.opts.wait),
-          changed('removed', elements),
-        ),
-      ['id'],
-      () => ({ label: '<element>', values: elements }),
-    );
-  });
+  const elementCommands = [
+    {
+      name: 'add',
+      description: 'add elements (those already in it stay) and apply the set where it is used',
+      elements: 'addresses or prefixes, or ports or ranges (comma-separated too)',
+      done: 'added',
+      call: (ctx: ApiContext<{ wait?: number }>, id: string, elements: string[]) =>
+        ctx.client.addFirewallSetElements(id, elements, ctx.opts.wait),
+    },
+    {
+      name: 'remove',
+      description: 'remove elements (absent ones are ignored) and apply the set where it is used',
+      elements: 'elements to remove (comma-separated too)',
+      done: 'removed',
+      call: (ctx: ApiContext<{ wait?: number }>, id: string, elements: string[]) =>
+        ctx.client.removeFirewallSetElements(id, elements, ctx.opts.wait),
+    },
+  ] as const;
+  for (const c of elementCommands) {
+    addApiOptions(
+      sets
+        .command(c.name)
+        .description(c.description)
+        .argument('<id>', 'set id')
+        .argument('<element...>', c.elements)
+        .addOption(waitOption()),
+    ).action(function (this: Command, id: string, given: string[]) {
+      const elements = splitElements(given);
+      return runSets<{ wait?: number }>(
+        this,
+        async (ctx) => reportWrite(ctx, await c.call(ctx, id, elements), changed(c.done, elements)),
+        ['id'],
+        () => ({ label: '<element>', values: elements }),
+      );
+    });
+  }
 
   addApiOptions(
     sets

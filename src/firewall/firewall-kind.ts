@@ -66,6 +66,25 @@ function templateSet(set: FirewallSet) {
       };
 }
 
+/**
+ * Why the host's new table was not confirmed, when its apply armed a revert and the confirm
+ * over a new SSH connection then failed: the host puts the previous table back by itself.
+ */
+function unconfirmed(run: Run, host: string): string | null {
+  const [applied, confirm] = run.results.filter(
+    (r) => r.host === host && r.module === FIREWALL_MODULE,
+  );
+  if (!applied?.data.armed || !confirm || confirm.status === 'ok' || confirm.status === 'changed') {
+    return null;
+  }
+  if (confirm.status === 'skipped') return null;
+  const seconds = Number(applied.data.confirm_s);
+  return (
+    `the new firewall table was not confirmed over a new SSH connection within ${seconds} s; ` +
+    `the host reverts to the previous table (${confirm.msg ?? confirm.status})`
+  );
+}
+
 interface SettledRule {
   id: string;
 }
@@ -175,11 +194,12 @@ export class FirewallKind implements DesiredKind {
         }
         continue;
       }
-      const error =
+      const reason =
         task?.msg ??
         run.summary[h.host]?.msg ??
         run.error ??
         `apply run ${run.status} before reaching ${h.host}`;
+      const error = unconfirmed(run, h.host) ?? reason;
       const culprit = (task?.data.rule as string | null | undefined) ?? null;
       problems.set(h.host, error);
       for (const r of rows) {

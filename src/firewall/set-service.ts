@@ -249,26 +249,23 @@ export class SetService {
         );
       }
     }
-    const done = await this.store.add(
-      id,
-      elements,
-      actor.name,
-      await this.managedMembers(set.target),
-    );
-    if (!done) throw new ConflictError(`Set ${id} was deleted`, { set_id: id });
-    return done.set;
+    return this.change(set, 'add', elements, actor);
   }
 
   async remove(id: string, values: string[], actor: Actor): Promise<FirewallSet> {
     const set = await this.live(id);
-    const elements = parseElements(values, set.type, '/query/element');
-    const done = await this.store.remove(
-      id,
-      elements,
-      actor.name,
-      await this.managedMembers(set.target),
-    );
-    if (!done) throw new ConflictError(`Set ${id} was deleted`, { set_id: id });
+    return this.change(set, 'remove', parseElements(values, set.type, '/query/element'), actor);
+  }
+
+  private async change(
+    set: FirewallSet,
+    action: 'add' | 'remove',
+    elements: string[],
+    actor: Actor,
+  ): Promise<FirewallSet> {
+    const hosts = await this.managedMembers(set.target);
+    const done = await this.store.change(set.id, action, elements, actor.name, hosts);
+    if (!done) throw new ConflictError(`Set ${set.id} was deleted`, { set_id: set.id });
     return done.set;
   }
 

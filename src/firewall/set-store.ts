@@ -144,11 +144,13 @@ export class SetStore {
   }
 
   /**
-   * Adds elements (those already there are left as they are); the hosts' work is bumped only
-   * when something was added. Null when the set is gone.
+   * Adds elements (those already there are left as they are) or removes them (absent ones
+   * are ignored); the hosts' work is bumped only when something changed. Null when the set
+   * is gone.
    */
-  async add(
+  async change(
     id: string,
+    action: 'add' | 'remove',
     elements: string[],
     actor: string,
     hosts: string[],
@@ -156,34 +158,28 @@ export class SetStore {
     const changed = await this.knex.transaction(async (trx) => {
       const live = await this.lockLive(trx, id);
       if (!live) return null;
-      const added = await this.insertElements(trx, id, elements, actor);
-      if (added.length > 0) await this.touched(trx, id, actor, 'add', added, hosts);
-      return added;
+      const done =
+        action === 'add'
+          ? await this.insertElements(trx, id, elements, actor)
+          : await this.deleteElements(trx, id, elements);
+      if (done.length > 0) await this.touched(trx, id, actor, action, done, hosts);
+      return done;
     });
     return changed === null ? null : { set: (await this.get(id))!, changed };
   }
 
-  /** Removes elements (absent ones are ignored). Null when the set is gone. */
-  async remove(
-    id: string,
+  private async deleteElements(
+    trx: Knex.Transaction,
+    setId: string,
     elements: string[],
-    actor: string,
-    hosts: string[],
-  ): Promise<{ set: FirewallSet; changed: string[] } | null> {
-    const changed = await this.knex.transaction(async (trx) => {
-      const live = await this.lockLive(trx, id);
-      if (!live) return null;
-      const rows = await knexSql(trx)<{ element: string }>(
-        `delete from firewall_set_elements
-          where set_id = ? and element in (select jsonb_array_elements_text(?::jsonb))
-          returning element`,
-        [id, JSON.stringify(elements)],
-      );
-      const removed = rows.map((r) => r.element).sort();
-      if (removed.length > 0) await this.touched(trx, id, actor, 'remove', removed, hosts);
-      return removed;
-    });
-    return changed === null ? null : { set: (await this.get(id))!, changed };
+  ): Promise<string[]> {
+    const rows = await knexSql(trx)<{ element: string }>(
+      `delete from firewall_set_elements
+        where set_id = ? and element in (select jsonb_array_elements_text(?::jsonb))
+        returning element`,
+      [setId, JSON.stringify(elements)],
+    );
+    return rows.map((r) => r.element).sort();
   }
 
   /** Deletes a live set (its elements leave the hosts' tables). False when already gone. */

@@ -26,6 +26,10 @@ export function sshdConfig(lab: Lab, host: LabHost): string {
     // the lab dir may sit under world-writable /tmp, which StrictModes would refuse
     'StrictModes no',
     'UseDNS no',
+    // The namespaces share the controller's filesystem: with root's own HOME every session's
+    // shell would run the controller's ~/.bashrc (bash reads it for ssh commands), which on
+    // some machines starts pyenv, 0.5 s per command. A lab host is a bare host: its own HOME.
+    `SetEnv HOME=${p.dir}`,
     'PrintMotd no',
     'PrintLastLog no',
     'X11Forwarding no',

@@ -317,14 +317,6 @@ describe('the firewall module’s commit confirmed, on a lab host', { timeout: T
     await noSleeper();
   });
 
-  it('when the confirm could not run, then state unconfirmed fails with the message and touches nothing', async () => {
-    const res = await run({ state: 'unconfirmed', confirm_s: 7, reason: 'ssh: connect timed out' });
-    expect(res.failed).toBe(true);
-    expect(res.msg).toBe(
-      'the new firewall table was not confirmed over a new SSH connection within 7 s; the host reverts to the previous table (ssh: connect timed out)',
-    );
-  });
-
   it('when confirm_s is 0 (a local connection), then an apply arms nothing', async () => {
     const res = await apply(8008, 0);
     expect(res.failed, res.msg).toBeFalsy();
