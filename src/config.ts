@@ -68,8 +68,14 @@ const schema = z.object({
   // converged fleet keeps its connections, and a change reaches it without a handshake.
   SSH_MASTER_IDLE_S: z.coerce.number().int().min(0).max(86_400).default(600),
   // A firewall apply is reverted on the host unless routeplane confirms it over a new SSH
-  // connection within this many seconds (a router's commit confirmed).
-  FIREWALL_CONFIRM_S: z.coerce.number().int().min(5).max(3600).default(30),
+  // connection within this many seconds (a router's commit confirmed); 0 turns that off.
+  // Below 5 s a loaded controller's confirm could come too late and undo a good table.
+  FIREWALL_CONFIRM_S: z.coerce
+    .number()
+    .int()
+    .max(3600)
+    .refine((v) => v === 0 || v >= 5, 'must be 0 (off) or at least 5')
+    .default(30),
   // The Python on each host, unless the inventory says (ansible_python_interpreter): explicit,
   // because Ansible's discovery costs each run a round trip per host. auto: discover.
   HOST_PYTHON: z

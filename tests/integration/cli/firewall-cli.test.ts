@@ -49,7 +49,8 @@ describe('the routeplane firewall CLI against a server and a lab of 1 host', { t
   }
 
   beforeAll(async () => {
-    server = await startTestServer({ INVENTORY: fleet.lab.inventoryPath });
+    // Confirms are tested in tests/integration/firewall; here they would only cost time.
+    server = await startTestServer({ INVENTORY: fleet.lab.inventoryPath, FIREWALL_CONFIRM_S: '0' });
   }, T);
 
   afterAll(async () => {

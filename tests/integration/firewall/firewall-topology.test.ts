@@ -23,7 +23,12 @@ const T = 120_000;
 
 describe('forwarding and DNAT through a managed router, with real packets', { timeout: T }, () => {
   const fleet = useLab(1);
-  const server = useTestServer(() => ({ INVENTORY: fleet.lab.inventoryPath }), T);
+  // Confirms are tested in firewall-confirm*.test.ts and firewall-api.test.ts; here each apply
+  // would only pay their extra SSH handshake.
+  const server = useTestServer(
+    () => ({ INVENTORY: fleet.lab.inventoryPath, FIREWALL_CONFIRM_S: '0' }),
+    T,
+  );
   const net = useTopology(fleet, 'h1');
   let stopListeners: (() => Promise<void>) | undefined;
 

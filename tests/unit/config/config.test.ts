@@ -50,6 +50,15 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ HOST_PYTHON: 'python3; id' })).toThrow(/HOST_PYTHON/);
   });
 
+  it('when FIREWALL_CONFIRM_S is set, then 0 turns confirms off, 5 and more are windows, and 1 to 4 are refused', () => {
+    expect(loadConfig({}).firewallConfirmS).toBe(30);
+    expect(loadConfig({ FIREWALL_CONFIRM_S: '0' }).firewallConfirmS).toBe(0);
+    expect(loadConfig({ FIREWALL_CONFIRM_S: '5' }).firewallConfirmS).toBe(5);
+    expect(() => loadConfig({ FIREWALL_CONFIRM_S: '3' })).toThrow(
+      /FIREWALL_CONFIRM_S.*0 \(off\) or at least 5/,
+    );
+  });
+
   it('when a variable is set to the empty string, then it counts as unset', () => {
     expect(loadConfig({ PORT: '', LOG_LEVEL: '' })).toMatchObject({ port: 8080, logLevel: 'info' });
   });
