@@ -55,6 +55,7 @@ def preload():
     import ansible.vars.manager  # noqa: F401
     import ansible.template  # noqa: F401
     import ansible.plugins.strategy.linear  # noqa: F401
+    import ansible.plugins.strategy.free  # noqa: F401
     import ansible.plugins.connection.ssh  # noqa: F401
     import ansible.plugins.connection.local  # noqa: F401
     import ansible.plugins.action.normal  # noqa: F401

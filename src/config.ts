@@ -69,13 +69,15 @@ const schema = z.object({
   SSH_MASTER_IDLE_S: z.coerce.number().int().min(0).max(86_400).default(600),
   // A firewall apply is reverted on the host unless routeplane confirms it over a new SSH
   // connection within this many seconds (a router's commit confirmed); 0 turns that off.
+  // Generous: a run of many hosts with thousands of rules each confirms its first hosts only
+  // once their tables are rendered and applied (30 s was too short for 20 x 5,000 rules).
   // Below 5 s a loaded controller's confirm could come too late and undo a good table.
   FIREWALL_CONFIRM_S: z.coerce
     .number()
     .int()
     .max(3600)
     .refine((v) => v === 0 || v >= 5, 'must be 0 (off) or at least 5')
-    .default(30),
+    .default(120),
   // The Python on each host, unless the inventory says (ansible_python_interpreter): explicit,
   // because Ansible's discovery costs each run a round trip per host. auto: discover.
   HOST_PYTHON: z

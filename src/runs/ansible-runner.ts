@@ -32,6 +32,9 @@ type RunnerConfig = Pick<
   | 'hostPython'
 >;
 
+/** Ansible workers of one run at most (each a forked process of the runner). */
+const MAX_FORKS = 50;
+
 export interface RunnerOptions {
   /**
    * The instance's own directory (where run workspaces go), once the server has claimed it:
@@ -266,6 +269,10 @@ export class AnsibleRunner implements PlaybookRunner {
         '--limit',
         // Names were checked against the inventory; joined as a plain list, never a pattern file.
         spec.hosts.join(','),
+        // A worker per host (Ansible's default is 5): a host's firewall confirm must not wait
+        // behind other hosts' tasks, and waiting on SSH is most of a host's time.
+        '--forks',
+        String(Math.min(Math.max(spec.hosts.length, 5), MAX_FORKS)),
       ];
       if (ws.vaultPasswordPath) args.push('--vault-password-file', ws.vaultPasswordPath);
       args.push(path.join(ws.projectDir, spec.playbookFile));

@@ -51,7 +51,7 @@ describe('loadConfig', () => {
   });
 
   it('when FIREWALL_CONFIRM_S is set, then 0 turns confirms off, 5 and more are windows, and 1 to 4 are refused', () => {
-    expect(loadConfig({}).firewallConfirmS).toBe(30);
+    expect(loadConfig({}).firewallConfirmS).toBe(120);
     expect(loadConfig({ FIREWALL_CONFIRM_S: '0' }).firewallConfirmS).toBe(0);
     expect(loadConfig({ FIREWALL_CONFIRM_S: '5' }).firewallConfirmS).toBe(5);
     expect(() => loadConfig({ FIREWALL_CONFIRM_S: '3' })).toThrow(
