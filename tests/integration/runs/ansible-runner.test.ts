@@ -245,6 +245,8 @@ describe('AnsibleRunner process handling, with a stand-in ansible-playbook', { t
       `@${path.join(ws, 'connection.json')}`,
       '--limit',
       'h1,h2',
+      '--forks',
+      '5',
       '--vault-password-file',
       path.join(ws, 'vault-password'),
       path.join(ws, 'project', 'play.yml'),
