@@ -55,6 +55,7 @@ export async function startServer(
     const tokens = config.authMode === 'kong' ? TokenRegistry.empty() : loadTokens(config, logger);
     services = wireServices(config, logger, { ...opts, inventory });
     await migrateToLatest(services.db);
+    await services.adoptFirewalls(await inventory.current());
     await services.presence.announce();
     await services.runs.interruptOrphans();
     const presence = services.presence;

@@ -5,6 +5,7 @@ import { openDatabase, pingDatabase, type Database } from './db/database.ts';
 import { HostStateStore } from './hosts/host-state-store.ts';
 import { HostsService } from './hosts/hosts-service.ts';
 import { InventorySource } from './hosts/inventory-source.ts';
+import type { Inventory } from './hosts/inventory.ts';
 import { ReplicaAddresses } from './hosts/replica-addresses.ts';
 import { ManagementAddresses } from './hosts/management-address.ts';
 import { readinessProbe, type ReadinessProbe } from './http/health-handlers.ts';
@@ -15,7 +16,7 @@ import { HostWorkStore } from './reconciler/host-work-store.ts';
 import { Reconciler } from './reconciler/reconciler.ts';
 import { FirewallKind } from './firewall/firewall-kind.ts';
 import { FirewallPreview } from './firewall/firewall-preview.ts';
-import { FirewallService } from './firewall/firewall-service.ts';
+import { FirewallService, managedByInventory } from './firewall/firewall-service.ts';
 import { FirewallStore } from './firewall/firewall-store.ts';
 import { managementOf } from './firewall/management-sources.ts';
 import { RouteOpenings } from './firewall/route-openings.ts';
@@ -46,6 +47,8 @@ export interface Services {
   routes: RoutesService;
   firewall: FirewallService;
   firewallPreview: FirewallPreview;
+  /** Manages the firewalls the inventory names (routeplane_firewall_managed). */
+  adoptFirewalls(inv: Inventory): Promise<void>;
   sets: SetService;
   compat: CompatService | null;
   reconciler: Reconciler;
@@ -104,6 +107,19 @@ export function wireServices(
   const routesStore = new RoutesStore(db.knex, work);
   const firewallStore = new FirewallStore(db.knex, work);
   const setStore = new SetStore(db.knex, work);
+  // A host whose inventory says routeplane manages its firewall gets its table without a rule:
+  // adopted at start-up (server.ts, once migrated) and whenever the inventory changes.
+  const adoptFirewalls = async (inv: Inventory): Promise<void> => {
+    const named = [...inv.hosts.keys()].filter(
+      (h) => managedByInventory(inv, h) && !inv.hosts.get(h)!.local,
+    );
+    await firewallStore.adopt(named);
+  };
+  inventory.onLoaded((inv) => {
+    adoptFirewalls(inv).catch((err: unknown) =>
+      logger.warn({ event: 'firewall.adopt_failed', err }, 'could not adopt inventory hosts'),
+    );
+  });
   const replicaAddresses = new ReplicaAddresses(db.knex, presence.id, db.backend === 'postgres');
   const managementAddresses = new ManagementAddresses(inventory, (a) => replicaAddresses.record(a));
   const firewallKind = new FirewallKind(
@@ -206,6 +222,7 @@ export function wireServices(
     routes,
     firewall,
     firewallPreview,
+    adoptFirewalls,
     sets,
     compat,
     reconciler,

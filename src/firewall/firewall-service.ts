@@ -16,6 +16,12 @@ import { cutsManagement, type Management } from './management-guard.ts';
 import { identityOf, parseRuleSpec, type RuleInput } from './rule-input.ts';
 import type { FirewallRule, RuleSpec } from './types.ts';
 
+/** Whether a host's inventory says routeplane manages its firewall, with or without rules. */
+export function managedByInventory(inv: Inventory, host: string): boolean {
+  const v = inv.hosts.get(host)?.vars.routeplane_firewall_managed;
+  return v === true || v === 'true' || v === 'yes';
+}
+
 /** Changes PATCH may make; `null` clears a field. */
 export interface RulePatch {
   create_at?: string | null;
@@ -246,6 +252,13 @@ export class FirewallService {
    */
   async release(host: string, ms: number): Promise<Settlement> {
     await this.knownHost(host, '/path/host', true);
+    const inv = await this.inventory.current();
+    if (managedByInventory(inv, host)) {
+      throw new ConflictError(
+        `Host '${host}' is managed by its inventory (routeplane_firewall_managed); remove that first`,
+        { host },
+      );
+    }
     if (!(await this.store.release(host))) {
       const live = await this.store.liveCount(host);
       throw new ConflictError(

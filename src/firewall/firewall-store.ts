@@ -321,6 +321,27 @@ export class FirewallStore {
   }
 
   /**
+   * Manages these hosts' firewalls (their inventory says so), owing an apply to each that was
+   * not managed yet: a host the inventory names gets routeplane's table without a rule.
+   */
+  async adopt(hosts: string[]): Promise<string[]> {
+    if (hosts.length === 0) return [];
+    return this.knex.transaction(async (trx) => {
+      const rows = await knexSql(trx)<{ host: string }>(
+        `insert into host_firewalls as f (host, managed)
+           select h, true from jsonb_array_elements_text(?::jsonb) as t(h)
+         on conflict (host) do update set managed = true, updated_at = now()
+           where f.managed = false
+         returning host`,
+        [JSON.stringify(hosts)],
+      );
+      const adopted = rows.map((r) => r.host);
+      await this.work.bump(trx, adopted);
+      return adopted;
+    });
+  }
+
+  /**
    * Releases a host with no live rule: its table is removed by the next apply, owed now.
    * Returns false when the host has live rules.
    */

@@ -6,10 +6,12 @@ import { labSsh } from '../../../src/lab/index.ts';
 import { useLab } from '../../helpers/lab.ts';
 import { expectProblem } from '../../helpers/problem.ts';
 import { tcpListeners, tcpReachable } from '../../helpers/tcp-probe.ts';
+import { poll } from '../../helpers/routes.ts';
 import { useTestServer } from '../../helpers/server.ts';
 
 // Firewall sets through the API: a blocklist for the lab group named by a drop rule on h1, a
-// port set, and h1's own zone set; each change seen as real packets from h2.
+// port set, and h1's own zone set; each change seen as real packets from h2, whose own
+// firewall its inventory hands to routeplane.
 const T = 120_000;
 
 interface Inventory {
@@ -22,6 +24,8 @@ describe('firewall sets through the API, on a lab of 2 hosts', { timeout: T }, (
     // h1's only interface is its lan zone.
     const inventory = load(readFileSync(fleet.lab.inventoryPath, 'utf8')) as Inventory;
     inventory.lab.hosts.h1!.routeplane_zones = { lan: ['eth0'] };
+    // h2's firewall is routeplane's from the start, without a rule.
+    inventory.lab.hosts.h2!.routeplane_firewall_managed = true;
     const path = `${fleet.lab.inventoryPath}.zones.yml`;
     writeFileSync(path, dump(inventory));
     // Confirms are tested in firewall-confirm*.test.ts and firewall-api.test.ts; here each
@@ -46,7 +50,7 @@ describe('firewall sets through the API, on a lab of 2 hosts', { timeout: T }, (
   const post = (path: string, body: unknown) =>
     server.request('POST', path, { token: 'operator', body });
 
-  it('when a set is made for a group, then it is 201 with its canonical elements and nothing to apply yet', async () => {
+  it('when a set is made for a group, then it is 201 with its canonical elements, applied to the group’s managed members', async () => {
     const res = await post('/v1/firewall/sets', {
       name: 'blocklist',
       host: 'lab',
@@ -63,7 +67,8 @@ describe('firewall sets through the API, on a lab of 2 hosts', { timeout: T }, (
       comment: 'scanners',
       created_by: 'operator',
       deleted_at: null,
-      apply: { settled: true, hosts: [] },
+      // h2 (managed by its inventory) is the group's one managed member so far.
+      apply: { settled: true, hosts: [{ host: 'h2', state: 'in_sync', error: null }] },
     });
     blocklist = res.body.id;
   });
@@ -145,7 +150,10 @@ describe('firewall sets through the API, on a lab of 2 hosts', { timeout: T }, (
     expect(res.body.elements).toEqual([`${h2().ipv4}/32`, '2001:db8:bad::/48']);
     expect(res.body.apply).toMatchObject({
       settled: true,
-      hosts: [{ host: 'h1', state: 'in_sync', error: null }],
+      hosts: [
+        { host: 'h1', state: 'in_sync', error: null },
+        { host: 'h2', state: 'in_sync', error: null },
+      ],
     });
     expect(await reachable(8080)).toBe(false);
     expect(await labSsh(fleet.lab, 'h1', ['echo', 'management'])).toBe('management');
@@ -289,5 +297,21 @@ describe('firewall sets through the API, on a lab of 2 hosts', { timeout: T }, (
   it('when a viewer asks for a preview, then it is a 403', async () => {
     const res = await server.request('POST', '/v1/hosts/h1/firewall/preview', { token: 'viewer' });
     expectProblem(res, 403, 'forbidden');
+  });
+
+  it('when a host’s inventory says routeplane manages its firewall, then its table is there without a rule, and releasing it is a 409', async () => {
+    await poll(
+      'h2’s table',
+      async () => {
+        const r = await execa('ip', ['netns', 'exec', h2().netns, 'nft', 'list', 'tables']);
+        return r.stdout.includes('table inet routeplane') ? true : undefined;
+      },
+      30_000,
+      500,
+    );
+    const rules = await server.request('GET', '/v1/firewall/rules?host=h2', { token: 'viewer' });
+    expect(rules.body.total).toBe(0);
+    const release = await server.request('DELETE', '/v1/hosts/h2/firewall', { token: 'operator' });
+    expectProblem(release, 409, 'conflict', { detail: /routeplane_firewall_managed/ });
   });
 });
