@@ -1,4 +1,5 @@
 import type { Schemas } from '../http/api.ts';
+import type { FirewallSet } from './set-store.ts';
 import type { FirewallRule } from './types.ts';
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
@@ -40,5 +41,21 @@ export function presentRule(r: FirewallRule): Schemas['FirewallRule'] {
     removed_at: iso(r.removedAt),
     removed_reason: r.removedReason,
     removed_by: r.removedBy,
+  };
+}
+
+export function presentSet(s: FirewallSet): Schemas['FirewallSet'] {
+  return {
+    id: s.id,
+    name: s.name,
+    host: s.target,
+    type: s.type,
+    elements: s.elements,
+    comment: s.comment,
+    created_by: s.createdBy,
+    created_at: s.createdAt.toISOString(),
+    updated_at: s.updatedAt.toISOString(),
+    deleted_at: iso(s.deletedAt),
+    deleted_by: s.deletedBy,
   };
 }

@@ -1,10 +1,10 @@
 import type { Response } from 'express';
-import type { Schemas } from '../http/api.ts';
 import { ApplyFailedError } from '../http/errors.ts';
 import { sendPending } from '../http/kernel-answer.ts';
 import type { OperationRequest, Operations } from '../http/operations.ts';
 import { actorOf } from '../http/security.ts';
 import type { SetApply, SetInput, SetService } from './set-service.ts';
+import { presentSet } from './firewall-presenter.ts';
 import type { FirewallSet } from './set-store.ts';
 
 type SetOperations = Pick<
@@ -17,24 +17,6 @@ type SetOperations = Pick<
   | 'removeFirewallSetElements'
   | 'listFirewallSetEvents'
 >;
-
-const iso = (d: Date | null) => (d ? d.toISOString() : null);
-
-export function presentSet(s: FirewallSet): Schemas['FirewallSet'] {
-  return {
-    id: s.id,
-    name: s.name,
-    host: s.target,
-    type: s.type,
-    elements: s.elements,
-    comment: s.comment,
-    created_by: s.createdBy,
-    created_at: s.createdAt.toISOString(),
-    updated_at: s.updatedAt.toISOString(),
-    deleted_at: iso(s.deletedAt),
-    deleted_by: s.deletedBy,
-  };
-}
 
 export function setHandlers(sets: SetService, defaultWaitMs: number): SetOperations {
   const waitMs = (req: OperationRequest) =>

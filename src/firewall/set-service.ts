@@ -49,20 +49,24 @@ export async function visibleSets(
   hosts: string[],
 ): Promise<Map<string, Map<string, FirewallSet>>> {
   const inv = await inventory.current();
-  // A host's groups (Ansible's group_names) never list `all`, which holds every host.
-  const scopes = new Map(hosts.map((h) => [h, [h, ...(inv.hosts.get(h)?.groups ?? []), 'all']]));
+  const scopes = new Map(hosts.map((h) => [h, scopeOf(inv, h)]));
   const sets = await store.list([...new Set([...scopes.values()].flat())]);
-  const byTarget = new Map<string, FirewallSet[]>();
-  for (const s of sets) byTarget.set(s.target, [...(byTarget.get(s.target) ?? []), s]);
-  return new Map(
-    hosts.map((h) => {
-      const seen = new Map<string, FirewallSet>();
-      for (const target of scopes.get(h)!) {
-        for (const s of byTarget.get(target) ?? []) if (!seen.has(s.name)) seen.set(s.name, s);
-      }
-      return [h, seen];
-    }),
-  );
+  return new Map(hosts.map((h) => [h, visibleIn(scopes.get(h)!, sets)]));
+}
+
+/** Where a host's sets come from, first wins: itself, its groups, then `all`. */
+function scopeOf(inv: Inventory, host: string): string[] {
+  // A host's groups (Ansible's group_names) never list `all`, which holds every host.
+  return [host, ...(inv.hosts.get(host)?.groups ?? []), 'all'];
+}
+
+/** Of these sets, the one each name resolves to within a scope (its first target wins). */
+function visibleIn(scope: string[], sets: FirewallSet[]): Map<string, FirewallSet> {
+  const seen = new Map<string, FirewallSet>();
+  for (const target of scope) {
+    for (const s of sets) if (s.target === target && !seen.has(s.name)) seen.set(s.name, s);
+  }
+  return seen;
 }
 
 type ServiceConfig = Pick<Config, 'maxBatchItems' | 'allowLocalWrites'>;
@@ -97,7 +101,10 @@ export class SetService {
     );
     if (refs.length === 0) return spec;
     const inventory = inv ?? (await this.inventory.current());
-    const visible = (await this.visibleTo([spec.host])).get(spec.host)!;
+    // One read of every set the host could see: resolution and ambiguity both come from it.
+    const scope = scopeOf(inventory, spec.host);
+    const sets = await this.store.list(scope);
+    const visible = visibleIn(scope, sets);
     const match = { ...spec.match };
     for (const [field, ref] of refs) {
       const at = `${base}/${field}`;
@@ -117,10 +124,11 @@ export class SetService {
           `no set '${ref.name}' for host '${spec.host}' (its own or its groups'): create it first`,
         );
       }
-      const groups = inventory.hosts.get(spec.host)?.groups ?? [];
       if (set.target !== spec.host) {
-        const all = await this.store.list(groups);
-        const holders = all.filter((s) => s.name === ref.name).map((s) => s.target);
+        const groups = scope.slice(1, -1);
+        const holders = sets
+          .filter((s) => s.name === ref.name && groups.includes(s.target))
+          .map((s) => s.target);
         if (holders.length > 1) {
           throw ValidationError.field(
             at,
