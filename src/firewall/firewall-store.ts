@@ -364,9 +364,20 @@ export class FirewallStore {
 
   /** How the host's last attempted apply ended: null when it applied, else its error. */
   async lastFailure(host: string): Promise<{ error: string; runId: string | null } | null> {
-    const state = (await this.work.states([host])).get(host);
-    if (!state || state.appliedGen >= state.attemptedGen) return null;
-    return { error: state.lastError ?? 'the apply run failed', runId: state.lastRunId };
+    return (await this.lastFailures([host])).get(host) ?? null;
+  }
+
+  /** lastFailure of many hosts in one read: those whose last attempt failed. */
+  async lastFailures(
+    hosts: string[],
+  ): Promise<Map<string, { error: string; runId: string | null }>> {
+    const out = new Map<string, { error: string; runId: string | null }>();
+    if (hosts.length === 0) return out;
+    for (const [host, state] of await this.work.states(hosts)) {
+      if (state.appliedGen >= state.attemptedGen) continue;
+      out.set(host, { error: state.lastError ?? 'the apply run failed', runId: state.lastRunId });
+    }
+    return out;
   }
 
   /** Rules a run settles on these hosts: unsynced ones and the active ones it carries. */

@@ -300,15 +300,15 @@ export class SetService {
   async waitForKernel(set: FirewallSet, ms: number): Promise<SetApply> {
     const hosts = await this.managedMembers(set.target);
     const settlement = await this.reconciler.waitForKernel(hosts, ms);
-    const out: SetApply['hosts'] = [];
-    for (const host of hosts) {
-      const failed = settlement.settled ? await this.rules.lastFailure(host) : null;
-      out.push({
+    const failures = settlement.settled ? await this.rules.lastFailures(hosts) : new Map();
+    const out: SetApply['hosts'] = hosts.map((host) => {
+      const failed = failures.get(host);
+      return {
         host,
         error: failed?.error ?? null,
         runId: failed?.runId ?? settlement.runIds.get(host) ?? null,
-      });
-    }
+      };
+    });
     return { settlement, hosts: out };
   }
 }
