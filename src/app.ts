@@ -33,11 +33,20 @@ import { routesHandlers } from './routes/routes-handlers.ts';
 import type { RoutesService } from './routes/routes-service.ts';
 import { runsHandlers } from './runs/runs-handlers.ts';
 import type { RunsService } from './runs/runs-service.ts';
+import { cors } from './http/cors.ts';
+import { uiHandlers } from './ui/ui-handlers.ts';
+import { wsHandlers } from './ws/ws-handlers.ts';
+import type { WsTickets } from './ws/ws-tickets.ts';
 
 export interface AppDependencies {
   config: Pick<
     Config,
-    'bodyLimit' | 'validateResponses' | 'routeWaitDefaultMs' | 'authMode' | 'gatewaySecret'
+    | 'bodyLimit'
+    | 'validateResponses'
+    | 'routeWaitDefaultMs'
+    | 'authMode'
+    | 'gatewaySecret'
+    | 'corsOrigins'
   >;
   logger: Logger;
   tokens: TokenRegistry;
@@ -49,6 +58,7 @@ export interface AppDependencies {
   firewallPreview: FirewallPreview;
   sets: SetService;
   compat: CompatService | null;
+  tickets: WsTickets;
   /** HTTP request durations by operationId go here when given. */
   metrics?: Metrics;
   /** Announces a write as it arrives (HostWorkStore.expectWrite). */
@@ -88,6 +98,7 @@ export function buildApp(deps: AppDependencies): Express {
             metrics.httpRequest(op, res.statusCode, seconds);
           }),
       ),
+      cors(deps.config.corsOrigins),
       compatPathAliases(),
       announceArrivingWrites((req) => {
         try {
@@ -98,6 +109,7 @@ export function buildApp(deps: AppDependencies): Express {
         }
       }, deps.expectWrite),
       docsHandlers(),
+      uiHandlers(),
       // A request without a body (every read) skips the parser's stream checks: type-is's
       // hasBody, the test body-parser itself makes first, leaving req.body undefined likewise.
       (req, res, next) => {
@@ -122,6 +134,7 @@ export function buildApp(deps: AppDependencies): Express {
         ...compatHandlers(deps.compat),
         ...firewallHandlers(deps.firewall, deps.firewallPreview, deps.config.routeWaitDefaultMs),
         ...setHandlers(deps.sets, deps.config.routeWaitDefaultMs),
+        ...wsHandlers(deps.tickets, deps.config.authMode),
       }),
     ]),
   );

@@ -90,6 +90,39 @@ const schema = z.object({
   // Prometheus metrics on their own listener (never routed by Kong); unset: off.
   METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
   METRICS_HOST: z.string().min(1).default('127.0.0.1'),
+  // One watcher per reachable host streams its links, addresses, routes and firewall as they
+  // change (over SSH, locally for the controller); off: state is read by gathers only.
+  WATCH_HOSTS: boolean.default(true),
+  // Every watched host is read in full this often, whatever its monitors said (a safety net).
+  STATE_RESYNC_S: seconds(60, 86_400),
+  // Messages kept per WebSocket topic, so a client that reconnects resumes without a full.
+  WS_REPLAY: z.coerce.number().int().min(0).max(1_000_000).default(1000),
+  WS_HEARTBEAT_S: seconds(15, 3600),
+  // A WebSocket client with more unsent data than this is disconnected (it does not read).
+  WS_MAX_BUFFERED_BYTES: z.coerce.number().int().min(65_536).max(1_073_741_824).default(8_388_608),
+  // Browsers open the WebSocket with a ticket from POST /v1/ws/tickets, valid this long, once.
+  WS_TICKET_TTL_S: seconds(30, 3600),
+  // Origins (scheme://host[:port], comma-separated) whose pages may call the API and open the
+  // WebSocket without Kong (a deployer UI served elsewhere); empty: same origin only.
+  CORS_ORIGINS: z
+    .string()
+    .transform((v) =>
+      v
+        .split(',')
+        .map((o) => o.trim())
+        .filter(Boolean),
+    )
+    .pipe(
+      z.array(
+        z
+          .string()
+          .regex(
+            /^https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?$|^https?:\/\/\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/,
+            'each origin must be scheme://host[:port], without a path or a wildcard',
+          ),
+      ),
+    )
+    .default([]),
   COMPAT_HOST: z
     .string()
     .regex(/^[A-Za-z0-9_.-]{1,253}$/, 'must be an inventory host name')
@@ -156,6 +189,13 @@ export interface Config {
   metricsPort: number | undefined;
   metricsHost: string;
   compatHost: string | undefined;
+  watchHosts: boolean;
+  stateResyncMs: number;
+  wsReplay: number;
+  wsHeartbeatMs: number;
+  wsMaxBufferedBytes: number;
+  wsTicketTtlMs: number;
+  corsOrigins: string[];
 }
 
 export class ConfigError extends Error {
@@ -271,5 +311,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     metricsPort: e.METRICS_PORT,
     metricsHost: e.METRICS_HOST,
     compatHost: e.COMPAT_HOST,
+    watchHosts: e.WATCH_HOSTS,
+    stateResyncMs: e.STATE_RESYNC_S * 1000,
+    wsReplay: e.WS_REPLAY,
+    wsHeartbeatMs: e.WS_HEARTBEAT_S * 1000,
+    wsMaxBufferedBytes: e.WS_MAX_BUFFERED_BYTES,
+    wsTicketTtlMs: e.WS_TICKET_TTL_S * 1000,
+    corsOrigins: e.CORS_ORIGINS,
   };
 }

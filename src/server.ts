@@ -20,6 +20,7 @@ import {
 } from './runs/instance-workspaces.ts';
 import { RunRetention } from './runs/run-retention.ts';
 import { RunsStore } from './runs/runs-store.ts';
+import { attachWebSocket } from './ws/ws-server.ts';
 import { wireServices, type Services, type WiringOverrides } from './wiring.ts';
 
 const PREPARE_RUNNER_AFTER_MS = 1_000;
@@ -31,6 +32,8 @@ export interface RunningServer {
   /** The metrics listener's /metrics URL; null when METRICS_PORT is unset. */
   metricsUrl: string | null;
   services: Services;
+  /** Re-reads API_TOKENS / API_TOKENS_FILE (SIGHUP): removed tokens stop working at once. */
+  reloadTokens(): void;
   stop(): Promise<void>;
 }
 
@@ -86,6 +89,7 @@ export async function startServer(
       sets: services.sets,
       firewallPreview: services.firewallPreview,
       compat: services.compat,
+      tickets: services.live.tickets,
       // Per-request figures only when something can read them (METRICS_PORT): observing a
       // labelled histogram is a measurable share of a cached read.
       metrics: config.metricsPort === undefined ? undefined : services.metrics,
@@ -112,6 +116,14 @@ export async function startServer(
         throw err;
       }
     }
+    const sockets = attachWebSocket(server, {
+      hub: services.live.hub,
+      tokens,
+      tickets: services.live.tickets,
+      config,
+      logger,
+    });
+    await services.live.bus.start();
     const { port } = server.address() as AddressInfo;
     const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
     logger.info(
@@ -125,6 +137,15 @@ export async function startServer(
     if (live.db.backend === 'pglite') await live.work.releaseAll();
     await live.scheduler.start();
     await live.reconciler.start();
+    // Every host's desired objects and the latest runs, so each topic is whole from the start.
+    void inventory
+      .current()
+      .then((inv) => live.live.desired.seed([...inv.hosts.keys()]))
+      .catch((err: unknown) =>
+        logger.warn({ event: 'live.seed_failed', err }, 'could not seed the live topics'),
+      );
+    const livePrune = setInterval(() => void live.live.desired.prune(), 600_000);
+    livePrune.unref();
     // The warm runner imports Ansible before the first change needs it, once start-up's own
     // work (claims, overdue transitions) has had the CPU.
     const prepareRunner = setTimeout(() => live.runner.prepare?.(), PREPARE_RUNNER_AFTER_MS);
@@ -149,6 +170,10 @@ export async function startServer(
         const closed = new Promise<void>((r) => server.close(() => r()));
         const metricsClosed = metricsListener?.close();
         if (orphanSweep) clearInterval(orphanSweep);
+        clearInterval(livePrune);
+        sockets.close();
+        live.live.desired.stop();
+        await live.live.bus.stop();
         clearTimeout(prepareRunner);
         await live.scheduler.stop();
         await retention.stop();
@@ -171,6 +196,11 @@ export async function startServer(
       port,
       metricsUrl: metricsListener?.url ?? null,
       services: live,
+      reloadTokens: () => {
+        if (config.authMode === 'kong') return;
+        tokens.replaceWith(loadTokens(config, logger));
+        logger.info({ event: 'auth.tokens_reloaded', count: tokens.size }, 'tokens re-read');
+      },
       stop,
     };
   } catch (err) {
@@ -245,6 +275,12 @@ async function main(): Promise<void> {
   // SIGHUP re-reads the inventory now (edits are also picked up by their digest).
   process.on('SIGHUP', () => {
     running.services.inventory.reload();
+    try {
+      running.reloadTokens();
+    } catch (err) {
+      // A broken file keeps the tokens in force; nothing is opened up by a typo.
+      logger.error({ event: 'auth.tokens_reload_failed', err }, 'tokens not re-read');
+    }
     logger.info({ event: 'inventory.reload' }, 'inventory will be re-read');
   });
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {

@@ -36,6 +36,16 @@ import { PlaybookCatalog } from './runs/playbook-catalog.ts';
 import { RunsService } from './runs/runs-service.ts';
 import { RunsStore } from './runs/runs-store.ts';
 import type { PlaybookRunner } from './runs/types.ts';
+import { loadContract } from './http/contract.ts';
+import { DesiredFeeds } from './live/desired-feeds.ts';
+import { HostFeed } from './live/host-feed.ts';
+import { DriftResponder } from './live/drift-responder.ts';
+import { LiveBus } from './live/live-bus.ts';
+import { topicSources } from './live/topic-sources.ts';
+import { TopicLog } from './live/topic-log.ts';
+import { Hub } from './ws/hub.ts';
+import { topicPatternsOf } from './ws/protocol.ts';
+import { WsTickets } from './ws/ws-tickets.ts';
 
 export interface Services {
   db: Database;
@@ -56,6 +66,18 @@ export interface Services {
   work: HostWorkStore;
   readiness: ReadinessProbe;
   metrics: Metrics;
+  live: LiveServices;
+}
+
+/** Live state: the topics, what feeds them, and the WebSocket hub of this process. */
+export interface LiveServices {
+  log: TopicLog;
+  desired: DesiredFeeds;
+  hosts: HostFeed;
+  hub: Hub;
+  bus: LiveBus;
+  tickets: WsTickets;
+  drift: DriftResponder;
 }
 
 export interface WiringOverrides {
@@ -204,6 +226,17 @@ export function wireServices(
   const compat = config.compatHost
     ? new CompatService(config.compatHost, routes, hosts, config.routeWaitDefaultMs)
     : null;
+  const live = wireLive(config, logger, {
+    db,
+    inventory,
+    runs,
+    hostStates,
+    routesStore,
+    firewallStore,
+    runsStore: new RunsStore(db.knex),
+    work,
+    reconciler,
+  });
   // Open to anyone: ready or not, never an error's text; a broken ansible-playbook is
   // re-probed at most every 30 s, never a process per probe.
   const readiness: ReadinessProbe = readinessProbe({
@@ -230,7 +263,57 @@ export function wireServices(
     work,
     readiness,
     metrics,
+    live,
   };
+}
+
+function wireLive(
+  config: Config,
+  logger: Logger,
+  d: {
+    db: Database;
+    inventory: InventorySource;
+    runs: RunsService;
+    hostStates: HostStateStore;
+    routesStore: RoutesStore;
+    firewallStore: FirewallStore;
+    runsStore: RunsStore;
+    work: HostWorkStore;
+    reconciler: Reconciler;
+  },
+): LiveServices {
+  const log = new TopicLog(d.db.knex, d.db.backend, config.wsReplay);
+  const desired = new DesiredFeeds(log, d.routesStore, d.firewallStore, d.runsStore, logger);
+  // Every committed write, transition and settled run re-publishes its hosts' objects.
+  d.work.onBumpCommitted((hosts) => desired.hostsChanged(hosts));
+  d.runs.onRunChanged((run) => desired.runChanged(run));
+  d.runs.onRunProgress((run, p) => desired.runProgress(run, p));
+  const hosts = new HostFeed(log, d.hostStates, d.inventory, config, logger);
+  d.runs.onRunFinished(async (run) => {
+    await hosts.refreshed(Object.keys(run.summary));
+  });
+  const drift = new DriftResponder(config, d.routesStore, d.firewallStore, d.work, logger, () =>
+    d.reconciler.wake(),
+  );
+  hosts.onState((host, state) =>
+    drift.check(host, state).then((changed) => {
+      if (changed) desired.hostsChanged([host]);
+    }),
+  );
+  const hub = new Hub({
+    log,
+    sources: topicSources({ inventory: d.inventory, hosts, desired }),
+    patterns: topicPatternsOf(loadContract().document as unknown as Record<string, unknown>),
+    logger,
+    maxBufferedBytes: config.wsMaxBufferedBytes,
+    heartbeatMs: config.wsHeartbeatMs,
+  });
+  const bus = new LiveBus(d.db, log, logger, {
+    published: (p) => hub.published(p),
+    reconnected: () => hub.catchUp(),
+  });
+  const tickets = new WsTickets(d.db.knex, config.wsTicketTtlMs);
+  return { log, desired, hosts, hub, bus, tickets, drift };
 }
 
 export type { TokenRegistry };

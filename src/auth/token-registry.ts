@@ -26,7 +26,22 @@ export class TokenConfigError extends Error {
  * constant time so timing says nothing about which entry, if any, matched.
  */
 export class TokenRegistry {
-  private constructor(private readonly entries: TokenEntry[]) {}
+  private readonly replacedListeners: (() => void)[] = [];
+
+  private constructor(private entries: TokenEntry[]) {}
+
+  /**
+   * The tokens are now these (API_TOKENS_FILE re-read on SIGHUP): a removed token stops
+   * working at once, for requests and for the WebSockets it opened (onReplaced).
+   */
+  replaceWith(other: TokenRegistry): void {
+    this.entries = other.entries;
+    for (const fn of this.replacedListeners) fn();
+  }
+
+  onReplaced(fn: () => void): void {
+    this.replacedListeners.push(fn);
+  }
 
   static empty(): TokenRegistry {
     return new TokenRegistry([]);
@@ -75,7 +90,11 @@ export class TokenRegistry {
   }
 
   verify(token: string): Actor | null {
-    const digest = sha256(token);
+    return this.verifyDigest(sha256(token));
+  }
+
+  /** The actor of a token known by its digest (a socket's, re-checked after a replace). */
+  verifyDigest(digest: Buffer): Actor | null {
     let match: TokenEntry | null = null;
     for (const entry of this.entries) {
       if (timingSafeEqual(entry.digest, digest) && !match) match = entry;

@@ -212,6 +212,21 @@ export class FirewallStore {
   }
 
   /** Expired and deleted rules, newest first. */
+  /** Active, in-sync objects the host's watcher found missing or altered (see LifecycleTable). */
+  markDrifted(items: { id: string; found: 'missing' | 'altered' }[], error: string) {
+    return this.lifecycle.markDrifted(items, error);
+  }
+
+  /** Every live rule of these hosts, as the `firewall` topic shows them. */
+  async liveOfHosts(hosts: string[]): Promise<FirewallRule[]> {
+    if (hosts.length === 0) return [];
+    const rows = await this.rules()
+      .whereIn('status', LIVE_STATUSES as never)
+      .whereIn('host', hosts)
+      .orderBy('id');
+    return rows.map(fromRow);
+  }
+
   async history(f: RuleFilter): Promise<{ items: FirewallRule[]; total: number }> {
     const q = this.rules().whereNotNull('removed_at');
     if (f.host) q.where('host', f.host);

@@ -83,6 +83,14 @@ export class HostStateStore {
       .merge(['state', 'collected_at', 'run_id', 'reachable', 'last_seen_at', 'last_error']);
   }
 
+  /** A re-read that found the state unchanged: only when it was read moves. */
+  async touch(host: string, at: Date): Promise<void> {
+    this.cache.delete(host);
+    await this.knex('host_snapshots')
+      .where({ host })
+      .update({ collected_at: at, reachable: true, last_seen_at: at, last_error: null });
+  }
+
   async recordReachability(
     host: string,
     reachable: boolean,

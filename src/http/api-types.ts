@@ -783,6 +783,70 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/ws": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Live state over a WebSocket (upgrade only)
+         * @description Opens a WebSocket (subprotocol `routeplane.v1`). Authenticated at the
+         *     upgrade like every operation: a bearer token in `Authorization`; for
+         *     browsers, the token offered as a second subprotocol
+         *     `routeplane.bearer.<token>`, or `?ticket=` from `POST /v1/ws/tickets`.
+         *     Pages of other origins need `CORS_ORIGINS`.
+         *
+         *     The client sends `{"type":"subscribe","topics":[...],"since":{...}}`,
+         *     `{"type":"unsubscribe","topics":[...]}` and `{"type":"ping"}`; anything
+         *     else is answered with an `error` message. Every server message has
+         *     `type`, `topic` and `seq`: a `full` snapshot of a topic's objects, then
+         *     a `diff` (added, changed, removed, by object key) whenever it changes,
+         *     and `event`s (run progress). Sequence numbers are per topic and shared
+         *     by every replica; `since` resumes after a seq while the server keeps it
+         *     (`WS_REPLAY` messages per topic), else the client gets a new `full`.
+         *     The messages are described by `docs/ws-messages.schema.json`.
+         *
+         *     The topics (`x-topics`) and the role each needs:
+         *     `hosts/{host}` (a host's links, addresses, routes, firewall summary,
+         *     reachability and watch state), `hosts/*` (every host's topic),
+         *     `routes` and `firewall` (desired objects with lifecycle and sync
+         *     state), `runs` (the latest 50) and `runs/{id}` (one run, with live
+         *     per-host progress).
+         */
+        get: operations["openLiveSocket"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/ws/tickets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A short-lived, single-use ticket to open the WebSocket from a browser
+         * @description Browsers cannot set headers on a WebSocket upgrade: a page asks for a
+         *     ticket with its token, then opens `/v1/ws?ticket=...` within
+         *     `WS_TICKET_TTL_S` seconds. The socket has the token's name and role, and
+         *     closes when that token is removed.
+         */
+        post: operations["createLiveSocketTicket"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/routes/": {
         parameters: {
             query?: never;
@@ -1023,6 +1087,12 @@ export interface components {
             data: {
                 [key: string]: unknown;
             };
+        };
+        LiveSocketTicket: {
+            /** @description Opens one WebSocket: `/v1/ws?ticket=...` */
+            ticket: string;
+            /** Format: date-time */
+            expires_at: string;
         };
         Run: {
             /** Format: uuid */
@@ -4461,6 +4531,72 @@ export interface operations {
             409: components["responses"]["Conflict"];
             502: components["responses"]["HostUnreachable"];
             503: components["responses"]["Unavailable"];
+        };
+    };
+    openLiveSocket: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Switching Protocols (the WebSocket is open) */
+            101: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            /** @description The request was not a WebSocket upgrade */
+            426: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://routeplane.dev/problems/upgrade-required",
+                     *       "title": "Upgrade Required",
+                     *       "status": 426,
+                     *       "detail": "/v1/ws speaks WebSocket only",
+                     *       "instance": "/v1/ws"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createLiveSocketTicket: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The ticket */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "ticket": "Qx3l0c8mA1fZr5c2n7YtV0bq4XkJH9eW1sDgU6pLoNs",
+                     *       "expires_at": "2026-12-01T10:15:30.000Z"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["LiveSocketTicket"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
         };
     };
     compatListRoutes: {

@@ -107,6 +107,12 @@ export class ApplyFailedError extends AppError {
   }
 }
 
+export class UpgradeRequiredError extends AppError {
+  constructor(detail: string) {
+    super(426, 'upgrade-required', 'Upgrade Required', detail);
+  }
+}
+
 export class ServiceUnavailableError extends AppError {
   constructor(detail: string) {
     super(503, 'unavailable', 'Service unavailable', detail);

@@ -14,16 +14,19 @@ function operationOf(req: Request): OperationSchema {
     {}) as OperationSchema;
 }
 
-function bearerToken(req: Request): string | undefined {
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(req.get('authorization') ?? '');
+/** A request's header by name; an HTTP request and a WebSocket upgrade both answer it. */
+export type HeaderOf = (name: string) => string | undefined;
+
+export function bearerToken(header: HeaderOf): string | undefined {
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header('authorization') ?? '');
   return match?.[1];
 }
 
-type Authenticate = (req: Request) => Actor;
+export type Authenticate = (header: HeaderOf) => Actor;
 
 function tokenAuthenticator(tokens: TokenRegistry): Authenticate {
-  return (req) => {
-    const token = bearerToken(req);
+  return (header) => {
+    const token = bearerToken(header);
     if (!token) throw new UnauthorizedError('A valid bearer token is required');
     const actor = tokens.verify(token);
     if (!actor) throw new UnauthorizedError('The bearer token is not valid');
@@ -38,11 +41,11 @@ function tokenAuthenticator(tokens: TokenRegistry): Authenticate {
  */
 function kongAuthenticator(secret: string): Authenticate {
   const gateway = new GatewaySecret(secret);
-  return (req) => {
-    if (!gateway.matches(bearerToken(req))) {
+  return (header) => {
+    if (!gateway.matches(bearerToken(header))) {
       throw new UnauthorizedError('Requests must come through the gateway');
     }
-    const consumer = consumerFromHeaders((name) => req.get(name));
+    const consumer = consumerFromHeaders(header);
     if (consumer.kind === 'unauthenticated') throw new UnauthorizedError(consumer.detail);
     if (consumer.kind === 'no-role') {
       throw new ForbiddenError(
@@ -53,7 +56,7 @@ function kongAuthenticator(secret: string): Authenticate {
   };
 }
 
-function authenticatorFor(
+export function authenticatorFor(
   tokens: TokenRegistry,
   auth: Pick<Config, 'authMode' | 'gatewaySecret'>,
 ): Authenticate {
@@ -78,7 +81,7 @@ export function bearerAuthHandler(
   const authenticate = authenticatorFor(tokens, auth);
   const who = auth.authMode === 'kong' ? 'consumer' : 'token';
   return (req: Request): true => {
-    const actor = authenticate(req);
+    const actor = authenticate((name) => req.get(name));
     const op = operationOf(req);
     const need = op['x-required-role'];
     // A protected operation without a declared role is a contract bug: refuse rather than guess.

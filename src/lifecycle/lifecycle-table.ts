@@ -53,6 +53,40 @@ export class LifecycleTable<Row extends LifecycleRow> {
     return trx<Row>(this.spec.table);
   }
 
+  /**
+   * Marks active objects the host's watcher found missing or altered as drifted, with a
+   * `drift_detected` event each; an object already drifted, applying or failed is left as
+   * it is (its own run reports it). Returns the ids it marked.
+   */
+  async markDrifted(
+    items: { id: string; found: 'missing' | 'altered' }[],
+    error: string,
+  ): Promise<string[]> {
+    if (items.length === 0) return [];
+    return this.knex.transaction(async (trx) => {
+      const marked = (await this.rows(trx)
+        .whereIn(
+          'id',
+          items.map((i) => i.id),
+        )
+        .where({ status: ON_HOST, sync_state: 'in_sync' } as never)
+        .update({ sync_state: 'drifted', sync_error: error, updated_at: trx.fn.now() } as never)
+        .returning(['id'])) as { id: string }[];
+      const ids = new Set(marked.map((m) => m.id));
+      for (const found of ['missing', 'altered'] as const) {
+        await this.recordEvents(
+          trx,
+          items
+            .filter((i) => ids.has(i.id) && i.found === found)
+            .map((i) => ({ objectId: i.id, from: ON_HOST, to: ON_HOST, action: 'drift_detected' })),
+          'watcher',
+          { found },
+        );
+      }
+      return [...ids];
+    });
+  }
+
   /** Records events in the caller's transaction. */
   async recordEvents(
     trx: Knex | Knex.Transaction,

@@ -334,6 +334,18 @@ export class RoutesStore {
     ]);
   }
 
+  /** Active, in-sync objects the host's watcher found missing or altered (see LifecycleTable). */
+  markDrifted(items: { id: string; found: 'missing' | 'altered' }[], error: string) {
+    return this.lifecycle.markDrifted(items, error);
+  }
+
+  /** Every live route of these hosts, as the `routes` topic shows them. */
+  async liveOfHosts(hosts: string[]): Promise<Route[]> {
+    if (hosts.length === 0) return [];
+    const rows = await this.routes().whereIn('status', LIVE).whereIn('host', hosts).orderBy('id');
+    return rows.map(fromRow);
+  }
+
   async history(f: RouteFilter): Promise<{ items: Route[]; total: number }> {
     const q = this.routes().whereNotNull('removed_at');
     this.filter(q, f);

@@ -5,7 +5,12 @@ import { execa } from 'execa';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import { ansibleRunEnvironment } from './ansible-environment.ts';
-import { collectJsonlEvent, parseJsonlEvent, ResultsCollector } from './json-extractor.ts';
+import {
+  collectJsonlEvent,
+  parseJsonlEvent,
+  progressOf,
+  ResultsCollector,
+} from './json-extractor.ts';
 import { eachLine, TailBuffer } from './output-lines.ts';
 import type { PlaybookLauncher } from './playbook-launcher.ts';
 import { closeSshMasters, killGroupAndWait, signalGroup } from './process-reaper.ts';
@@ -305,8 +310,10 @@ export class AnsibleRunner implements PlaybookRunner {
         reading.push(
           eachLine(child.stdout, MAX_EVENT_LINE_BYTES, (line) => {
             const ev = line.cut ? null : parseJsonlEvent(line.text);
-            if (ev) collectJsonlEvent(collector, ev);
-            else if (line.cut)
+            if (ev) {
+              collectJsonlEvent(collector, ev);
+              if (spec.onProgress) for (const p of progressOf(ev)) spec.onProgress(p);
+            } else if (line.cut)
               tail.push(`[routeplane: an output line of ${line.bytes} bytes was cut]`);
             else if (line.text.trim()) tail.push(line.text);
           }),

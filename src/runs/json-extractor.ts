@@ -1,4 +1,4 @@
-import type { HostOutcome, OutcomeStatus, TaskResult } from './types.ts';
+import type { HostOutcome, OutcomeStatus, RunProgress, TaskResult } from './types.ts';
 
 interface CallbackStats {
   ok?: number;
@@ -182,6 +182,23 @@ export function collectJsonlEvent(collector: ResultsCollector, ev: JsonlEvent): 
   } else if (ev._event === 'v2_playbook_on_stats') {
     collector.recap(ev.stats ?? {});
   }
+}
+
+/** What a jsonl event says of a run's progress (a task began, a host finished one), if any. */
+export function progressOf(ev: JsonlEvent): RunProgress[] {
+  const task = ev.task?.name ?? '';
+  if (ev._event === 'v2_playbook_on_task_start') return [{ kind: 'task_started', task }];
+  if (!RESULT_EVENTS.has(ev._event)) return [];
+  return Object.entries(ev.hosts ?? {})
+    .filter(([, r]) => r && typeof r === 'object')
+    .map(([host, r]) => ({
+      kind: 'host_result' as const,
+      task,
+      host,
+      status: ev._event === 'v2_runner_on_unreachable' ? 'unreachable' : taskStatus(r),
+      changed: r.changed === true,
+      msg: messageOf(r)?.slice(0, 500) ?? null,
+    }));
 }
 
 /** Per-host outcomes and per-task results of a whole jsonl output (tests, tools). */

@@ -24,6 +24,7 @@ import {
   type RunHandle,
   type RunKind,
   type RunOutcome,
+  type RunProgress,
 } from './types.ts';
 
 /** Writes first: an apply never waits in the queue behind gathers or catalog runs. */
@@ -63,6 +64,8 @@ export class RunsService {
   private readonly slots: RunSlots;
   private readonly tracked = new Map<string, Tracked>();
   private readonly finishedHooks: RunFinishedHook[] = [];
+  private readonly changeHooks: ((run: Run) => void)[] = [];
+  private readonly progressHooks: ((run: Run, progress: RunProgress) => void)[] = [];
   private accepting = true;
 
   constructor(
@@ -87,6 +90,20 @@ export class RunsService {
 
   onRunFinished(hook: RunFinishedHook): void {
     this.finishedHooks.push(hook);
+  }
+
+  /** Told each run as it is queued, starts and ends (the live `runs` topics). Never awaited. */
+  onRunChanged(hook: (run: Run) => void): void {
+    this.changeHooks.push(hook);
+  }
+
+  /** Told each task start and host result of a running run, as ansible prints them. */
+  onRunProgress(hook: (run: Run, progress: RunProgress) => void): void {
+    this.progressHooks.push(hook);
+  }
+
+  private changed(run: Run): void {
+    for (const hook of this.changeHooks) hook(run);
   }
 
   /** The catalog, with the variables each playbook accepts (for forms in the deployer UI). */
@@ -151,6 +168,7 @@ export class RunsService {
       },
       'run queued',
     );
+    this.changed(run);
     let canceledWhileQueued: () => void = () => undefined;
     const queuedCancel = new Promise<false>(
       (resolve) => (canceledWhileQueued = () => resolve(false)),
@@ -186,6 +204,8 @@ export class RunsService {
       } else {
         try {
           await this.store.markRunning(run.id);
+          const running: Run = { ...run, status: 'running', startedAt: new Date() };
+          this.changed(running);
           tracked.handle = this.runner.start({
             runId: run.id,
             playbookRoot: req.playbookRoot,
@@ -194,6 +214,9 @@ export class RunsService {
             extravars: req.extravars,
             ...(req.hostVars ? { hostVars: req.hostVars } : {}),
             workspaceParent: this.presence.workspaceDir ?? undefined,
+            onProgress: (p) => {
+              for (const hook of this.progressHooks) hook(running, p);
+            },
             onSpawned: (pgid) =>
               void this.store
                 .recordProcess(run.id, pgid)
@@ -229,6 +252,7 @@ export class RunsService {
         granted ? (performance.now() - startedAt) / 1000 : 0,
       );
       const finished = await this.finishes.record(run, outcome);
+      this.changed(finished);
       for (const hook of this.finishedHooks) {
         await hook(finished).catch((err) =>
           this.logger.error(

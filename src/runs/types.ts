@@ -82,7 +82,21 @@ export interface RunSpec {
    * start-up stops a group its dead owner left). Must not throw; not awaited.
    */
   onSpawned?(pgid: number): void;
+  /** Told each task start and each host's result as the jsonl callback prints them. */
+  onProgress?(progress: RunProgress): void;
 }
+
+/** A step of a run as it happens (streamed to the run's WebSocket topic). */
+export type RunProgress =
+  | { kind: 'task_started'; task: string }
+  | {
+      kind: 'host_result';
+      task: string;
+      host: string;
+      status: OutcomeStatus;
+      changed: boolean;
+      msg: string | null;
+    };
 
 export interface RunOutcome {
   status: Extract<RunStatus, 'succeeded' | 'failed' | 'error' | 'canceled' | 'timed_out'>;

@@ -73,6 +73,7 @@ export async function spawnServer(env: Record<string, string>): Promise<ServerPr
       REFRESH_MIN_INTERVAL_S: '0',
       // Background convergence is off in tests unless a test turns it on.
       CONVERGE_INTERVAL_S: '0',
+      WATCH_HOSTS: 'false',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -71,6 +71,7 @@ export async function startTestServer(
     REFRESH_MIN_INTERVAL_S: '0',
     // Background convergence is off in tests unless a test turns it on.
     CONVERGE_INTERVAL_S: '0',
+    WATCH_HOSTS: 'false',
     ...env,
   });
   const logs: string[] = [];

@@ -9,6 +9,7 @@ import * as m007 from './007_firewall_rules.ts';
 import * as m008 from './008_firewall_sets.ts';
 import * as m009 from './009_route_openings.ts';
 import * as m010 from './010_instance_addresses.ts';
+import * as m011 from './011_live_topics.ts';
 
 type Migration = { up: (k: Knex) => Promise<void>; down: (k: Knex) => Promise<void> };
 
@@ -25,6 +26,7 @@ const migrations: Record<string, Migration> = {
   '008_firewall_sets': m008,
   '009_route_openings': m009,
   '010_instance_addresses': m010,
+  '011_live_topics': m011,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

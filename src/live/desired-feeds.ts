@@ -1,0 +1,216 @@
+import type { Logger } from '../logger.ts';
+import { presentRule } from '../firewall/firewall-presenter.ts';
+import type { FirewallStore } from '../firewall/firewall-store.ts';
+import { presentRoute } from '../routes/routes-presenter.ts';
+import type { RoutesStore } from '../routes/routes-store.ts';
+import { presentRun } from '../runs/runs-presenter.ts';
+import type { RunsStore } from '../runs/runs-store.ts';
+import type { Run, RunProgress } from '../runs/types.ts';
+import type { Objects, TopicLog } from './topic-log.ts';
+
+export const ROUTES_TOPIC = 'routes';
+export const FIREWALL_TOPIC = 'firewall';
+export const RUNS_TOPIC = 'runs';
+export const runTopic = (id: string) => `runs/${id}`;
+
+/** Runs the `runs` topic shows: the latest, newest first. */
+const RECENT_RUNS = 50;
+/** Changes within this window go out as one message per topic (a write of 1,000 routes). */
+const COALESCE_MS = 50;
+/** A finished run's topic is forgotten after this (a later subscriber gets it re-seeded). */
+const RUN_TOPIC_KEEP_MS = 3_600_000;
+
+interface HostProgress {
+  host: string;
+  ok: number;
+  changed: number;
+  failed: number;
+  unreachable: number;
+  skipped: number;
+  last_task: string | null;
+}
+
+/**
+ * The `routes`, `firewall` and `runs` topics, and each run's own: what the database says,
+ * re-read for the hosts (or runs) that changed and published as diffs. A host's routes are
+ * one scope of the `routes` topic, replaced as a whole, so a route that left (expired,
+ * deleted) is removed from it.
+ */
+export class DesiredFeeds {
+  private readonly dirtyHosts = new Set<string>();
+  private runsDirty = false;
+  private timer: NodeJS.Timeout | null = null;
+  private flushing: Promise<void> = Promise.resolve();
+  /** Progress of the runs this process executes, by run id. */
+  private readonly progress = new Map<
+    string,
+    {
+      hosts: Map<string, HostProgress>;
+      events: Record<string, unknown>[];
+      timer: NodeJS.Timeout | null;
+    }
+  >();
+  private readonly finishedRuns = new Map<string, number>();
+
+  constructor(
+    private readonly log: TopicLog,
+    private readonly routes: RoutesStore,
+    private readonly firewall: FirewallStore,
+    private readonly runs: RunsStore,
+    private readonly logger: Logger,
+  ) {}
+
+  /** These hosts' desired objects (or their sync states) changed. */
+  hostsChanged(hosts: Iterable<string>): void {
+    for (const h of hosts) this.dirtyHosts.add(h);
+    this.schedule();
+  }
+
+  runChanged(run: Run): void {
+    this.runsDirty = true;
+    this.schedule();
+    void this.log
+      .publish(runTopic(run.id), { objects: { run: presentRun(run, false) } })
+      .catch((err: unknown) => this.failed(err));
+    if (run.finishedAt) {
+      this.flushProgress(run.id);
+      this.progress.delete(run.id);
+      this.finishedRuns.set(run.id, Date.now());
+      this.hostsChanged(run.hosts);
+    }
+  }
+
+  /** A step of a run this process executes: counted per host and streamed as an event. */
+  runProgress(run: Run, p: RunProgress): void {
+    let state = this.progress.get(run.id);
+    if (!state) this.progress.set(run.id, (state = { hosts: new Map(), events: [], timer: null }));
+    state.events.push({ ...p });
+    if (p.kind === 'host_result') {
+      let h = state.hosts.get(p.host);
+      if (!h) {
+        h = {
+          host: p.host,
+          ok: 0,
+          changed: 0,
+          failed: 0,
+          unreachable: 0,
+          skipped: 0,
+          last_task: null,
+        };
+        state.hosts.set(p.host, h);
+      }
+      h[p.status === 'changed' ? 'changed' : p.status] += 1;
+      h.last_task = p.task;
+    }
+    state.timer ??= setTimeout(() => this.flushProgress(run.id), COALESCE_MS);
+  }
+
+  /** Every host's routes and rules, and the latest runs: at start-up, so topics are whole. */
+  async seed(hosts: string[]): Promise<void> {
+    hosts.forEach((h) => this.dirtyHosts.add(h));
+    for (const scope of await this.scopesOf(ROUTES_TOPIC)) this.dirtyHosts.add(scope);
+    for (const scope of await this.scopesOf(FIREWALL_TOPIC)) this.dirtyHosts.add(scope);
+    this.runsDirty = true;
+    await this.flush();
+  }
+
+  /** A run's topic, for its first subscriber: the run as it stands. */
+  async seedRun(id: string): Promise<boolean> {
+    const run = await this.runs.get(id);
+    if (!run) return false;
+    if (!(await this.log.exists(runTopic(id)))) {
+      await this.log.publish(runTopic(id), { objects: { run: presentRun(run, false) } });
+    }
+    return true;
+  }
+
+  /** Forgets the topics of runs finished long ago. */
+  async prune(): Promise<void> {
+    const before = Date.now() - RUN_TOPIC_KEEP_MS;
+    const old = [...this.finishedRuns].filter(([, at]) => at < before).map(([id]) => id);
+    await this.log.forget(old.map(runTopic));
+    old.forEach((id) => this.finishedRuns.delete(id));
+  }
+
+  /** Resolves once everything changed so far is published (tests, shutdown). */
+  async flush(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.flushing = this.flushing.then(() => this.publishDirty());
+    await this.flushing;
+  }
+
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+    for (const p of this.progress.values()) if (p.timer) clearTimeout(p.timer);
+  }
+
+  private schedule(): void {
+    this.timer ??= setTimeout(() => void this.flush(), COALESCE_MS);
+  }
+
+  private async publishDirty(): Promise<void> {
+    const hosts = [...this.dirtyHosts].sort();
+    this.dirtyHosts.clear();
+    const runsDirty = this.runsDirty;
+    this.runsDirty = false;
+    try {
+      if (hosts.length > 0) {
+        const [routes, rules] = await Promise.all([
+          this.routes.liveOfHosts(hosts),
+          this.firewall.liveOfHosts(hosts),
+        ]);
+        const routesOf = byHost(hosts, routes, presentRoute);
+        const rulesOf = byHost(hosts, rules, presentRule);
+        for (const host of hosts) {
+          await this.log.publish(ROUTES_TOPIC, { scope: host, objects: routesOf.get(host)! });
+          await this.log.publish(FIREWALL_TOPIC, { scope: host, objects: rulesOf.get(host)! });
+        }
+      }
+      if (runsDirty) {
+        const { items } = await this.runs.list({ limit: RECENT_RUNS, offset: 0 });
+        const objects: Objects = {};
+        for (const run of items) objects[run.id] = presentRun(run, false);
+        await this.log.publish(RUNS_TOPIC, { scope: '', objects });
+      }
+    } catch (err) {
+      this.failed(err);
+    }
+  }
+
+  private flushProgress(id: string): void {
+    const state = this.progress.get(id);
+    if (!state) return;
+    if (state.timer) clearTimeout(state.timer);
+    state.timer = null;
+    const events = state.events.splice(0);
+    const objects: Objects = {};
+    for (const h of state.hosts.values()) objects[`host/${h.host}`] = { ...h };
+    if (events.length === 0 && state.hosts.size === 0) return;
+    void this.log
+      .write(runTopic(id), { update: { objects }, events })
+      .catch((err: unknown) => this.failed(err));
+  }
+
+  private scopesOf(topic: string): Promise<string[]> {
+    return this.log.scopes(topic);
+  }
+
+  private failed(err: unknown): void {
+    this.logger.warn({ event: 'live.publish_failed', err }, 'could not publish live state');
+  }
+}
+
+/** Each host's objects, presented and keyed by id (every host present, perhaps empty). */
+function byHost<T extends { id: string; host: string }>(
+  hosts: string[],
+  items: T[],
+  present: (x: T) => unknown,
+): Map<string, Objects> {
+  const out = new Map<string, Objects>(hosts.map((h) => [h, {}]));
+  for (const x of items) {
+    const mine = out.get(x.host);
+    if (mine) mine[x.id] = present(x);
+  }
+  return out;
+}

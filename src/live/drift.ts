@@ -1,0 +1,80 @@
+import { kernelTableId, type FirewallState, type KernelRoute } from '../hosts/host-state.ts';
+import type { FirewallRule } from '../firewall/types.ts';
+import type { Route } from '../routes/types.ts';
+import { canonicalPrefix } from '../routes/kernel-route.ts';
+
+export interface DriftItem {
+  id: string;
+  found: 'missing' | 'altered';
+}
+
+/** The kernel's metric for a route asked with `metric`: IPv6 turns 0 into 1024. */
+function kernelMetric(family: 4 | 6, metric: number): number {
+  return family === 6 && metric === 0 ? 1024 : metric;
+}
+
+function sameAddress(a: string | null, b: string | null): boolean {
+  if (a === null || b === null) return a === b;
+  try {
+    return canonicalPrefix(a).split('/')[0] === canonicalPrefix(b).split('/')[0];
+  } catch {
+    return a === b;
+  }
+}
+
+/** Whether a kernel route was installed by routeplane (its protocol id). */
+export function isManaged(r: Pick<KernelRoute, 'protocol'>, routeProto: number): boolean {
+  return r.protocol === String(routeProto);
+}
+
+/**
+ * Active routes believed in sync that the host's kernel no longer holds as asked: gone, or
+ * present under routeplane's protocol with another gateway or device. Only routeplane's own
+ * routes count: a route someone added by hand is never drift.
+ */
+export function routeDrift(
+  desired: Route[],
+  kernel: KernelRoute[],
+  routeProto: number,
+): DriftItem[] {
+  const installed = new Map<string, KernelRoute>();
+  for (const r of kernel) {
+    if (!isManaged(r, routeProto)) continue;
+    const table = kernelTableId(r);
+    const family = r.family === 'inet6' ? 6 : 4;
+    installed.set(`${family}|${table}|${r.dst}|${r.metric ?? 0}`, r);
+  }
+  const out: DriftItem[] = [];
+  for (const d of desired) {
+    if (d.status !== 'active' || d.sync.state !== 'in_sync') continue;
+    const k = installed.get(`${d.family}|${d.table}|${d.to}|${kernelMetric(d.family, d.metric)}`);
+    if (!k) out.push({ id: d.id, found: 'missing' });
+    else if ((d.via && !sameAddress(d.via, k.gateway)) || (d.dev && d.dev !== k.dev)) {
+      out.push({ id: d.id, found: 'altered' });
+    }
+  }
+  return out;
+}
+
+/** The rule ids routeplane's table on the host carries (each rule's `rp:<id>` comment). */
+export function tableRuleIds(table: FirewallState['table']): Set<string> {
+  const ids = new Set<string>();
+  for (const item of table ?? []) {
+    const comment = (item as { rule?: { comment?: unknown } }).rule?.comment;
+    if (typeof comment === 'string' && comment.startsWith('rp:')) ids.add(comment.slice(3));
+  }
+  return ids;
+}
+
+/**
+ * Active rules believed in sync that routeplane's table on the host no longer carries (the
+ * table flushed, deleted, or a rule removed by hand). Nothing is said for a host whose
+ * firewall could not be read.
+ */
+export function ruleDrift(desired: FirewallRule[], firewall: FirewallState | null | undefined) {
+  if (!firewall?.available || firewall.error) return [];
+  const present = tableRuleIds(firewall.table);
+  return desired
+    .filter((r) => r.status === 'active' && r.sync.state === 'in_sync' && !present.has(r.id))
+    .map((r): DriftItem => ({ id: r.id, found: 'missing' }));
+}

@@ -1,0 +1,39 @@
+import type { InventorySource } from '../hosts/inventory-source.ts';
+import type { TopicSources } from '../ws/hub.ts';
+import type { TopicMatch } from '../ws/protocol.ts';
+import type { DesiredFeeds } from './desired-feeds.ts';
+import type { HostFeed } from './host-feed.ts';
+import { HOSTS_PREFIX, hostTopic } from './host-topic.ts';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** What each topic pattern of the contract stands for: its subject, and how it is seeded. */
+export function topicSources(deps: {
+  inventory: InventorySource;
+  hosts: HostFeed;
+  desired: DesiredFeeds;
+}): TopicSources {
+  return {
+    async missing(match) {
+      if (match.pattern === 'hosts/{host}') {
+        const inv = await deps.inventory.current();
+        return inv.hosts.has(match.param!) ? null : `no host '${match.param}' in the inventory`;
+      }
+      if (match.pattern === 'runs/{id}') {
+        if (!UUID.test(match.param!)) return 'a run id is a UUID';
+        return (await deps.desired.seedRun(match.param!)) ? null : `no run ${match.param}`;
+      }
+      return null;
+    },
+    async seed(match: Extract<TopicMatch, { kind: 'topic' }>) {
+      if (match.pattern === 'hosts/{host}') await deps.hosts.seed(match.param!);
+    },
+    async members(prefix) {
+      if (prefix !== HOSTS_PREFIX) return [];
+      const inv = await deps.inventory.current();
+      const names = [...inv.hosts.keys()].sort();
+      for (const h of names) await deps.hosts.seed(h);
+      return names.map(hostTopic);
+    },
+  };
+}
