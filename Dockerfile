@@ -46,6 +46,10 @@ RUN groupadd --gid "${APP_GID}" routeplane \
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+# What tsc does not emit, next to the compiled modules that read it: the script each host's
+# watcher runs, and the dashboard's static files.
+COPY src/live/watch/remote-watch.py ./dist/live/watch/remote-watch.py
+COPY src/ui/public ./dist/ui/public
 # The server reads openapi.yaml next to dist/ (src/http/contract.ts), and runs the playbooks.
 COPY package.json openapi.yaml ./
 COPY playbooks ./playbooks

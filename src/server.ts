@@ -124,6 +124,11 @@ export async function startServer(
       logger,
     });
     await services.live.bus.start();
+    await services.live.clients
+      .sweep((owners) => services!.presence.deadAmong(owners))
+      .catch((err: unknown) =>
+        logger.warn({ event: 'live.clients_sweep_failed', err }, 'could not sweep clients'),
+      );
     const { port } = server.address() as AddressInfo;
     const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
     logger.info(
@@ -144,6 +149,7 @@ export async function startServer(
       .catch((err: unknown) =>
         logger.warn({ event: 'live.seed_failed', err }, 'could not seed the live topics'),
       );
+    await live.live.watching.start();
     const livePrune = setInterval(() => void live.live.desired.prune(), 600_000);
     livePrune.unref();
     // The warm runner imports Ansible before the first change needs it, once start-up's own
@@ -173,6 +179,8 @@ export async function startServer(
         clearInterval(livePrune);
         sockets.close();
         live.live.desired.stop();
+        await live.live.clients.stop();
+        await live.live.watching.stop();
         await live.live.bus.stop();
         clearTimeout(prepareRunner);
         await live.scheduler.stop();

@@ -46,6 +46,9 @@ import { TopicLog } from './live/topic-log.ts';
 import { Hub } from './ws/hub.ts';
 import { topicPatternsOf } from './ws/protocol.ts';
 import { WsTickets } from './ws/ws-tickets.ts';
+import { ClientsFeed } from './ws/clients-feed.ts';
+import { HostWatching, WATCH_LEASE_TTL_MS } from './live/host-watching.ts';
+import { WatchLeases } from './live/watch-leases.ts';
 
 export interface Services {
   db: Database;
@@ -78,6 +81,8 @@ export interface LiveServices {
   bus: LiveBus;
   tickets: WsTickets;
   drift: DriftResponder;
+  clients: ClientsFeed;
+  watching: HostWatching;
 }
 
 export interface WiringOverrides {
@@ -150,6 +155,8 @@ export function wireServices(
     (hosts) => visibleSets(setStore, inventory, hosts),
     (hosts) => replicaAddresses.of(hosts),
   );
+  // Told the hosts each apply has settled (their objects' sync states were just written).
+  const settledListeners: ((hosts: string[]) => void)[] = [];
   const reconciler = new Reconciler({
     config,
     work,
@@ -160,7 +167,10 @@ export function wireServices(
     owner: presence.id,
     logger,
     managementAddresses: (hosts) => managementAddresses.of(hosts),
-    onSettled: (hosts) => metrics.hostsSettled(hosts),
+    onSettled: (hosts) => {
+      metrics.hostsSettled(hosts);
+      for (const fn of settledListeners) fn(hosts.map((h) => h.host));
+    },
     // Called in the request's async context: a caller that waits for the kernel has written.
     onCallerWaiting: endArrivingWrite,
   });
@@ -236,6 +246,10 @@ export function wireServices(
     runsStore: new RunsStore(db.knex),
     work,
     reconciler,
+    presence,
+    hostsService: hosts,
+    runner,
+    onSettled: (fn) => settledListeners.push(fn),
   });
   // Open to anyone: ready or not, never an error's text; a broken ansible-playbook is
   // re-probed at most every 30 s, never a process per probe.
@@ -280,12 +294,17 @@ function wireLive(
     runsStore: RunsStore;
     work: HostWorkStore;
     reconciler: Reconciler;
+    presence: InstancePresence;
+    hostsService: HostsService;
+    runner: PlaybookRunner;
+    onSettled(fn: (hosts: string[]) => void): void;
   },
 ): LiveServices {
   const log = new TopicLog(d.db.knex, d.db.backend, config.wsReplay);
   const desired = new DesiredFeeds(log, d.routesStore, d.firewallStore, d.runsStore, logger);
   // Every committed write, transition and settled run re-publishes its hosts' objects.
   d.work.onBumpCommitted((hosts) => desired.hostsChanged(hosts));
+  d.onSettled((settled) => desired.hostsChanged(settled));
   d.runs.onRunChanged((run) => desired.runChanged(run));
   d.runs.onRunProgress((run, p) => desired.runProgress(run, p));
   const hosts = new HostFeed(log, d.hostStates, d.inventory, config, logger);
@@ -313,7 +332,16 @@ function wireLive(
     reconnected: () => hub.catchUp(),
   });
   const tickets = new WsTickets(d.db.knex, config.wsTicketTtlMs);
-  return { log, desired, hosts, hub, bus, tickets, drift };
+  const clients = new ClientsFeed(log, hub, d.presence.id, logger);
+  const watching = new HostWatching(config, {
+    inventory: d.inventory,
+    leases: new WatchLeases(d.db.knex, d.presence.id, WATCH_LEASE_TTL_MS),
+    feed: hosts,
+    gather: (host) => d.hostsService.get(host, true),
+    mastersDir: async () => (await d.runner.mastersDir?.()) ?? null,
+    logger,
+  });
+  return { log, desired, hosts, hub, bus, tickets, drift, clients, watching };
 }
 
 export type { TokenRegistry };

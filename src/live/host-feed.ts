@@ -58,6 +58,8 @@ export class HostFeed {
       if (watch.state === 'unreachable') {
         // Its routes are not reported removed: the last state stays, marked unreachable.
         await this.states.recordReachability(host, false, watch.error, new Date());
+      } else if (watch.state === 'watching') {
+        await this.states.recordReachability(host, true, null, new Date());
       }
       await this.publishMeta(host, await this.states.get(host), watch);
     });

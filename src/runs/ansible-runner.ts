@@ -108,6 +108,10 @@ export class AnsibleRunner implements PlaybookRunner {
     })());
   }
 
+  async mastersDir(): Promise<string | null> {
+    return this.persistentMasters ? (await this.sshMasters()).dir : null;
+  }
+
   /** The instance's directory of SSH masters kept across runs, made on first use. */
   private sshMasters(): Promise<SshMasters> {
     return (this.masters ??= (async () => {

@@ -120,6 +120,8 @@ export interface PlaybookRunner {
   prepare?(): void;
   /** Lets go of what it keeps for hosts not in `hosts` (their SSH masters). */
   retainHosts?(hosts: Iterable<string>): Promise<void>;
+  /** Where it keeps SSH masters between runs (a host's watcher rides one); null if it does not. */
+  mastersDir?(): Promise<string | null>;
   /** At shutdown, after the last run: ends what it kept running between runs. */
   close?(): Promise<void>;
 }

@@ -46,8 +46,18 @@ interface Subscription {
   pending: TopicMessage[] | null;
 }
 
+/** One connected client as the admin-only `clients` topic shows it. */
+export interface ClientSummary {
+  id: string;
+  actor: string;
+  role: string;
+  topics: string[];
+  connected_at: string;
+}
+
 interface Client extends ClientInfo {
   ws: WebSocket;
+  connectedAt: Date;
   subs: Map<string, Subscription>;
   /** Wildcard prefixes this client follows (`hosts/`). */
   wildcards: Set<string>;
@@ -85,13 +95,34 @@ export class Hub {
     return this.clients.size;
   }
 
-  /** Told the number of connected clients when it changes (the `clients` topic, metrics). */
+  /** Told when a client connects, leaves, subscribes or unsubscribes (the `clients` topic). */
   onClientsChanged(fn: (count: number) => void): void {
     this.watchers.push(fn);
   }
 
+  describe(): ClientSummary[] {
+    return [...this.clients].map((c) => ({
+      id: c.id,
+      actor: c.actor.name,
+      role: c.actor.role,
+      topics: [...c.subs.keys(), ...[...c.wildcards].map((p) => `${p}*`)].sort(),
+      connected_at: c.connectedAt.toISOString(),
+    }));
+  }
+
+  private clientsChanged(): void {
+    for (const fn of this.watchers) fn(this.clients.size);
+  }
+
   attach(ws: WebSocket, info: ClientInfo): void {
-    const client: Client = { ...info, ws, subs: new Map(), wildcards: new Set(), alive: true };
+    const client: Client = {
+      ...info,
+      ws,
+      connectedAt: new Date(),
+      subs: new Map(),
+      wildcards: new Set(),
+      alive: true,
+    };
     this.clients.add(client);
     this.opts.logger.info(
       { event: 'ws.connected', client: client.id, actor: client.actor.name },
@@ -104,7 +135,7 @@ export class Hub {
     });
     ws.on('close', () => this.detach(client));
     ws.on('error', () => this.detach(client));
-    for (const fn of this.watchers) fn(this.clients.size);
+    this.clientsChanged();
   }
 
   /** A topic message committed (here or on another replica). */
@@ -163,8 +194,10 @@ export class Hub {
         this.send(client, { type: 'pong', topic: null, seq: null, id: msg.id ?? null });
       } else if (msg.type === 'unsubscribe') {
         for (const t of msg.topics) this.unsubscribe(client, t);
+        this.clientsChanged();
       } else {
         for (const t of msg.topics) await this.subscribe(client, t, msg.since ?? {});
+        this.clientsChanged();
       }
     } catch (err) {
       this.opts.logger.warn({ event: 'ws.handle_failed', client: client.id, err }, 'ws failure');
@@ -247,7 +280,7 @@ export class Hub {
     if (!this.clients.delete(client)) return;
     for (const t of [...client.subs.keys()]) this.leave(client, t);
     this.opts.logger.info({ event: 'ws.disconnected', client: client.id }, 'client left');
-    for (const fn of this.watchers) fn(this.clients.size);
+    this.clientsChanged();
   }
 
   /** Reads what the topic committed after `delivered` once, and sends it to each subscriber. */

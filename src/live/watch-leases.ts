@@ -1,0 +1,46 @@
+import type { Knex } from 'knex';
+
+/**
+ * Which replica watches which host: a lease per host, renewed by its holder and taken over by
+ * another replica once it lapses (its holder died or lost the database). One watcher per host
+ * across the fleet of replicas, never two for long.
+ */
+export class WatchLeases {
+  constructor(
+    private readonly knex: Knex,
+    private readonly owner: string,
+    private readonly ttlMs: number,
+  ) {}
+
+  /** Renews the leases this replica holds among `hosts` and takes the free or lapsed ones. */
+  async claim(hosts: string[]): Promise<Set<string>> {
+    if (hosts.length === 0) return new Set();
+    const { rows } = await this.knex.raw<{ rows: { host: string }[] }>(
+      `insert into host_watch_leases as l (host, owner, expires_at)
+         select h, ?, now() + (? * interval '1 millisecond')
+           from jsonb_array_elements_text(?::jsonb) as t(h)
+       on conflict (host) do update set owner = excluded.owner, expires_at = excluded.expires_at
+         where l.owner = excluded.owner or l.expires_at < now()
+       returning host`,
+      [this.owner, this.ttlMs, JSON.stringify(hosts)],
+    );
+    return new Set(rows.map((r) => r.host));
+  }
+
+  /** Lets go of these hosts at once (shutdown, or hosts that left the inventory). */
+  async release(hosts: string[]): Promise<void> {
+    if (hosts.length === 0) return;
+    await this.knex('host_watch_leases')
+      .where({ owner: this.owner })
+      .whereIn('host', hosts)
+      .delete();
+  }
+
+  /** Who watches each host now (tests, diagnostics). */
+  async holders(): Promise<Map<string, string>> {
+    const rows = (await this.knex('host_watch_leases')
+      .where('expires_at', '>', new Date())
+      .select('host', 'owner')) as { host: string; owner: string }[];
+    return new Map(rows.map((r) => [r.host, r.owner]));
+  }
+}
