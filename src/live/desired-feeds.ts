@@ -47,6 +47,7 @@ export class DesiredFeeds {
     {
       hosts: Map<string, HostProgress>;
       events: Record<string, unknown>[];
+      started: Set<string>;
       timer: NodeJS.Timeout | null;
     }
   >();
@@ -83,7 +84,15 @@ export class DesiredFeeds {
   /** A step of a run this process executes: counted per host and streamed as an event. */
   runProgress(run: Run, p: RunProgress): void {
     let state = this.progress.get(run.id);
-    if (!state) this.progress.set(run.id, (state = { hosts: new Map(), events: [], timer: null }));
+    if (!state) {
+      state = { hosts: new Map(), events: [], started: new Set(), timer: null };
+      this.progress.set(run.id, state);
+    }
+    // A free-strategy play starts each task once per host: the stream says so once.
+    if (p.kind === 'task_started') {
+      if (state.started.has(p.task)) return;
+      state.started.add(p.task);
+    }
     state.events.push({ ...p });
     if (p.kind === 'host_result') {
       let h = state.hosts.get(p.host);

@@ -187,7 +187,10 @@ export function collectJsonlEvent(collector: ResultsCollector, ev: JsonlEvent): 
 /** What a jsonl event says of a run's progress (a task began, a host finished one), if any. */
 export function progressOf(ev: JsonlEvent): RunProgress[] {
   const task = ev.task?.name ?? '';
-  if (ev._event === 'v2_playbook_on_task_start') return [{ kind: 'task_started', task }];
+  // Lockstep plays announce a task once; free-strategy plays (apply) as each host starts it.
+  if (ev._event === 'v2_playbook_on_task_start' || ev._event === 'v2_runner_on_start') {
+    return [{ kind: 'task_started', task }];
+  }
   if (!RESULT_EVENTS.has(ev._event)) return [];
   return Object.entries(ev.hosts ?? {})
     .filter(([, r]) => r && typeof r === 'object')

@@ -5,6 +5,9 @@ import { TOKENS } from './server.ts';
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type Message = Record<string, any>;
 
+/** Every message any socket of this test file received: checked against the schema file. */
+export const everyMessage: Message[] = [];
+
 export interface TestSocket {
   ws: WebSocket;
   /** Every message received so far, in order. */
@@ -37,6 +40,7 @@ export function openSocket(baseUrl: string, o: OpenOptions = {}): Promise<TestSo
   ws.on('message', (data) => {
     const m = JSON.parse(String(data)) as Message;
     received.push(m);
+    everyMessage.push(m);
     for (const w of [...waiters]) {
       if (w.match(m)) {
         waiters.splice(waiters.indexOf(w), 1);
@@ -100,4 +104,16 @@ export async function refusal(baseUrl: string, o: OpenOptions = {}): Promise<num
   } catch (err) {
     return (err as { status?: number }).status ?? 0;
   }
+}
+
+/** A validator of docs/ws-messages.schema.json's definition `name`. */
+export async function messageSchema(name: 'ServerMessage' | 'ClientMessage') {
+  const { readFile } = await import('node:fs/promises');
+  const { default: Ajv } = await import('ajv');
+  const schema = JSON.parse(
+    await readFile(new URL('../../docs/ws-messages.schema.json', import.meta.url), 'utf8'),
+  ) as Record<string, unknown>;
+  const ajv = new Ajv({ allErrors: true, strict: false });
+  ajv.addSchema(schema, 'ws');
+  return ajv.getSchema(`ws#/definitions/${name}`)!;
 }

@@ -106,6 +106,18 @@ describe('kong/kong.yml, given openapi.yaml and kong/consumers.yml', () => {
     },
   );
 
+  it('when a WebSocket upgrade comes to /v1/ws, then Kong proxies it to the API after key-auth (header or ?apikey= for browsers) and the viewer ACL', () => {
+    const [route] = routeFor('GET', '/v1/ws');
+    expect(route?.name).toBe('openLiveSocket');
+    // Kong proxies upgrades on http(s) routes; a ws-only protocol list would need Kong Enterprise.
+    expect((route as Route & { protocols: string[] }).protocols).toEqual(['http', 'https']);
+    expect(plugin(route!, 'key-auth')?.config).toMatchObject({ key_in_query: true });
+    expect(admittedGroups(route!)).toEqual(['viewer', 'operator', 'admin']);
+    expect(routeFor('POST', '/v1/ws/tickets').map((r) => r.name)).toEqual([
+      'createLiveSocketTicket',
+    ]);
+  });
+
   it('when listing its routes, then each is an operation of the contract or a CORS preflight', () => {
     const names = new Set(ops.map((o) => o.operationId));
     const templates = new Set(ops.map((o) => o.template.replace(/\/+$/, '')));

@@ -3,7 +3,13 @@ import { nsExec, startSshd, stopSshd } from '../../../src/lab/index.ts';
 import { useLab } from '../../helpers/lab.ts';
 import { kernelHas, kernelLacks } from '../../helpers/routes.ts';
 import { startTestServer, type TestServer } from '../../helpers/server.ts';
-import { openSocket, type Message, type TestSocket } from '../../helpers/ws-client.ts';
+import {
+  everyMessage,
+  messageSchema,
+  openSocket,
+  type Message,
+  type TestSocket,
+} from '../../helpers/ws-client.ts';
 
 // Real watchers over real SSH: every bound is generous (10 s); the real figures are benches.
 const T = 120_000;
@@ -112,6 +118,30 @@ describe('live state of a lab of 2 watched hosts', { timeout: T }, () => {
     await until(() => view(s, 'routes')[id]?.sync?.state === 'in_sync');
   });
 
+  it('streams a run’s progress: its tasks and each host’s result, replayable from seq 0', async () => {
+    const res = await server.request('POST', '/v1/routes', {
+      body: { host: 'h1', to: '203.0.113.96/32', dev: 'eth0' },
+      token: 'operator',
+    });
+    expect(res.status, res.text).toBe(201);
+    const runId = res.body.sync.run_id as string;
+    const r = await openSocket(server.url, { token: 'viewer' });
+    r.send({ type: 'subscribe', topics: [`runs/${runId}`], since: { [`runs/${runId}`]: 0 } });
+    await r.next((m) => m.type === 'resumed');
+    const events = r.received.filter((m) => m.type === 'event').map((m) => m.event);
+    expect(events).toContainEqual(expect.objectContaining({ kind: 'task_started' }));
+    expect(events).toContainEqual(
+      expect.objectContaining({ kind: 'host_result', host: 'h1', status: expect.any(String) }),
+    );
+    const run = Object.assign(
+      {},
+      ...r.received.filter((m) => m.type === 'diff').map((m) => ({ ...m.added, ...m.changed })),
+    );
+    expect(run.run).toMatchObject({ id: runId, status: 'succeeded' });
+    expect(run['host/h1']).toMatchObject({ host: 'h1', failed: 0, unreachable: 0 });
+    await r.close();
+  });
+
   it('reports a managed route deleted by hand as drifted, and repairs it (REPAIR_DRIFT)', async () => {
     const res = await server.request('POST', '/v1/routes', {
       body: { host: 'h2', to: '203.0.113.93/32', dev: 'eth0' },
@@ -157,6 +187,16 @@ describe('live state of a lab of 2 watched hosts', { timeout: T }, () => {
     await until(() => view(s, 'hosts/h2').host?.watch?.state === 'watching', 30_000);
     await until(() => view(s, 'hosts/h2')[routeKey('203.0.113.94/32')]);
     expect(view(s, 'hosts/h2').host?.reachable).toBe(true);
+  });
+});
+
+describe('the messages of live state', () => {
+  it('are all described by docs/ws-messages.schema.json', async () => {
+    const validate = await messageSchema('ServerMessage');
+    expect(new Set(everyMessage.map((m) => m.type))).toEqual(
+      new Set(['full', 'diff', 'event', 'resumed']),
+    );
+    for (const m of everyMessage) expect(validate(m), JSON.stringify(validate.errors)).toBe(true);
   });
 });
 

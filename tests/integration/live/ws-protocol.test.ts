@@ -5,7 +5,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256 } from '../../../src/auth/token-registry.ts';
 import { CountingRunner } from '../../helpers/runs.ts';
 import { startTestServer, TOKENS, type TestServer } from '../../helpers/server.ts';
-import { openSocket, refusal, type Message } from '../../helpers/ws-client.ts';
+import {
+  everyMessage,
+  messageSchema,
+  openSocket,
+  refusal,
+  type Message,
+} from '../../helpers/ws-client.ts';
 
 // The protocol alone: no ansible (a counting runner), so every message comes from API writes.
 const INVENTORY = '[fleet]\nws1\nws2\n';
@@ -190,5 +196,23 @@ describe('the WebSocket at /v1/ws', () => {
       expect(text).not.toContain(t);
     }
     expect(text).not.toMatch(/ticket=/);
+  });
+
+  it('sends only messages that docs/ws-messages.schema.json describes', async () => {
+    const validate = await messageSchema('ServerMessage');
+    expect(everyMessage.length).toBeGreaterThan(10);
+    for (const m of everyMessage) expect(validate(m), JSON.stringify(validate.errors)).toBe(true);
+    expect(new Set(everyMessage.map((m) => m.type))).toEqual(
+      new Set(['full', 'diff', 'resumed', 'error', 'pong']),
+    );
+  });
+
+  it('describes in the schema file the client messages it accepts, and not the others', async () => {
+    const validate = await messageSchema('ClientMessage');
+    expect(validate({ type: 'subscribe', topics: ['routes'], since: { routes: 3 } })).toBe(true);
+    expect(validate({ type: 'unsubscribe', topics: ['hosts/*'] })).toBe(true);
+    expect(validate({ type: 'ping', id: 1 })).toBe(true);
+    expect(validate({ type: 'delete', topics: ['routes'] })).toBe(false);
+    expect(validate({ type: 'subscribe', topics: [] })).toBe(false);
   });
 });
