@@ -28,7 +28,8 @@ has_posix_json_callback() {
 
 # ensure_tools <for-tests>: ansible with ansible.posix, sshd, nftables and iproute2 always
 # (the controller gathers and applies with them, and the lab is built from them);
-# docker-compose (the static checks of docker-compose.yml, no engine needed) for tests only.
+# docker-compose (the static checks of docker-compose.yml, no engine needed) and chromium (the
+# dashboard's browser tests, driven by playwright-core) for tests only.
 ensure_tools() {
   local missing=()
   if ! command -v ansible-playbook >/dev/null 2>&1 || ! has_posix_json_callback; then
@@ -39,6 +40,7 @@ ensure_tools() {
   command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || missing+=(iproute2)
   if [ "${1:-0}" = 1 ]; then
     command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
   fi
   if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }

@@ -5,6 +5,7 @@ import { registerLabCommand } from './lab-command.ts';
 import { registerRoutesCommand } from './routes-command.ts';
 import { registerRunsCommand } from './runs-command.ts';
 import { registerSetsCommand } from './sets-command.ts';
+import { registerWatchCommand } from './watch-command.ts';
 
 const program = new Command('routeplane')
   .description('routeplane: network control plane for fleets of Linux hosts')
@@ -15,6 +16,7 @@ registerFirewallCommand(program);
 registerSetsCommand(program);
 registerHostsCommand(program);
 registerRunsCommand(program);
+registerWatchCommand(program);
 registerLabCommand(program);
 
 await program.parseAsync(process.argv);

@@ -10,7 +10,8 @@ const PUBLIC_DIR = path.join(import.meta.dirname, 'public');
  * scripts, styles and connections (the WebSocket included).
  */
 export function uiHandlers(): RequestHandler {
-  const r = Router();
+  // Strict: `/ui` and `/ui/` differ (the first redirects to the second, which is the page).
+  const r = Router({ strict: true });
   r.get('/', (_req, res) => res.redirect(302, '/ui/'));
   r.get('/ui', (_req, res) => res.redirect(301, '/ui/'));
   r.use(

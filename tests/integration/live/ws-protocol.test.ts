@@ -3,8 +3,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256 } from '../../../src/auth/token-registry.ts';
+import { execa } from 'execa';
 import { CountingRunner } from '../../helpers/runs.ts';
-import { startTestServer, TOKENS, type TestServer } from '../../helpers/server.ts';
+import { REPO, startTestServer, TOKENS, type TestServer } from '../../helpers/server.ts';
 import {
   everyMessage,
   messageSchema,
@@ -188,6 +189,69 @@ describe('the WebSocket at /v1/ws', () => {
     await writeFile(tokensFile, '');
     server.reloadTokens();
     expect(await s.closed).toBe(4401);
+  });
+
+  const cli = (args: string[], token: string = TOKENS.viewer) =>
+    execa('node', [path.join(REPO, 'bin/routeplane.js'), ...args], {
+      cwd: REPO,
+      reject: false,
+      env: { ROUTEPLANE_API: server.url, ROUTEPLANE_TOKEN: token },
+    });
+
+  it('streams a topic with routeplane watch: the full, then the diff of a new route', async () => {
+    const watching = cli(['watch', 'routes', '--json']);
+    const lines: Message[] = [];
+    watching.stdout!.on('data', (chunk: Buffer) => {
+      for (const l of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(l));
+    });
+    const seen = async (match: (m: Message) => boolean) => {
+      for (let i = 0; i < 200 && !lines.some(match); i++)
+        await new Promise((r) => setTimeout(r, 50));
+      return lines.find(match);
+    };
+    expect(await seen((m) => m.type === 'full')).toMatchObject({ topic: 'routes' });
+    const id = await addRoute('ws1', '203.0.113.40/32');
+    expect(await seen((m) => m.type === 'diff' && id in m.added)).toMatchObject({
+      topic: 'routes',
+    });
+    watching.kill('SIGINT');
+    await watching;
+  });
+
+  it('exits 1 from routeplane watch on a topic the token may not read', async () => {
+    const r = await cli(['watch', 'clients']);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/clients: .*may not read/);
+  });
+
+  it('exits 1 from routeplane watch when the server refuses the token', async () => {
+    const r = await cli(['watch', 'routes'], 'not-a-token-of-ours');
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/refused the WebSocket \(401\)/);
+  });
+
+  it('answers a CORS preflight from an origin in CORS_ORIGINS, without credentials', async () => {
+    const res = await fetch(`${server.url}/v1/routes`, {
+      method: 'OPTIONS',
+      headers: {
+        origin: 'https://deployer.example',
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'authorization, content-type',
+      },
+    });
+    expect(res.status).toBe(204);
+    expect(res.headers.get('access-control-allow-origin')).toBe('https://deployer.example');
+    expect(res.headers.get('access-control-allow-headers')).toMatch(/Authorization/);
+    expect(res.headers.get('access-control-allow-credentials')).toBeNull();
+  });
+
+  it('lets a page of an origin in CORS_ORIGINS read answers, and no other origin', async () => {
+    const asked = (origin: string) =>
+      server.request('GET', '/v1/routes', { token: 'viewer', headers: { origin } });
+    const ok = await asked('https://deployer.example');
+    expect(ok.headers.get('access-control-allow-origin')).toBe('https://deployer.example');
+    const other = await asked('https://evil.example');
+    expect(other.headers.get('access-control-allow-origin')).toBeNull();
   });
 
   it('never logs a token or a ticket', () => {
