@@ -5,6 +5,7 @@ import { expectProblem } from '../helpers/problem.ts';
 import { CountingRunner } from '../helpers/runs.ts';
 import { startTestServer, type TestResponse, type TestServer } from '../helpers/server.ts';
 import { sampleOperations } from '../static/contract.ts';
+import { openSocket, refusal } from '../helpers/ws-client.ts';
 
 const SECRET = randomBytes(32).toString('hex');
 const UNKNOWN_RUN = '00000000-0000-4000-8000-000000000000';
@@ -42,6 +43,29 @@ describe('AUTH_MODE=kong, given the API behind Kong with a gateway secret', () =
     if (o.groups !== undefined) headers['x-consumer-groups'] = o.groups;
     return server.request(method, url, { token: null, headers, body: o.body });
   };
+
+  const kongHeaders = (groups: string, secret = SECRET) => ({
+    authorization: `Bearer ${secret}`,
+    'x-consumer-username': 'dashboard',
+    'x-consumer-id': '7f7c3c2e-5a57-4d0e-9a43-6c1f3e1f0a12',
+    'x-consumer-groups': groups,
+  });
+
+  it('when a WebSocket upgrade comes through Kong, then the consumer’s role decides its topics', async () => {
+    const s = await openSocket(server.url, { token: null, headers: kongHeaders('viewer') });
+    s.send({ type: 'subscribe', topics: ['routes', 'clients'] });
+    expect(await s.next((m) => m.type === 'full')).toMatchObject({ topic: 'routes' });
+    expect(await s.next((m) => m.type === 'error')).toMatchObject({
+      topic: 'clients',
+      code: 'forbidden',
+    });
+    await s.close();
+  });
+
+  it('when a WebSocket upgrade lacks the gateway secret, then 401 whatever the consumer headers say', async () => {
+    const forged = kongHeaders('admin', randomBytes(32).toString('hex'));
+    expect(await refusal(server.url, { token: null, headers: forged })).toBe(401);
+  });
 
   it('when the gateway secret is missing, then 401 problem, whatever consumer headers say', async () => {
     const res = await viaKong('GET', '/v1/runs', { secret: false, groups: 'admin' });

@@ -150,3 +150,37 @@ describe('the hub', () => {
     hub.close();
   });
 });
+
+describe('the hub’s heartbeat', () => {
+  it('pings every client, and disconnects one that did not answer the last ping', async () => {
+    const log = new MemoryLog();
+    const hub = new Hub({
+      log: log as unknown as TopicLog,
+      sources,
+      patterns,
+      logger: createLogger('silent'),
+      maxBufferedBytes: 1_000_000,
+      heartbeatMs: 20,
+    });
+    const live = new FakeSocket();
+    const dead = new FakeSocket();
+    let pings = 0;
+    live.ping = () => {
+      pings++;
+      live.emit('pong');
+    };
+    for (const [i, ws] of [live, dead].entries()) {
+      hub.attach(ws as unknown as WebSocket, {
+        id: `c${i}`,
+        actor: { name: 't', role: 'viewer' },
+        tokenDigest: null,
+      });
+    }
+    await new Promise((r) => setTimeout(r, 90));
+    expect(dead.terminated).toBe(true);
+    expect(live.terminated).toBe(false);
+    expect(pings).toBeGreaterThanOrEqual(2);
+    expect(hub.size).toBe(1);
+    hub.close();
+  });
+});
