@@ -167,6 +167,29 @@ describe('live state of a lab of 2 watched hosts', { timeout: T }, () => {
     );
   });
 
+  it('reports a firewall rule whose table was deleted by hand as drifted, and puts the table back', async () => {
+    s.send({ type: 'subscribe', topics: ['firewall'] });
+    const res = await server.request('POST', '/v1/firewall/rules', {
+      body: { host: 'h1', chain: 'input', protocol: 'tcp', dport: ['8443'], action: 'accept' },
+      token: 'operator',
+    });
+    expect(res.status, res.text).toBe(201);
+    const id = res.body.id as string;
+    await until(() => view(s, 'firewall')[id]?.sync?.state === 'in_sync');
+    await until(() => view(s, 'hosts/h1').firewall?.rules === 1);
+    const from = s.received.length;
+    await nsExec(fleet.lab, 'h1', ['nft', 'delete', 'table', 'inet', 'routeplane']);
+    await s.next(
+      (m) =>
+        m.type === 'diff' && m.topic === 'firewall' && m.changed?.[id]?.sync?.state === 'drifted',
+      SEEN,
+      from,
+    );
+    await until(() => view(s, 'firewall')[id]?.sync?.state === 'in_sync', 30_000);
+    const table = await nsExec(fleet.lab, 'h1', ['nft', 'list', 'table', 'inet', 'routeplane']);
+    expect(table).toContain(`rp:${id}`);
+  });
+
   it('shows a host whose sshd stops as unreachable, without reporting its routes removed', async () => {
     const before = Object.keys(view(s, 'hosts/h2')).filter((k) => k.startsWith('route/'));
     const from = s.received.length;
