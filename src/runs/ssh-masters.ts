@@ -5,7 +5,7 @@ import type { Logger } from '../logger.ts';
 import { closeSshMasters, exitSshMaster } from './process-reaper.ts';
 
 /** The variables that decide where and how ssh connects; a change to any means a new master. */
-const CONNECTION_VARS = [
+export const CONNECTION_VARS = [
   'ansible_host',
   'ansible_ssh_host',
   'ansible_port',

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { CONNECTION_VARS } from '../../runs/ssh-masters.ts';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -64,21 +65,8 @@ const USED_VARS = [
   'ansible_python_interpreter',
 ];
 
-/** The runner's list, in its order (src/runs/ssh-masters.ts controlPathVar). */
-const MASTER_VARS = [
-  'ansible_host',
-  'ansible_ssh_host',
-  'ansible_port',
-  'ansible_ssh_port',
-  'ansible_user',
-  'ansible_ssh_user',
-  'ansible_private_key_file',
-  'ansible_ssh_private_key_file',
-  'ansible_ssh_args',
-  'ansible_ssh_common_args',
-  'ansible_ssh_extra_args',
-  'ansible_ssh_executable',
-];
+/** The runner's list, in its order: a master's socket name is a digest of these. */
+const MASTER_VARS = CONNECTION_VARS;
 
 /** Options on every ssh watch connection: no prompt, and a dead path noticed within ~15 s. */
 const SSH_OPTIONS = [
