@@ -271,8 +271,10 @@ export async function benchServer(
     RUN_CANCEL_GRACE_S: '2',
     RUN_TIMEOUT_S: '120',
     // Benchmarks flush kernels and run bare apply runs behind the server's back between their
-    // phases: periodic convergence would repair that mid-measurement (and add runs of its own).
+    // phases: periodic convergence would repair that mid-measurement (and add runs of its own),
+    // and so would the watchers' drift repair; the live-state benches turn watching on.
     CONVERGE_INTERVAL_S: '0',
+    WATCH_HOSTS: 'false',
     ...env,
   });
   const server = await startServer(config, { logger: opts.logger ?? productionLikeLogger() });

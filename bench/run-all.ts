@@ -3,6 +3,7 @@
 import { firewallBulk } from './firewall-bulk.ts';
 import { hostsRps } from './hosts-rps.ts';
 import { loadavg, log, renderSummary, type BenchResult } from './lib.ts';
+import { liveLatency } from './live-latency.ts';
 import { memory } from './memory.ts';
 import { refreshStorm } from './refresh-storm.ts';
 import { routesBulk } from './routes-bulk.ts';
@@ -10,6 +11,8 @@ import { routesBurst } from './routes-burst.ts';
 import { routesLatency } from './routes-latency.ts';
 import { runnerOverhead } from './runner-overhead.ts';
 import { schedulePrecision } from './schedule-precision.ts';
+import { watchCpu } from './watch-cpu.ts';
+import { wsFanout } from './ws-fanout.ts';
 
 const BENCHMARKS: Record<string, () => Promise<BenchResult>> = {
   'runner-overhead': runnerOverhead,
@@ -21,6 +24,9 @@ const BENCHMARKS: Record<string, () => Promise<BenchResult>> = {
   'schedule-precision': schedulePrecision,
   memory,
   'firewall-bulk': firewallBulk,
+  'live-latency': liveLatency,
+  'ws-fanout': wsFanout,
+  'watch-cpu': watchCpu,
 };
 
 async function main(): Promise<void> {

@@ -143,9 +143,8 @@ export async function startServer(
     await live.scheduler.start();
     await live.reconciler.start();
     // Every host's desired objects and the latest runs, so each topic is whole from the start.
-    void inventory
-      .current()
-      .then((inv) => live.live.desired.seed([...inv.hosts.keys()]))
+    void live.live.desired
+      .seed()
       .catch((err: unknown) =>
         logger.warn({ event: 'live.seed_failed', err }, 'could not seed the live topics'),
       );

@@ -155,8 +155,6 @@ export function wireServices(
     (hosts) => visibleSets(setStore, inventory, hosts),
     (hosts) => replicaAddresses.of(hosts),
   );
-  // Told the hosts each apply has settled (their objects' sync states were just written).
-  const settledListeners: ((hosts: string[]) => void)[] = [];
   const reconciler = new Reconciler({
     config,
     work,
@@ -167,10 +165,7 @@ export function wireServices(
     owner: presence.id,
     logger,
     managementAddresses: (hosts) => managementAddresses.of(hosts),
-    onSettled: (hosts) => {
-      metrics.hostsSettled(hosts);
-      for (const fn of settledListeners) fn(hosts.map((h) => h.host));
-    },
+    onSettled: (hosts) => metrics.hostsSettled(hosts),
     // Called in the request's async context: a caller that waits for the kernel has written.
     onCallerWaiting: endArrivingWrite,
   });
@@ -249,7 +244,6 @@ export function wireServices(
     presence,
     hostsService: hosts,
     runner,
-    onSettled: (fn) => settledListeners.push(fn),
   });
   // Open to anyone: ready or not, never an error's text; a broken ansible-playbook is
   // re-probed at most every 30 s, never a process per probe.
@@ -297,14 +291,13 @@ function wireLive(
     presence: InstancePresence;
     hostsService: HostsService;
     runner: PlaybookRunner;
-    onSettled(fn: (hosts: string[]) => void): void;
   },
 ): LiveServices {
   const log = new TopicLog(d.db.knex, d.db.backend, config.wsReplay);
   const desired = new DesiredFeeds(log, d.routesStore, d.firewallStore, d.runsStore, logger);
-  // Every committed write, transition and settled run re-publishes its hosts' objects.
-  d.work.onBumpCommitted((hosts) => desired.hostsChanged(hosts));
-  d.onSettled((settled) => desired.hostsChanged(settled));
+  // Every committed change of a route's or a rule's row re-publishes that object.
+  d.routesStore.onChanged((ids) => desired.routesChanged(ids));
+  d.firewallStore.onChanged((ids) => desired.rulesChanged(ids));
   d.runs.onRunChanged((run) => desired.runChanged(run));
   d.runs.onRunProgress((run, p) => desired.runProgress(run, p));
   const hosts = new HostFeed(log, d.hostStates, d.inventory, config, logger);
@@ -314,11 +307,9 @@ function wireLive(
   const drift = new DriftResponder(config, d.routesStore, d.firewallStore, d.work, logger, () =>
     d.reconciler.wake(),
   );
-  hosts.onState((host, state) =>
-    drift.check(host, state).then((changed) => {
-      if (changed) desired.hostsChanged([host]);
-    }),
-  );
+  hosts.onState(async (host, state) => {
+    await drift.check(host, state);
+  });
   const hub = new Hub({
     log,
     sources: topicSources({ inventory: d.inventory, hosts, desired }),

@@ -117,11 +117,17 @@ export class FirewallStore {
    * Inserts new rules with their `create` events, all or none; each rule's host is managed
    * from then on (routeplane's table stays until the host is released).
    */
+  /** Told the ids of rules whose rows changed, once committed (see LifecycleTable). */
+  onChanged(fn: (ids: string[]) => void): void {
+    this.lifecycle.onChanged(fn);
+  }
+
   async insert(rules: NewRule[]): Promise<FirewallRule[]> {
     if (rules.length === 0) return [];
-    return this.knex.transaction(async (trx) => {
-      const rows = await knexSql(trx)<RuleRow>(
-        `insert into firewall_rules (id, host, chain, family, protocol, match, action, priority,
+    return this.knex
+      .transaction(async (trx) => {
+        const rows = await knexSql(trx)<RuleRow>(
+          `insert into firewall_rules (id, host, chain, family, protocol, match, action, priority,
            identity, create_at, delete_at, comment, status, sync_state, created_by, route_id)
          select id, host, chain, family, protocol, match, action, priority, identity, create_at,
            delete_at, comment, status, sync_state, created_by, route_id
@@ -130,52 +136,56 @@ export class FirewallStore {
            create_at timestamptz, delete_at timestamptz, comment text, status text,
            sync_state text, created_by text, route_id uuid)
          returning *`,
-        [
-          JSON.stringify(
-            rules.map((r) => ({
-              id: r.id,
-              host: r.spec.host,
-              chain: r.spec.chain,
-              family: r.spec.family,
-              protocol: r.spec.protocol,
-              match: r.spec.match,
-              action: r.spec.action,
-              priority: r.spec.priority,
-              identity: r.identity,
-              create_at: r.createAt,
-              delete_at: r.deleteAt,
-              comment: r.comment,
-              status: r.status,
-              sync_state: r.status === ON_HOST ? 'applying' : 'in_sync',
-              created_by: r.actor,
-              route_id: r.routeId,
-            })),
-          ),
-        ],
-      );
-      const byActor = new Map<string, NewRule[]>();
-      for (const r of rules) byActor.set(r.actor, [...(byActor.get(r.actor) ?? []), r]);
-      for (const [actor, mine] of byActor) {
-        await this.lifecycle.recordEvents(
-          trx,
-          mine.map((r) => ({ objectId: r.id, from: null, to: r.status, action: 'create' })),
-          actor,
+          [
+            JSON.stringify(
+              rules.map((r) => ({
+                id: r.id,
+                host: r.spec.host,
+                chain: r.spec.chain,
+                family: r.spec.family,
+                protocol: r.spec.protocol,
+                match: r.spec.match,
+                action: r.spec.action,
+                priority: r.spec.priority,
+                identity: r.identity,
+                create_at: r.createAt,
+                delete_at: r.deleteAt,
+                comment: r.comment,
+                status: r.status,
+                sync_state: r.status === ON_HOST ? 'applying' : 'in_sync',
+                created_by: r.actor,
+                route_id: r.routeId,
+              })),
+            ),
+          ],
         );
-      }
-      const hosts = [...new Set(rules.map((r) => r.spec.host))];
-      await knexSql(trx)(
-        `insert into host_firewalls (host, managed)
+        const byActor = new Map<string, NewRule[]>();
+        for (const r of rules) byActor.set(r.actor, [...(byActor.get(r.actor) ?? []), r]);
+        for (const [actor, mine] of byActor) {
+          await this.lifecycle.recordEvents(
+            trx,
+            mine.map((r) => ({ objectId: r.id, from: null, to: r.status, action: 'create' })),
+            actor,
+          );
+        }
+        const hosts = [...new Set(rules.map((r) => r.spec.host))];
+        await knexSql(trx)(
+          `insert into host_firewalls (host, managed)
            select h, true from jsonb_array_elements_text(?::jsonb) as t(h)
          on conflict (host) do update set managed = true, updated_at = now()`,
-        [JSON.stringify(hosts)],
-      );
-      const inserted = rows.map(fromRow);
-      await this.lifecycle.bumpHosts(
-        trx,
-        inserted.filter((r) => r.status === ON_HOST).map((r) => r.host),
-      );
-      return inserted;
-    });
+          [JSON.stringify(hosts)],
+        );
+        const inserted = rows.map(fromRow);
+        await this.lifecycle.bumpHosts(
+          trx,
+          inserted.filter((r) => r.status === ON_HOST).map((r) => r.host),
+        );
+        return inserted;
+      })
+      .then((inserted) => {
+        this.lifecycle.changed(inserted.map((r) => r.id));
+        return inserted;
+      });
   }
 
   async get(id: string): Promise<FirewallRule | null> {
@@ -217,7 +227,15 @@ export class FirewallStore {
     return this.lifecycle.markDrifted(items, error);
   }
 
-  /** Every live rule of these hosts, as the `firewall` topic shows them. */
+  /** Every live rule (the `firewall` topic's seed). */
+  async live(): Promise<FirewallRule[]> {
+    const rows = await this.rules()
+      .whereIn('status', LIVE_STATUSES as never)
+      .orderBy('id');
+    return rows.map(fromRow);
+  }
+
+  /** Every live rule of these hosts (what a host's watcher compares its table with). */
   async liveOfHosts(hosts: string[]): Promise<FirewallRule[]> {
     if (hosts.length === 0) return [];
     const rows = await this.rules()
@@ -431,5 +449,6 @@ export class FirewallStore {
         ),
       ],
     );
+    this.lifecycle.changed(updates.map((u) => u.id));
   }
 }

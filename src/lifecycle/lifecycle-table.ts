@@ -43,6 +43,8 @@ export interface LifecycleChange {
  * bumped in the same transaction (ADR 008). A kind's store adds its own columns and queries.
  */
 export class LifecycleTable<Row extends LifecycleRow> {
+  private readonly changedListeners: ((ids: string[]) => void)[] = [];
+
   constructor(
     private readonly knex: Knex,
     private readonly spec: LifecycleTableSpec,
@@ -51,6 +53,19 @@ export class LifecycleTable<Row extends LifecycleRow> {
 
   private rows(trx: Knex | Knex.Transaction = this.knex) {
     return trx<Row>(this.spec.table);
+  }
+
+  /**
+   * Told the ids of objects whose rows changed, after the change committed (the live topics
+   * re-read exactly those): every write of the kind's store goes through here or calls it.
+   */
+  onChanged(fn: (ids: string[]) => void): void {
+    this.changedListeners.push(fn);
+  }
+
+  changed(ids: string[]): void {
+    if (ids.length === 0) return;
+    for (const fn of this.changedListeners) fn(ids);
   }
 
   /**
@@ -63,28 +78,38 @@ export class LifecycleTable<Row extends LifecycleRow> {
     error: string,
   ): Promise<string[]> {
     if (items.length === 0) return [];
-    return this.knex.transaction(async (trx) => {
-      const marked = (await this.rows(trx)
-        .whereIn(
-          'id',
-          items.map((i) => i.id),
-        )
-        .where({ status: ON_HOST, sync_state: 'in_sync' } as never)
-        .update({ sync_state: 'drifted', sync_error: error, updated_at: trx.fn.now() } as never)
-        .returning(['id'])) as { id: string }[];
-      const ids = new Set(marked.map((m) => m.id));
-      for (const found of ['missing', 'altered'] as const) {
-        await this.recordEvents(
-          trx,
-          items
-            .filter((i) => ids.has(i.id) && i.found === found)
-            .map((i) => ({ objectId: i.id, from: ON_HOST, to: ON_HOST, action: 'drift_detected' })),
-          'watcher',
-          { found },
-        );
-      }
-      return [...ids];
-    });
+    return this.knex
+      .transaction(async (trx) => {
+        const marked = (await this.rows(trx)
+          .whereIn(
+            'id',
+            items.map((i) => i.id),
+          )
+          .where({ status: ON_HOST, sync_state: 'in_sync' } as never)
+          .update({ sync_state: 'drifted', sync_error: error, updated_at: trx.fn.now() } as never)
+          .returning(['id'])) as { id: string }[];
+        const ids = new Set(marked.map((m) => m.id));
+        for (const found of ['missing', 'altered'] as const) {
+          await this.recordEvents(
+            trx,
+            items
+              .filter((i) => ids.has(i.id) && i.found === found)
+              .map((i) => ({
+                objectId: i.id,
+                from: ON_HOST,
+                to: ON_HOST,
+                action: 'drift_detected',
+              })),
+            'watcher',
+            { found },
+          );
+        }
+        return [...ids];
+      })
+      .then((ids) => {
+        this.changed(ids);
+        return ids;
+      });
   }
 
   /** Records events in the caller's transaction. */
@@ -139,38 +164,45 @@ export class LifecycleTable<Row extends LifecycleRow> {
     actor: string,
     action: string,
   ): Promise<Row | null> {
-    return this.knex.transaction(async (trx) => {
-      const current = (await this.rows(trx)
-        .where({ id } as never)
-        .whereIn('status', from as LifecycleStatus[])
-        .forUpdate()
-        .first()) as Row | undefined;
-      if (!current) return null;
-      const status = change.status ?? current.status;
-      const removed = status === 'expired' || status === 'deleted';
-      const hostChanged =
-        status !== current.status || (Boolean(change.affectsHost) && status === ON_HOST);
-      const [row] = (await this.rows(trx)
-        .where({ id } as never)
-        .update({
-          ...(change.columns ?? {}),
-          status,
-          ...(hostChanged ? { sync_state: 'applying', sync_error: null, sync_conflict: null } : {}),
-          ...(removed
-            ? { removed_at: this.knex.fn.now(), removed_reason: status, removed_by: actor }
-            : {}),
-          updated_at: this.knex.fn.now(),
-        } as never)
-        .returning('*')) as Row[];
-      await this.recordEvents(
-        trx,
-        [{ objectId: id, from: current.status, to: status, action }],
-        actor,
-      );
-      // An object moved to another host leaves the old one too.
-      if (hostChanged) await this.work.bump(trx, [current.host, row!.host]);
-      return row!;
-    });
+    return this.knex
+      .transaction(async (trx) => {
+        const current = (await this.rows(trx)
+          .where({ id } as never)
+          .whereIn('status', from as LifecycleStatus[])
+          .forUpdate()
+          .first()) as Row | undefined;
+        if (!current) return null;
+        const status = change.status ?? current.status;
+        const removed = status === 'expired' || status === 'deleted';
+        const hostChanged =
+          status !== current.status || (Boolean(change.affectsHost) && status === ON_HOST);
+        const [row] = (await this.rows(trx)
+          .where({ id } as never)
+          .update({
+            ...(change.columns ?? {}),
+            status,
+            ...(hostChanged
+              ? { sync_state: 'applying', sync_error: null, sync_conflict: null }
+              : {}),
+            ...(removed
+              ? { removed_at: this.knex.fn.now(), removed_reason: status, removed_by: actor }
+              : {}),
+            updated_at: this.knex.fn.now(),
+          } as never)
+          .returning('*')) as Row[];
+        await this.recordEvents(
+          trx,
+          [{ objectId: id, from: current.status, to: status, action }],
+          actor,
+        );
+        // An object moved to another host leaves the old one too.
+        if (hostChanged) await this.work.bump(trx, [current.host, row!.host]);
+        return row!;
+      })
+      .then((row) => {
+        if (row) this.changed([row.id]);
+        return row;
+      });
   }
 
   /**
@@ -182,83 +214,90 @@ export class LifecycleTable<Row extends LifecycleRow> {
    */
   async fireDue(limit: number): Promise<Row[]> {
     const { table } = this.spec;
-    return this.knex.transaction(async (trx) => {
-      const due = (await trx(table)
-        .select('id', 'status', 'create_at', 'delete_at')
-        .where((w) =>
-          w
-            .where((p) => p.where('status', 'pending').where('create_at', '<=', trx.fn.now()))
-            .orWhere((e) =>
-              e.whereIn('status', LIVE_STATUSES as string[]).where('delete_at', '<=', trx.fn.now()),
-            ),
-        )
-        .orderByRaw('least(create_at, delete_at)')
-        .limit(limit)
-        .forUpdate()
-        .skipLocked()) as {
-        id: string;
-        status: LifecycleStatus;
-        create_at: Date | null;
-        delete_at: Date | null;
-      }[];
-      if (due.length === 0) return [];
-      const now = new Date((await trx.raw('select now() as now')).rows[0].now as Date);
-      const expire = due.filter((r) => r.delete_at && new Date(r.delete_at) <= now);
-      const activate = due.filter((r) => !expire.includes(r));
-      const fired: Row[] = [];
-      if (activate.length > 0) {
-        fired.push(
-          ...((await trx(table)
-            .whereIn(
-              'id',
-              activate.map((r) => r.id),
-            )
-            .update({
-              status: 'active',
-              sync_state: 'applying',
-              sync_error: null,
-              updated_at: trx.fn.now(),
-            })
-            .returning('*')) as Row[]),
+    return this.knex
+      .transaction(async (trx) => {
+        const due = (await trx(table)
+          .select('id', 'status', 'create_at', 'delete_at')
+          .where((w) =>
+            w
+              .where((p) => p.where('status', 'pending').where('create_at', '<=', trx.fn.now()))
+              .orWhere((e) =>
+                e
+                  .whereIn('status', LIVE_STATUSES as string[])
+                  .where('delete_at', '<=', trx.fn.now()),
+              ),
+          )
+          .orderByRaw('least(create_at, delete_at)')
+          .limit(limit)
+          .forUpdate()
+          .skipLocked()) as {
+          id: string;
+          status: LifecycleStatus;
+          create_at: Date | null;
+          delete_at: Date | null;
+        }[];
+        if (due.length === 0) return [];
+        const now = new Date((await trx.raw('select now() as now')).rows[0].now as Date);
+        const expire = due.filter((r) => r.delete_at && new Date(r.delete_at) <= now);
+        const activate = due.filter((r) => !expire.includes(r));
+        const fired: Row[] = [];
+        if (activate.length > 0) {
+          fired.push(
+            ...((await trx(table)
+              .whereIn(
+                'id',
+                activate.map((r) => r.id),
+              )
+              .update({
+                status: 'active',
+                sync_state: 'applying',
+                sync_error: null,
+                updated_at: trx.fn.now(),
+              })
+              .returning('*')) as Row[]),
+          );
+        }
+        if (expire.length > 0) {
+          fired.push(
+            ...((await trx(table)
+              .whereIn(
+                'id',
+                expire.map((r) => r.id),
+              )
+              .update({
+                status: 'expired',
+                sync_state: 'applying',
+                sync_error: null,
+                sync_conflict: null,
+                removed_at: trx.fn.now(),
+                removed_reason: 'expired',
+                removed_by: 'scheduler',
+                updated_at: trx.fn.now(),
+              })
+              .returning('*')) as Row[]),
+          );
+        }
+        const before = new Map(due.map((r) => [r.id, r.status]));
+        await this.recordEvents(
+          trx,
+          fired.map((r) => ({
+            objectId: r.id,
+            from: before.get(r.id)!,
+            to: r.status,
+            action: r.status === 'expired' ? 'expire' : 'activate',
+          })),
+          'scheduler',
         );
-      }
-      if (expire.length > 0) {
-        fired.push(
-          ...((await trx(table)
-            .whereIn(
-              'id',
-              expire.map((r) => r.id),
-            )
-            .update({
-              status: 'expired',
-              sync_state: 'applying',
-              sync_error: null,
-              sync_conflict: null,
-              removed_at: trx.fn.now(),
-              removed_reason: 'expired',
-              removed_by: 'scheduler',
-              updated_at: trx.fn.now(),
-            })
-            .returning('*')) as Row[]),
+        await this.work.bump(
+          trx,
+          fired.map((r) => r.host),
         );
-      }
-      const before = new Map(due.map((r) => [r.id, r.status]));
-      await this.recordEvents(
-        trx,
-        fired.map((r) => ({
-          objectId: r.id,
-          from: before.get(r.id)!,
-          to: r.status,
-          action: r.status === 'expired' ? 'expire' : 'activate',
-        })),
-        'scheduler',
-      );
-      await this.work.bump(
-        trx,
-        fired.map((r) => r.host),
-      );
-      return fired;
-    });
+        return fired;
+      })
+      .then((fired) => {
+        this.changed(fired.map((r) => r.id));
+        return fired;
+      });
   }
 
   /** When the next transition is due, or null when nothing is scheduled. */

@@ -19,6 +19,8 @@ const RECENT_RUNS = 50;
 const COALESCE_MS = 50;
 /** A finished run's topic is forgotten after this (a later subscriber gets it re-seeded). */
 const RUN_TOPIC_KEEP_MS = 3_600_000;
+/** The statuses the `routes` and `firewall` topics show (as GET /v1/routes lists them). */
+const LIVE = new Set(['pending', 'active', 'paused']);
 
 interface HostProgress {
   host: string;
@@ -32,12 +34,13 @@ interface HostProgress {
 
 /**
  * The `routes`, `firewall` and `runs` topics, and each run's own: what the database says,
- * re-read for the hosts (or runs) that changed and published as diffs. A host's routes are
- * one scope of the `routes` topic, replaced as a whole, so a route that left (expired,
- * deleted) is removed from it.
+ * re-read for exactly the objects whose rows changed (the stores say which, once committed)
+ * and published as diffs; an object no longer live (expired, deleted) leaves its topic. A
+ * write to one route of a host with 20,000 costs one row, not the host's whole table.
  */
 export class DesiredFeeds {
-  private readonly dirtyHosts = new Set<string>();
+  private readonly dirtyRoutes = new Set<string>();
+  private readonly dirtyRules = new Set<string>();
   private runsDirty = false;
   private timer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> = Promise.resolve();
@@ -61,9 +64,15 @@ export class DesiredFeeds {
     private readonly logger: Logger,
   ) {}
 
-  /** These hosts' desired objects (or their sync states) changed. */
-  hostsChanged(hosts: Iterable<string>): void {
-    for (const h of hosts) this.dirtyHosts.add(h);
+  /** These routes' rows changed (lifecycle, schedule, sync state). */
+  routesChanged(ids: Iterable<string>): void {
+    for (const id of ids) this.dirtyRoutes.add(id);
+    this.schedule();
+  }
+
+  /** These firewall rules' rows changed. */
+  rulesChanged(ids: Iterable<string>): void {
+    for (const id of ids) this.dirtyRules.add(id);
     this.schedule();
   }
 
@@ -77,7 +86,6 @@ export class DesiredFeeds {
       this.flushProgress(run.id);
       this.progress.delete(run.id);
       this.finishedRuns.set(run.id, Date.now());
-      this.hostsChanged(run.hosts);
     }
   }
 
@@ -114,11 +122,14 @@ export class DesiredFeeds {
     state.timer ??= setTimeout(() => this.flushProgress(run.id), COALESCE_MS);
   }
 
-  /** Every host's routes and rules, and the latest runs: at start-up, so topics are whole. */
-  async seed(hosts: string[]): Promise<void> {
-    hosts.forEach((h) => this.dirtyHosts.add(h));
-    for (const scope of await this.scopesOf(ROUTES_TOPIC)) this.dirtyHosts.add(scope);
-    for (const scope of await this.scopesOf(FIREWALL_TOPIC)) this.dirtyHosts.add(scope);
+  /**
+   * Every live route and rule, and the latest runs, at start-up: the topics are made whole
+   * (what changed while no replica ran, or before live state existed, is published once).
+   */
+  async seed(): Promise<void> {
+    const [routes, rules] = await Promise.all([this.routes.live(), this.firewall.live()]);
+    await this.log.publish(ROUTES_TOPIC, { scope: '', objects: keyed(routes, presentRoute) });
+    await this.log.publish(FIREWALL_TOPIC, { scope: '', objects: keyed(rules, presentRule) });
     this.runsDirty = true;
     await this.flush();
   }
@@ -159,22 +170,26 @@ export class DesiredFeeds {
   }
 
   private async publishDirty(): Promise<void> {
-    const hosts = [...this.dirtyHosts].sort();
-    this.dirtyHosts.clear();
+    const routeIds = [...this.dirtyRoutes];
+    const ruleIds = [...this.dirtyRules];
+    this.dirtyRoutes.clear();
+    this.dirtyRules.clear();
     const runsDirty = this.runsDirty;
     this.runsDirty = false;
     try {
-      if (hosts.length > 0) {
-        const [routes, rules] = await Promise.all([
-          this.routes.liveOfHosts(hosts),
-          this.firewall.liveOfHosts(hosts),
-        ]);
-        const routesOf = byHost(hosts, routes, presentRoute);
-        const rulesOf = byHost(hosts, rules, presentRule);
-        for (const host of hosts) {
-          await this.log.publish(ROUTES_TOPIC, { scope: host, objects: routesOf.get(host)! });
-          await this.log.publish(FIREWALL_TOPIC, { scope: host, objects: rulesOf.get(host)! });
-        }
+      if (routeIds.length > 0) {
+        const live = (await this.routes.getMany(routeIds)).filter((r) => LIVE.has(r.status));
+        await this.log.publish(ROUTES_TOPIC, {
+          objects: keyed(live, presentRoute),
+          remove: routeIds,
+        });
+      }
+      if (ruleIds.length > 0) {
+        const live = (await this.firewall.getMany(ruleIds)).filter((r) => LIVE.has(r.status));
+        await this.log.publish(FIREWALL_TOPIC, {
+          objects: keyed(live, presentRule),
+          remove: ruleIds,
+        });
       }
       if (runsDirty) {
         const { items } = await this.runs.list({ limit: RECENT_RUNS, offset: 0 });
@@ -201,25 +216,14 @@ export class DesiredFeeds {
       .catch((err: unknown) => this.failed(err));
   }
 
-  private scopesOf(topic: string): Promise<string[]> {
-    return this.log.scopes(topic);
-  }
-
   private failed(err: unknown): void {
     this.logger.warn({ event: 'live.publish_failed', err }, 'could not publish live state');
   }
 }
 
-/** Each host's objects, presented and keyed by id (every host present, perhaps empty). */
-function byHost<T extends { id: string; host: string }>(
-  hosts: string[],
-  items: T[],
-  present: (x: T) => unknown,
-): Map<string, Objects> {
-  const out = new Map<string, Objects>(hosts.map((h) => [h, {}]));
-  for (const x of items) {
-    const mine = out.get(x.host);
-    if (mine) mine[x.id] = present(x);
-  }
+/** Objects presented and keyed by id. */
+function keyed<T extends { id: string }>(items: T[], present: (x: T) => unknown): Objects {
+  const out: Objects = {};
+  for (const x of items) out[x.id] = present(x);
   return out;
 }

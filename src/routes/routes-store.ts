@@ -212,8 +212,14 @@ export class RoutesStore {
   }
 
   /** One transaction for the routes of every call in a batch (see Batcher). */
+  /** Told the ids of routes whose rows changed, once committed (see LifecycleTable). */
+  onChanged(fn: (ids: string[]) => void): void {
+    this.lifecycle.onChanged(fn);
+  }
+
   private async insertBatch(calls: NewRoute[][]): Promise<Route[][]> {
     const inserted = new Map((await this.insertNow(calls.flat())).map((r) => [r.id, r]));
+    this.lifecycle.changed([...inserted.keys()]);
     return calls.map((routes) => routes.map((r) => inserted.get(r.id)!));
   }
 
@@ -339,7 +345,12 @@ export class RoutesStore {
     return this.lifecycle.markDrifted(items, error);
   }
 
-  /** Every live route of these hosts, as the `routes` topic shows them. */
+  /** Every live route (the `routes` topic's seed). */
+  async live(): Promise<Route[]> {
+    return (await this.routes().whereIn('status', LIVE).orderBy('id')).map(fromRow);
+  }
+
+  /** Every live route of these hosts (what a host's watcher compares its kernel with). */
   async liveOfHosts(hosts: string[]): Promise<Route[]> {
     if (hosts.length === 0) return [];
     const rows = await this.routes().whereIn('status', LIVE).whereIn('host', hosts).orderBy('id');
@@ -490,6 +501,7 @@ export class RoutesStore {
         ),
       ],
     );
+    this.lifecycle.changed(updates.map((u) => u.id));
   }
 
   /** Hosts that have routes routeplane put in their kernels. */
