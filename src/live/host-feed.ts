@@ -7,6 +7,8 @@ import { stableJson } from './stable-json.ts';
 import { hostTopic, stateObjects, type WatchInfo } from './host-topic.ts';
 import type { TopicLog } from './topic-log.ts';
 
+const META_FRESH_MS = 5_000;
+
 /** Told a host's fresh state, to compare with what it should hold (drift). */
 export type StateObserver = (host: string, state: HostState) => Promise<void>;
 
@@ -19,6 +21,12 @@ export type StateObserver = (host: string, state: HostState) => Promise<void>;
 export class HostFeed {
   /** Digest of each host's last stored state: a re-read that found nothing new writes nothing. */
   private readonly lastState = new Map<string, string>();
+  /**
+   * What this process last published as each host's `host` object, and when: the same again
+   * within META_FRESH_MS needs no transaction (a burst of re-reads). Short, because another
+   * replica's run may have published the object since.
+   */
+  private readonly lastMeta = new Map<string, { digest: string; at: number }>();
   private readonly chains = new Map<string, Promise<void>>();
   private readonly observers: StateObserver[] = [];
 
@@ -34,20 +42,22 @@ export class HostFeed {
     this.observers.push(fn);
   }
 
-  /** A host's watcher read its state: stored, streamed, and checked for drift. */
+  /**
+   * A host's watcher read its state: stored, streamed, and checked for drift. A re-read that
+   * found nothing new only moves the snapshot's `collected_at`: no topic write at all.
+   */
   observed(host: string, state: HostState, watch: WatchInfo): Promise<void> {
     return this.serial(host, async () => {
-      const { collectedAt } = state;
       const digest = stableJson({ ...state, collectedAt: null, runId: null });
       if (this.lastState.get(host) !== digest) {
         await this.states.saveState(host, state);
+        await this.publishState(host, state);
         this.lastState.set(host, digest);
       } else {
-        await this.states.touch(host, collectedAt);
+        await this.states.touch(host, state.collectedAt);
       }
-      const record = await this.states.get(host);
-      await this.publishState(host, state);
-      await this.publishMeta(host, record, watch);
+      // It was just read: reachable, whatever the snapshot table said a moment ago.
+      await this.publishMeta(host, { reachable: true, lastError: null }, watch);
       for (const fn of this.observers) await fn(host, state);
     });
   }
@@ -92,26 +102,32 @@ export class HostFeed {
   }
 
   /** `watch` null: as the topic says now (another replica may be the one watching). */
-  private async publishMeta(host: string, record: HostRecord | null, watch: WatchInfo | null) {
+  private async publishMeta(
+    host: string,
+    record: Pick<HostRecord, 'reachable' | 'lastError'> | null,
+    watch: WatchInfo | null,
+  ) {
     const inv = (await this.inventory.current()).hosts.get(host);
     if (!inv) return;
     const topic = hostTopic(host);
-    const known = (await this.log.get(topic, 'host')) as { watch?: WatchInfo } | undefined;
+    const known = watch
+      ? undefined
+      : ((await this.log.get(topic, 'host')) as { watch?: WatchInfo } | undefined);
     const off: WatchInfo = { state: 'off', error: null, since: new Date(0).toISOString() };
-    await this.log.publish(topic, {
-      scope: 'meta',
-      objects: {
-        host: {
-          name: host,
-          groups: inv.groups,
-          local: inv.local,
-          read_only: inv.local && !this.config.allowLocalWrites,
-          reachable: record?.reachable ?? null,
-          last_error: record?.lastError ?? null,
-          watch: watch ?? known?.watch ?? off,
-        },
-      },
-    });
+    const meta = {
+      name: host,
+      groups: inv.groups,
+      local: inv.local,
+      read_only: inv.local && !this.config.allowLocalWrites,
+      reachable: record?.reachable ?? null,
+      last_error: record?.lastError ?? null,
+      watch: watch ?? known?.watch ?? off,
+    };
+    const digest = stableJson(meta);
+    const last = this.lastMeta.get(host);
+    if (last?.digest === digest && Date.now() - last.at < META_FRESH_MS) return;
+    await this.log.publish(topic, { scope: 'meta', objects: { host: meta } });
+    this.lastMeta.set(host, { digest, at: Date.now() });
   }
 
   /** One host's updates one after another: its topic's messages keep their order. */

@@ -3,8 +3,10 @@
 # routeplane sends this file over one ssh session (or runs it locally) with the source of
 # playbooks/module_utils/routeplane_kernel.py in front of it, so each route's destination and
 # table leave here exactly as routeplane_state reports them. `ip monitor` and `nft monitor`
-# are only triggers (their text is never parsed): a change, or a burst of them, is followed by
-# one direct re-read, and each re-read prints one JSON line with the module's result shape.
+# are only triggers (their text is never parsed), one monitor per part of the state (links and
+# addresses, IPv4 routes, IPv6 routes, nftables): a change, or a burst of them, is followed by
+# one direct re-read of the parts whose monitor fired, and each re-read prints one JSON line
+# with the module's result shape (the parts not re-read as they were last read).
 #
 # stdin, after the line that carried this script: "resync" forces a re-read; end of file
 # (routeplane stopped, or the session died) ends the monitors and this process, so nothing is
@@ -98,26 +100,44 @@ def firewall_state():
     }
 
 
-def read_state(ip):
-    """The module's result: raw links, normalised routes, firewall. ReadError when ip fails."""
+PARTS = ("links", "routes4", "routes6", "firewall")
+
+
+def read_routes(ip, family):
+    routes = ip_json(ip, ["-%d" % family, "route", "show", "table", "all"])
+    names = read_table_names()
+    for r in routes:
+        r["family"] = "inet" if family == 4 else "inet6"
+        try:
+            r["dst"] = canonical_prefix(r["dst"], family)
+        except (KeyError, ValueError):
+            pass
+        try:
+            r["table"] = table_id(r.get("table"), names)
+        except ValueError:
+            pass
+    return routes
+
+
+def read_part(ip, part):
+    if part == "links":
+        return ip_json(ip, ["addr", "show"])
+    if part == "routes4":
+        return read_routes(ip, 4)
+    if part == "routes6":
+        return read_routes(ip, 6)
+    return firewall_state()
+
+
+def read_state(ip, known, parts):
+    """Re-reads `parts` into `known` and returns the module's result: raw links, normalised
+    routes, firewall. ReadError when ip fails (then `known` is left as it was)."""
     if not ip:
         raise ReadError("ip (iproute2) is not installed")
-    links = ip_json(ip, ["addr", "show"])
-    routes4 = ip_json(ip, ["-4", "route", "show", "table", "all"])
-    routes6 = ip_json(ip, ["-6", "route", "show", "table", "all"])
-    names = read_table_names()
-    for family, routes in ((4, routes4), (6, routes6)):
-        for r in routes:
-            r["family"] = "inet" if family == 4 else "inet6"
-            try:
-                r["dst"] = canonical_prefix(r["dst"], family)
-            except (KeyError, ValueError):
-                pass
-            try:
-                r["table"] = table_id(r.get("table"), names)
-            except ValueError:
-                pass
-    return {"links": links, "routes": routes4 + routes6, "firewall": firewall_state()}
+    fresh = dict((p, read_part(ip, p)) for p in PARTS if p in parts or p not in known)
+    known.update(fresh)
+    return {"links": known["links"], "routes": known["routes4"] + known["routes6"],
+            "firewall": known["firewall"]}
 
 
 def _die_with_parent():
@@ -131,11 +151,12 @@ def _die_with_parent():
 
 
 class Monitor(object):
-    """One long-lived `... monitor` process whose output only says "something changed"."""
+    """One long-lived `... monitor` process whose output only says "`parts` changed"."""
 
-    def __init__(self, name, argv):
+    def __init__(self, name, argv, parts):
         self.name = name
         self.argv = argv
+        self.parts = parts
         self.proc = None
         self.started_at = 0.0
         self.retry_at = 0.0
@@ -198,10 +219,14 @@ def main():
     ip = find_bin("ip")
     monitors = []
     if ip:
-        monitors.append(Monitor("ip monitor", [ip, "monitor", "link", "address", "route"]))
+        # A link or address going down takes routes with it, and IPv4 does not always say so.
+        monitors.append(Monitor("ip monitor", [ip, "monitor", "link", "address"],
+                                ("links", "routes4", "routes6")))
+        monitors.append(Monitor("ip -4 monitor", [ip, "-4", "monitor", "route"], ("routes4",)))
+        monitors.append(Monitor("ip -6 monitor", [ip, "-6", "monitor", "route"], ("routes6",)))
     nft = find_bin("nft")
     if nft:
-        monitors.append(Monitor("nft monitor", [nft, "monitor"]))
+        monitors.append(Monitor("nft monitor", [nft, "monitor"], ("firewall",)))
 
     def finish(*_):
         for m in monitors:
@@ -227,6 +252,8 @@ def watch(ip, monitors):
 
     seq = 0
     stdin_buf = b""
+    known = {}
+    dirty = set(PARTS)
     # A re-read is pending while first_change is set; the first one is due at once.
     first_change = now - MAX_DELAY_S
     last_change = now - DEBOUNCE_S
@@ -238,9 +265,11 @@ def watch(ip, monitors):
             if now >= due:
                 first_change = None
                 seq += 1
+                parts, dirty = dirty, set()
                 try:
-                    state = read_state(ip)
+                    state = read_state(ip, known, parts)
                 except ReadError as e:
+                    dirty |= parts  # read again with the next change or resync
                     emit({"type": "error", "seq": seq, "error": str(e)})
                 else:
                     state.update({"type": "state", "seq": seq})
@@ -252,6 +281,7 @@ def watch(ip, monitors):
                 m.start(now)
                 if m.proc is not None and m.missed:
                     m.missed = False
+                    dirty.update(m.parts)
                     if first_change is None:
                         first_change = now
                     last_change = now
@@ -264,6 +294,7 @@ def watch(ip, monitors):
         now = time.monotonic()
         for m in monitors:
             if m.proc is not None and m.fd() in ready and m.drain(now):
+                dirty.update(m.parts)
                 if first_change is None:
                     first_change = now
                 last_change = now
@@ -275,7 +306,8 @@ def watch(ip, monitors):
             while b"\n" in stdin_buf:
                 line, stdin_buf = stdin_buf.split(b"\n", 1)
                 if line.strip() == b"resync":
-                    # Read now: the safety net must not wait behind a burst that goes on.
+                    # Read now, all of it: the safety net must not wait behind a burst.
+                    dirty = set(PARTS)
                     first_change = now - MAX_DELAY_S
                     last_change = now - DEBOUNCE_S
             stdin_buf = stdin_buf[-4096:]
