@@ -301,8 +301,9 @@ function wireLive(
   d.runs.onRunChanged((run) => desired.runChanged(run));
   d.runs.onRunProgress((run, p) => desired.runProgress(run, p));
   const hosts = new HostFeed(log, d.hostStates, d.inventory, config, logger);
+  // Not awaited: a run's end (and the write waiting on it) must not wait for the live topics.
   d.runs.onRunFinished(async (run) => {
-    await hosts.refreshed(Object.keys(run.summary));
+    void hosts.refreshed(Object.keys(run.summary));
   });
   const drift = new DriftResponder(config, d.routesStore, d.firewallStore, d.work, logger, () =>
     d.reconciler.wake(),

@@ -41,6 +41,8 @@ interface HostProgress {
 export class DesiredFeeds {
   private readonly dirtyRoutes = new Set<string>();
   private readonly dirtyRules = new Set<string>();
+  /** Runs whose state changed since the last flush, as last told. */
+  private readonly dirtyRuns = new Map<string, Run>();
   private runsDirty = false;
   private timer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> = Promise.resolve();
@@ -76,17 +78,15 @@ export class DesiredFeeds {
     this.schedule();
   }
 
+  /**
+   * A run was queued, started or ended: published with the next flush (coalesced, so the
+   * settle of the run and the answer waiting on it never queue behind topic writes).
+   */
   runChanged(run: Run): void {
     this.runsDirty = true;
+    this.dirtyRuns.set(run.id, run);
+    if (run.finishedAt) this.finishedRuns.set(run.id, Date.now());
     this.schedule();
-    void this.log
-      .publish(runTopic(run.id), { objects: { run: presentRun(run, false) } })
-      .catch((err: unknown) => this.failed(err));
-    if (run.finishedAt) {
-      this.flushProgress(run.id);
-      this.progress.delete(run.id);
-      this.finishedRuns.set(run.id, Date.now());
-    }
   }
 
   /** A step of a run this process executes: counted per host and streamed as an event. */
@@ -176,7 +176,16 @@ export class DesiredFeeds {
     this.dirtyRules.clear();
     const runsDirty = this.runsDirty;
     this.runsDirty = false;
+    const runs = [...this.dirtyRuns.values()];
+    this.dirtyRuns.clear();
     try {
+      for (const run of runs) {
+        await this.log.publish(runTopic(run.id), { objects: { run: presentRun(run, false) } });
+        if (run.finishedAt) {
+          this.flushProgress(run.id);
+          this.progress.delete(run.id);
+        }
+      }
       if (routeIds.length > 0) {
         const live = (await this.routes.getMany(routeIds)).filter((r) => LIVE.has(r.status));
         await this.log.publish(ROUTES_TOPIC, {

@@ -133,6 +133,8 @@ describe('live state of a lab of 2 watched hosts', { timeout: T }, () => {
     expect(events).toContainEqual(
       expect.objectContaining({ kind: 'host_result', host: 'h1', status: expect.any(String) }),
     );
+    // The run's end reaches its topic with the next flush, if the replay did not hold it yet.
+    await r.next((m) => m.type === 'diff' && m.changed?.run?.status === 'succeeded');
     const run = Object.assign(
       {},
       ...r.received.filter((m) => m.type === 'diff').map((m) => ({ ...m.added, ...m.changed })),
