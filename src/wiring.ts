@@ -313,7 +313,7 @@ function wireLive(
   });
   const hub = new Hub({
     log,
-    sources: topicSources({ inventory: d.inventory, hosts, desired }),
+    sources: topicSources({ inventory: d.inventory, log, hosts, desired }),
     patterns: topicPatternsOf(loadContract().document as unknown as Record<string, unknown>),
     logger,
     maxBufferedBytes: config.wsMaxBufferedBytes,
