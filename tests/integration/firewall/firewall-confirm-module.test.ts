@@ -15,7 +15,9 @@ import { poll } from '../../helpers/routes.ts';
 // to be confirmed gets CONFIRM_S and one meant to revert gets REVERT_S.
 const T = 120_000;
 const CONFIRM_S = 15;
-const REVERT_S = 2;
+// Long enough that the apply run has ended and the test has read the new table before it
+// reverts on a loaded machine (2 s was not: the run's own tail took longer there).
+const REVERT_S = 5;
 const TAG = 'routeplane-firewall-revert';
 
 interface FirewallResult {
