@@ -90,6 +90,22 @@ export function toAppError(err: unknown): AppError {
   return new InternalError();
 }
 
+/**
+ * The problem+json body of an error: extension members first, so none may replace a standard
+ * member (a route's `status` in `extra` once turned the problem's status into "pending").
+ */
+export function problemBody(problem: AppError, instance: string): string {
+  return JSON.stringify({
+    ...problem.extra,
+    type: problem.type,
+    title: problem.title,
+    status: problem.status,
+    detail: problem.message,
+    instance: instance.slice(0, 2048),
+    request_id: requestContext.getStore()?.requestId,
+  });
+}
+
 export function notFoundHandler(): RequestHandler {
   return (_req, _res, next) => next(new NotFoundError('No such endpoint'));
 }
@@ -113,18 +129,6 @@ export function problemHandler(logger: Logger): ErrorRequestHandler {
     res
       .status(problem.status)
       .type('application/problem+json')
-      .send(
-        JSON.stringify({
-          // Extension members first: none may replace a standard member (a route's `status`
-          // in `extra` once turned the problem's status into "pending").
-          ...problem.extra,
-          type: problem.type,
-          title: problem.title,
-          status: problem.status,
-          detail: problem.message,
-          instance: req.originalUrl.slice(0, 2048),
-          request_id: requestContext.getStore()?.requestId,
-        }),
-      );
+      .send(problemBody(problem, req.originalUrl));
   };
 }

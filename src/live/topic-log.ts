@@ -229,14 +229,6 @@ export class TopicLog {
     return rows.map((r) => r.topic);
   }
 
-  /** Removes a topic whose subject is gone (a host that left the inventory). */
-  async drop(topic: string): Promise<Published | null> {
-    const rows = (await this.knex('live_objects').where({ topic }).select('key')) as {
-      key: string;
-    }[];
-    return this.publish(topic, { objects: {}, remove: rows.map((r) => r.key) });
-  }
-
   /** Forgets topics for good (finished runs no one asked about for a while). */
   async forget(topics: string[]): Promise<void> {
     if (topics.length === 0) return;

@@ -35,12 +35,4 @@ export class WatchLeases {
       .whereIn('host', hosts)
       .delete();
   }
-
-  /** Who watches each host now (tests, diagnostics). */
-  async holders(): Promise<Map<string, string>> {
-    const rows = (await this.knex('host_watch_leases')
-      .where('expires_at', '>', new Date())
-      .select('host', 'owner')) as { host: string; owner: string }[];
-    return new Map(rows.map((r) => [r.host, r.owner]));
-  }
 }

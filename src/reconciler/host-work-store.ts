@@ -89,7 +89,7 @@ function stateOf(r: WorkRow): WorkState {
  * runs inside the caller's transaction so the change and the work it owes commit together.
  */
 export class HostWorkStore {
-  private readonly committedListeners: ((hosts: string[]) => void)[] = [];
+  private readonly committedListeners: (() => void)[] = [];
   private readonly writeEndedListeners: (() => void)[] = [];
   private readonly inFlight = new Set<Knex.Transaction>();
   private readonly stateReads = new Batcher((calls: string[][]) => this.readStates(calls));
@@ -126,7 +126,7 @@ export class HostWorkStore {
 
   /** Called after a transaction that bumped work commits, in the writer's async context. */
 
-  onBumpCommitted(fn: (hosts: string[]) => void): void {
+  onBumpCommitted(fn: () => void): void {
     this.committedListeners.push(fn);
   }
 
@@ -156,7 +156,7 @@ export class HostWorkStore {
     }
     // After the commit, never before: a claim must be able to see the row.
     void trx.executionPromise?.then(
-      () => this.committedListeners.forEach((fn) => fn(list)),
+      () => this.committedListeners.forEach((fn) => fn()),
       () => undefined,
     );
     return new Map(rows.map((r) => [r.host, Number(r.desired_gen)]));

@@ -3,8 +3,8 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import { sha256, type TokenRegistry } from '../auth/token-registry.ts';
 import type { Config } from '../config.ts';
-import { UnauthorizedError, ForbiddenError } from '../http/errors.ts';
-import { toAppError } from '../http/problem.ts';
+import { type AppError, ForbiddenError, NotFoundError, UnauthorizedError } from '../http/errors.ts';
+import { problemBody, toAppError } from '../http/problem.ts';
 import { authenticatorFor, bearerToken, type HeaderOf } from '../http/security.ts';
 import type { Logger } from '../logger.ts';
 import { newClientId, type ClientInfo, type Hub } from './hub.ts';
@@ -40,7 +40,7 @@ export function attachWebSocket(server: Server, opts: WsServerOptions): { close(
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = new URL(req.url ?? '/', 'http://routeplane.invalid');
     if (url.pathname !== WS_PATH) {
-      refuse(socket, 404, 'not-found', 'Not Found', 'No WebSocket endpoint here');
+      refuse(socket, new NotFoundError('No WebSocket endpoint here'));
       return;
     }
     void (async () => {
@@ -55,7 +55,7 @@ export function attachWebSocket(server: Server, opts: WsServerOptions): { close(
           { event: 'ws.refused', status: problem.status, path: WS_PATH },
           'WebSocket upgrade refused',
         );
-        refuse(socket, problem.status, problem.slug, problem.title, problem.message);
+        refuse(socket, problem);
         return;
       }
       wss.handleUpgrade(req, socket, head, (ws) => opts.hub.attach(ws, info));
@@ -123,19 +123,13 @@ async function who(
   return { id, actor, tokenDigest: sha256(token) };
 }
 
-function refuse(socket: Duplex, status: number, slug: string, title: string, detail: string) {
-  const body = JSON.stringify({
-    type: `https://routeplane.dev/problems/${slug}`,
-    title,
-    status,
-    detail,
-    instance: WS_PATH,
-  });
-  const reason = title.replace(/[^\x20-\x7e]/g, '');
+/** An upgrade answered with its problem (the socket never became a WebSocket). */
+function refuse(socket: Duplex, problem: AppError): void {
+  const body = problemBody(problem, WS_PATH);
   socket.end(
-    `HTTP/1.1 ${status} ${reason}\r\n` +
+    `HTTP/1.1 ${problem.status} ${problem.title.replace(/[^\x20-\x7e]/g, '')}\r\n` +
       'Content-Type: application/problem+json\r\n' +
-      (status === 401 ? 'WWW-Authenticate: Bearer realm="routeplane"\r\n' : '') +
+      (problem.status === 401 ? 'WWW-Authenticate: Bearer realm="routeplane"\r\n' : '') +
       `Content-Length: ${Buffer.byteLength(body)}\r\n` +
       'Connection: close\r\n\r\n' +
       body,
