@@ -275,6 +275,7 @@ export async function benchServer(
     // and so would the watchers' drift repair; the live-state benches turn watching on.
     CONVERGE_INTERVAL_S: '0',
     WATCH_HOSTS: 'false',
+    FAILOVER_CHECKS: 'false',
     ...env,
   });
   const server = await startServer(config, { logger: opts.logger ?? productionLikeLogger() });

@@ -93,6 +93,9 @@ const schema = z.object({
   // One watcher per reachable host streams its links, addresses, routes and firewall as they
   // change (over SSH, locally for the controller); off: state is read by gathers only.
   WATCH_HOSTS: boolean.default(true),
+  // Candidate gateways of routes are health-checked (one prober per checking host) and
+  // routes switch between them; off: candidate routes stay on the gateway they use.
+  FAILOVER_CHECKS: boolean.default(true),
   // Every watched host is read in full this often, whatever its monitors said (a safety net).
   STATE_RESYNC_S: seconds(60, 86_400),
   // Messages kept per WebSocket topic, so a client that reconnects resumes without a full.
@@ -190,6 +193,7 @@ export interface Config {
   metricsHost: string;
   compatHost: string | undefined;
   watchHosts: boolean;
+  failoverChecks: boolean;
   stateResyncMs: number;
   wsReplay: number;
   wsHeartbeatMs: number;
@@ -312,6 +316,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     metricsHost: e.METRICS_HOST,
     compatHost: e.COMPAT_HOST,
     watchHosts: e.WATCH_HOSTS,
+    failoverChecks: e.FAILOVER_CHECKS,
     stateResyncMs: e.STATE_RESYNC_S * 1000,
     wsReplay: e.WS_REPLAY,
     wsHeartbeatMs: e.WS_HEARTBEAT_S * 1000,

@@ -21,7 +21,9 @@ from ansible.module_utils.routeplane_kernel import (
     captures,
     kernel_metric,
     management_ip,
+    nexthop_set,
     route_identity,
+    same_nexthops,
     table_id,
 )
 
@@ -38,6 +40,11 @@ options:
       Desired routes, each a dict with id, to (a prefix), table (int), metric (int) and
       optional via, dev, scope, src, onlink, force. Either a list, or one string holding that
       list as base64 of its JSON (what routeplane sends; see "Why a string" below).
+      A multipath (ECMP) route gives nexthops in place of via: a list of dicts with via (an
+      address), optional dev and optional weight (1..256, default 1). A top-level dev is the
+      dev of each member that names none; onlink applies to every member. One member is the
+      same route as a plain via (the kernel keeps no weight for it). The forwarding is compared
+      as a set: the kernel holding the same members in another order is unchanged.
     type: raw
     default: []
   management_address:
@@ -112,7 +119,10 @@ ROUTE_KEYS = {
     "src": (str,),
     "onlink": (bool,),
     "force": (bool,),
+    "nexthops": (list,),
 }
+NEXTHOP_KEYS = {"via": (str,), "dev": (str,), "weight": (int,)}
+MAX_WEIGHT = 256
 
 SCOPES = {"global": 0, "universe": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
 FAILED_LINE = re.compile(r"Command failed -:(\d+)")
@@ -137,22 +147,31 @@ def is_unicast(r):
     return r.get("type", "unicast") == "unicast"
 
 
-def same_gateway(desired, actual):
-    if desired.get("via") is None or actual.get("gateway") is None:
-        return desired.get("via") == actual.get("gateway")
-    return canonical_address(desired["via"]) == canonical_address(actual["gateway"])
+def desired_nexthops(d):
+    """A desired route's forwarding as members for same_nexthops: its nexthops (two or more,
+    see single_path), or its via and dev."""
+    if d.get("nexthops"):
+        return [(h["via"], h.get("dev"), h.get("weight") or 1) for h in d["nexthops"]]
+    return [(d.get("via"), d.get("dev"), 1)]
+
+
+def onlink_flags(actual):
+    """Whether each path of a kernel route is onlink: a multipath route flags each nexthop."""
+    paths = actual.get("nexthops") or [actual]
+    return set("onlink" in (p.get("flags") or []) for p in paths)
 
 
 def same_attrs(desired, actual):
+    # A desired member without dev matches a kernel member on any device, as a plain route
+    # without dev always did.
     return (
-        same_gateway(desired, actual)
-        and (desired.get("dev") is None or desired.get("dev") == actual.get("dev"))
+        same_nexthops(desired_nexthops(desired), nexthop_set(actual))
         and (desired.get("src") is None or desired.get("src") == actual.get("prefsrc"))
         and (
             desired.get("scope") is None
             or SCOPES.get(desired["scope"]) == int(actual.get("scope", 0))
         )
-        and bool(desired.get("onlink")) == ("onlink" in actual.get("flags", []))
+        and onlink_flags(actual) == set([bool(desired.get("onlink"))])
     )
 
 
@@ -160,16 +179,80 @@ def route_args(d, proto):
     args = [d["to"]]
     if d.get("via"):
         args += ["via", d["via"]]
-    if d.get("dev"):
+    if d.get("dev") and not d.get("nexthops"):
         args += ["dev", d["dev"]]
     if d.get("src"):
         args += ["src", d["src"]]
     if d.get("scope"):
         args += ["scope", d["scope"]]
+    # Before any nexthop: iproute2 reads everything after the first as nexthop attributes.
     args += ["table", str(d["table"]), "metric", str(d["metric"]), "proto", str(proto)]
-    if d.get("onlink"):
+    if d.get("nexthops"):
+        for h in d["nexthops"]:
+            args += ["nexthop", "via", h["via"]]
+            if h.get("dev"):
+                args += ["dev", h["dev"]]
+            args += ["weight", str(h.get("weight") or 1)]
+            if d.get("onlink"):
+                args.append("onlink")
+    elif d.get("onlink"):
         args.append("onlink")
     return args
+
+
+def check_nexthops(module, i, d):
+    """Refuses a nexthops argument that is not a non-empty list of {via, dev?, weight?}."""
+    hops = d["nexthops"]
+    where = "routes[%d] (%s): nexthops" % (i, d["to"])
+    if d.get("via") is not None:
+        module.fail_json(msg="%s: give either via or nexthops, not both" % where)
+    if not hops:
+        module.fail_json(msg="%s: expected at least one member" % where)
+    for j, h in enumerate(hops):
+        if not isinstance(h, dict):
+            module.fail_json(msg="%s[%d]: expected a dict, got %r" % (where, j, h))
+        for k, v in h.items():
+            kinds = NEXTHOP_KEYS.get(k)
+            if kinds is None:
+                module.fail_json(msg="%s[%d]: unknown key %r" % (where, j, k))
+            if v is not None and (not isinstance(v, kinds) or isinstance(v, bool)):
+                module.fail_json(msg="%s[%d]: %s has type %s" % (where, j, k, type(v).__name__))
+        if not isinstance(h.get("via"), str):
+            module.fail_json(msg="%s[%d]: via (an address) is required" % (where, j))
+        try:
+            canonical_address(h["via"])
+        except ValueError:
+            module.fail_json(msg="%s[%d]: via %r is not an address" % (where, j, h["via"]))
+        w = h.get("weight")
+        if w is not None and not 1 <= w <= MAX_WEIGHT:
+            module.fail_json(msg="%s[%d]: weight %d is not 1..%d" % (where, j, w, MAX_WEIGHT))
+
+
+def single_path(d):
+    """A desired route with nexthops, as the kernel will hold it: one member is a plain via
+    (and dev); two or more keep their members, each with the route's dev when it names none."""
+    hops = d.pop("nexthops", None)
+    if not hops:
+        return
+    if len(hops) == 1:
+        d["via"] = hops[0]["via"]
+        d["dev"] = hops[0].get("dev") or d.get("dev")
+        return
+    d["nexthops"] = [dict(h, dev=h.get("dev") or d.get("dev")) for h in hops]
+
+
+def merge_paths(prev, r):
+    """Kernels before 4.11 list an IPv6 multipath route as one entry per nexthop: the entries
+    of one identity, as the single multipath entry newer kernels print."""
+    hops = []
+    for e in (prev, r):
+        hops += e.get("nexthops") or [
+            {"gateway": e.get("gateway"), "dev": e.get("dev"), "weight": 1, "flags": e.get("flags", [])}
+        ]
+    merged = dict(prev, nexthops=hops, flags=[])
+    merged.pop("gateway", None)
+    merged.pop("dev", None)
+    return merged
 
 
 def desired_routes(module):
@@ -197,6 +280,8 @@ def desired_routes(module):
             # kernel_metric below.
             if v is not None and not isinstance(v, kinds):
                 module.fail_json(msg="routes[%d] (%s): %s has type %s" % (i, d["to"], k, type(v).__name__))
+        if d.get("nexthops") is not None:
+            check_nexthops(module, i, d)
     return raw
 
 
@@ -251,6 +336,7 @@ def main():
             d["metric"] = kernel_metric(d.get("metric"), family)
         except ValueError as e:
             module.fail_json(msg="routes[%d] (%s): %s" % (i, d.get("to"), e))
+        single_path(d)
         desired[(family, d["table"], d["to"], d["metric"])] = d
 
     owned, foreign = {}, {}
@@ -264,7 +350,7 @@ def main():
             if not is_unicast(r):
                 continue
             if str(r.get("protocol")) == str(proto):
-                owned[key] = r
+                owned[key] = merge_paths(owned[key], r) if key in owned and family == 6 else r
             else:
                 foreign[key] = r
     current_best = [(addr, best_match(main_routes[addr.version], addr)) for addr in mgmt]

@@ -187,3 +187,77 @@ def captures(route, current_best, addr):
     if net.prefixlen != best_len:
         return net.prefixlen > best_len
     return route["metric"] < current_best["metric"]
+
+
+# Multipath (ECMP). Seen on Linux 6.18 with iproute2 6.1, both families alike: a route of two
+# or more nexthops has no top-level gateway or dev, and lists them under `nexthops`, each
+# {"gateway", "dev", "weight", "flags"} (flags such as "onlink", "linkdown", "dead" are per
+# nexthop), in the order they were given:
+#   {"dst": "198.51.100.0/24", "protocol": "147", "metric": 10, "flags": [],
+#    "nexthops": [{"gateway": "192.0.2.2", "dev": "d0", "weight": 1, "flags": []},
+#                 {"gateway": "10.9.0.2", "dev": "d1", "weight": 3, "flags": []}]}
+#   {"dst": "2001:db8:ff::/48", "protocol": "147", "metric": 10, "flags": [], "pref": "medium",
+#    "nexthops": [{"gateway": "2001:db8:1::2", "dev": "d0", "weight": 1, "flags": []}, ...]}
+# A route given one `nexthop` is stored as a plain gateway (its weight is dropped). Kernels
+# before 4.11 list an IPv6 multipath route as one entry per nexthop (same destination, table
+# and metric, each with its own gateway); older iproute2 may leave `weight` out (it is 1).
+
+
+def _text(value):
+    return value if isinstance(value, str) and value != "" else None
+
+
+def _gateway(value):
+    text = _text(value)
+    if text is None:
+        return None
+    try:
+        return canonical_address(text)
+    except ValueError:
+        return text  # not an address (nothing the kernel prints today): kept as printed
+
+
+def _weight(value):
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    return 1
+
+
+def _hop_key(hop):
+    return (hop[0] or "", hop[1] or "", hop[2])
+
+
+def nexthop_set(raw):
+    """A route entry's forwarding as `ip -j` prints it, as a set: a sorted tuple of
+    (canonical gateway or None, dev or None, weight) from its `nexthops` (multipath), or from
+    its top-level gateway and dev (single path, weight 1)."""
+    hops = raw.get("nexthops")
+    if isinstance(hops, list) and hops:
+        found = [
+            (_gateway(h.get("gateway")), _text(h.get("dev")), _weight(h.get("weight")))
+            for h in hops
+            if isinstance(h, dict)
+        ]
+    else:
+        found = [(_gateway(raw.get("gateway")), _text(raw.get("dev")), 1)]
+    return tuple(sorted(found, key=_hop_key))
+
+
+def same_nexthops(desired, actual):
+    """Whether a desired forwarding (members as nexthop_set gives them; dev None matches any
+    device) is the kernel's `actual` one, whatever the order of either."""
+    want = [(_gateway(g), _text(d), _weight(w)) for g, d, w in desired]
+    left = [(_gateway(g), _text(d), _weight(w)) for g, d, w in actual]
+    if len(want) != len(left):
+        return False
+    # Members naming a device take their exact match first; members without one then take any
+    # remaining member of the same gateway and weight (they are interchangeable among
+    # themselves, so taking the first is as good as any).
+    for hop in sorted(want, key=lambda h: h[1] is None):
+        for i, have in enumerate(left):
+            if have[0] == hop[0] and have[2] == hop[2] and (hop[1] is None or have[1] == hop[1]):
+                del left[i]
+                break
+        else:
+            return False
+    return True

@@ -3,6 +3,7 @@ import type { components, operations } from '../http/api-types.ts';
 type Schemas = components['schemas'];
 export type Route = Schemas['Route'];
 export type RouteCreate = Schemas['RouteCreate'];
+export type HealthCheck = Schemas['HealthCheck'];
 export type RouteList = Schemas['RouteList'];
 export type RouteBatchResult = Schemas['RouteBatchResult'];
 export type Problem = Schemas['Problem'];

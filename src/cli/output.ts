@@ -89,8 +89,26 @@ export const ROUTE_COLUMNS = [
   'DELETE_AT',
 ];
 
+/** The gateway column: the one in use for a candidate route (marked), else its via. */
+function gatewayCell(r: Route): unknown {
+  if (r.active_via === undefined) return r.via;
+  const active = Array.isArray(r.active_via) ? r.active_via.join(',') : r.active_via;
+  return `${active} (${r.degraded ? 'degraded, ' : ''}of ${(r.via as string[]).length})`;
+}
+
 export function routeRow(r: Route): unknown[] {
-  return [r.id, r.host, r.to, r.via, r.dev, r.metric, r.table, r.status, r.sync.state, r.delete_at];
+  return [
+    r.id,
+    r.host,
+    r.to,
+    gatewayCell(r),
+    r.dev,
+    r.metric,
+    r.table,
+    r.status,
+    r.sync.state,
+    r.delete_at,
+  ];
 }
 
 export const REMOVED_ROUTE_COLUMNS = [
@@ -111,7 +129,7 @@ export function removedRouteRow(r: Route): unknown[] {
     r.id,
     r.host,
     r.to,
-    r.via,
+    gatewayCell(r),
     r.dev,
     r.metric,
     r.table,
@@ -121,12 +139,38 @@ export function removedRouteRow(r: Route): unknown[] {
   ];
 }
 
+/** A candidate route's gateways: each with its health, the policy, and the last switch. */
+function candidateFields(r: Route): [string, unknown][] {
+  const list = (v: string | string[]) => (Array.isArray(v) ? v.join(', ') : v);
+  const fields: [string, unknown][] = (r.candidates ?? []).map((c, i) => [
+    i === 0 ? 'candidates' : '',
+    `${c.via} ${c.health} since ${c.since}${c.active ? ' (in use)' : ''}`,
+  ]);
+  const checks = (r.health_check ?? [])
+    .map(
+      (c) =>
+        `${c.type}${c.port ? `:${c.port}` : ''} every ${c.interval_s}s, timeout ${c.timeout_s}s, rise ${c.rise}, fall ${c.fall}`,
+    )
+    .join('; ');
+  fields.push(
+    ['active_via', r.active_via === undefined ? null : list(r.active_via)],
+    ['mode', r.mode],
+    ['checks', checks],
+    ['preempt', r.preempt],
+    ['hold_down_s', r.hold_down_s],
+    ['degraded', r.degraded],
+  );
+  const s = r.last_switch;
+  if (s) fields.push(['last_switch', `${s.at}: ${list(s.from)} -> ${list(s.to)} (${s.reason})`]);
+  return fields;
+}
+
 export function formatRoute(r: Route): string {
   const fields: [string, unknown][] = [
     ['id', r.id],
     ['host', r.host],
     ['to', r.to],
-    ['via', r.via],
+    ...(r.candidates ? candidateFields(r) : [['via', r.via] as [string, unknown]]),
     ['dev', r.dev],
     ['metric', r.metric],
     ['table', r.table],

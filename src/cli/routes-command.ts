@@ -1,4 +1,4 @@
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ALLOW_SYNTAX, collectAllow, formatAllowSpec } from './allow-spec.ts';
 import {
   ApiError,
@@ -9,6 +9,7 @@ import {
   type RouteOpening,
   type Written,
 } from './api-client.ts';
+import type { HealthCheck } from './api-client.ts';
 import { addApiOptions, intOption, runApi, show, type ApiContext } from './api-command.ts';
 import {
   formatJson,
@@ -26,8 +27,19 @@ const LIVE_STATUSES = ['pending', 'active', 'paused'] as const;
 const REMOVED_STATUSES = ['expired', 'deleted'] as const;
 const SYNC_STATES = ['in_sync', 'applying', 'failed', 'conflict'] as const;
 
+/** A check as given: the server fills in what the options leave out. */
+type CheckInput = Pick<HealthCheck, 'type' | 'port'> & Partial<HealthCheck>;
+
 interface AddOptions {
-  via?: string;
+  via?: string[];
+  check?: CheckInput[];
+  interval?: number;
+  timeout?: number;
+  rise?: number;
+  fall?: number;
+  ecmp?: boolean;
+  preempt?: boolean;
+  holdDown?: number;
   dev?: string;
   metric?: number;
   table?: number;
@@ -62,7 +74,10 @@ const waitOption = () =>
 function createBody(host: string, to: string, o: AddOptions): RouteCreate {
   // onlink and force have defaults in the contract, which makes them required in its types.
   const body: RouteCreate = { host, to, onlink: o.onlink === true, force: o.force === true };
-  if (o.via !== undefined) body.via = o.via;
+  // One --via is one gateway; several are candidates, health-checked in their order.
+  if (o.via !== undefined) body.via = o.via.length === 1 ? o.via[0]! : o.via;
+  const failover = failoverBody(o);
+  if (failover) Object.assign(body, failover);
   if (o.dev !== undefined) body.dev = o.dev;
   if (o.metric !== undefined) body.metric = o.metric;
   if (o.table !== undefined) body.table = o.table;
@@ -73,6 +88,46 @@ function createBody(host: string, to: string, o: AddOptions): RouteCreate {
   if (o.comment !== undefined) body.comment = o.comment;
   if (o.allow !== undefined) body.allow = o.allow;
   return body;
+}
+
+/** `--check icmp` or `--check tcp:PORT`, repeatable. */
+function collectCheck(value: string, previous: CheckInput[] = []): CheckInput[] {
+  if (value === 'icmp') return [...previous, { type: 'icmp' }];
+  const m = /^tcp:(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[1]) : NaN;
+  if (!m || port < 1 || port > 65535) {
+    throw new InvalidArgumentError('expected icmp or tcp:PORT (1-65535)');
+  }
+  return [...previous, { type: 'tcp', port }];
+}
+
+const collectVia = (value: string, previous: string[] = []) => [...previous, value];
+
+const secondsOption = (min: number, max: number) => (value: string) => {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < min || n > max) {
+    throw new InvalidArgumentError(`expected a number of seconds from ${min} to ${max}`);
+  }
+  return n;
+};
+
+/** The failover fields of `add`, only those given; null when there is nothing to say. */
+function failoverBody(o: AddOptions): Partial<RouteCreate> | null {
+  const timing = {
+    ...(o.interval !== undefined ? { interval_s: o.interval } : {}),
+    ...(o.timeout !== undefined ? { timeout_s: o.timeout } : {}),
+    ...(o.rise !== undefined ? { rise: o.rise } : {}),
+    ...(o.fall !== undefined ? { fall: o.fall } : {}),
+  };
+  const out: Partial<RouteCreate> = {};
+  const checks = o.check ?? (Object.keys(timing).length > 0 ? [{ type: 'icmp' as const }] : []);
+  if (checks.length > 0) {
+    out.health_check = checks.map((c) => ({ ...c, ...timing })) as HealthCheck[];
+  }
+  if (o.ecmp) out.mode = 'ecmp';
+  if (o.preempt) out.preempt = true;
+  if (o.holdDown !== undefined) out.hold_down_s = o.holdDown;
+  return Object.keys(out).length > 0 ? out : null;
 }
 
 /**
@@ -169,7 +224,39 @@ export function registerRoutesCommand(program: Command): void {
       .description('declare a route; adding an identical route again prints the existing one')
       .argument('<host>', 'inventory host, or a group (one route per member)')
       .argument('<to>', 'destination prefix; a bare address means /32 or /128')
-      .option('--via <gateway>', 'gateway, in the family of <to>')
+      .option(
+        '--via <gateway>',
+        'gateway, in the family of <to>; repeat for candidate gateways, used in order by health',
+        collectVia,
+      )
+      .option(
+        '--check <icmp|tcp:PORT>',
+        'health check of each candidate gateway (default icmp); repeat: all must pass',
+        collectCheck,
+      )
+      .option(
+        '--interval <seconds>',
+        'seconds between checks (default 2)',
+        secondsOption(0.5, 3600),
+      )
+      .option('--timeout <seconds>', 'seconds a check may take (default 1)', secondsOption(0.1, 60))
+      .option(
+        '--rise <n>',
+        'passes in a row that make a gateway healthy (default 2)',
+        intOption(1, 20),
+      )
+      .option(
+        '--fall <n>',
+        'failures in a row that make it unhealthy (default 2)',
+        intOption(1, 20),
+      )
+      .option('--ecmp', 'use every healthy candidate at once (one multipath route)')
+      .option('--preempt', 'return to a recovered earlier candidate (after --hold-down)')
+      .option(
+        '--hold-down <seconds>',
+        'at most one return or ecmp rejoin per this many seconds (default 10)',
+        intOption(0, 86400),
+      )
       .option('--dev <ifname>', 'output device (at least one of --via and --dev)')
       .option('--metric <n>', 'metric (default 0 for IPv4, 1024 for IPv6)', intOption(0, U32))
       .option('--table <n>', 'routing table id (default 254, main)', intOption(1, U32))

@@ -71,6 +71,18 @@ export class CompatService {
     return settled;
   }
 
+  /**
+   * route-manager knows one gateway per route: a route with candidate gateways is changed
+   * through /v1/routes only (compat shows its first gateway in use).
+   */
+  private refuseCandidates(route: Route): void {
+    if (route.failover) {
+      throw new CompatValidationError(
+        `the route to ${route.to} has candidate gateways (${route.failover.candidates.join(', ')}); change it with /v1/routes/${route.id}`,
+      );
+    }
+  }
+
   /** A device the host does not have is a 422, on PUT and PATCH alike. */
   private checkDevice(dev: string | null, links: { ifname: string }[]): void {
     if (dev && !links.some((l) => l.ifname === dev)) {
@@ -103,7 +115,9 @@ export class CompatService {
     const deleteAt = compatTime(body, 'delete_at');
     checkSchedule({ createAt, deleteAt }, new Date(), '/body');
     const exists = { status: 200, message: `A route to ${to} already exists in the system` };
-    if (await this.byDestination(to)) return exists;
+    const found = await this.byDestination(to);
+    if (found) this.refuseCandidates(found);
+    if (found) return exists;
     const { state } = await this.hosts.get(this.host, true, actor);
     this.checkDevice(dev, state.links);
     // Whichever way the host spelled it (`default`, a name for the table): one normalisation.
@@ -132,6 +146,7 @@ export class CompatService {
 
   async patch(body: CompatBody, actor: Actor): Promise<CompatReply> {
     const route = await this.require(body, (to) => `Route ${to} not found in the database.`);
+    this.refuseCandidates(route);
     const via = compatGateway(body, route.family);
     const dev = compatDevice(body);
     const createAt = compatTime(body, 'create_at');

@@ -17,11 +17,25 @@ export interface Address {
   scope: string;
 }
 
+/** One path of a multipath route, as the kernel prints it (weight 1 when ip leaves it out). */
+export interface KernelNexthop {
+  gateway: string | null;
+  dev: string | null;
+  weight: number;
+}
+
 export interface KernelRoute {
   family: 'inet' | 'inet6';
   dst: string;
+  /** null for a multipath route: its gateways are in `nexthops`. */
   gateway: string | null;
+  /** null for a multipath route: its devices are in `nexthops`. */
   dev: string | null;
+  /**
+   * The paths of a multipath (ECMP) route, in the kernel's order; null for a single path.
+   * Absent in snapshots gathered before routeplane read multipath routes.
+   */
+  nexthops?: KernelNexthop[] | null;
   protocol: string | null;
   metric: number | null;
   table: string;
@@ -58,6 +72,19 @@ const str = (v: unknown): string | null => (typeof v === 'string' && v !== '' ? 
 const num = (v: unknown): number | null => (typeof v === 'number' ? v : null);
 const strs = (v: unknown): string[] =>
   Array.isArray(v) ? v.filter((x) => typeof x === 'string') : [];
+
+/** `nexthops` of an `ip -j` route entry; null when it has none (a single path). */
+function parseNexthops(v: unknown): KernelNexthop[] | null {
+  if (!Array.isArray(v) || v.length === 0) return null;
+  return (v as unknown[])
+    .filter((h): h is Raw => typeof h === 'object' && h !== null)
+    .map((h) => ({
+      gateway: str(h.gateway),
+      dev: str(h.dev),
+      weight:
+        typeof h.weight === 'number' && Number.isInteger(h.weight) && h.weight >= 1 ? h.weight : 1,
+    }));
+}
 
 /** `ip -j addr show` entries: one per link, each with its `addr_info`. */
 export function parseLinks(raw: unknown): { links: Link[]; addresses: Address[] } {
@@ -121,6 +148,7 @@ export function parseRoutes(raw: unknown): KernelRoute[] {
       dst,
       gateway: str(r.gateway),
       dev: str(r.dev),
+      nexthops: parseNexthops(r.nexthops),
       protocol: str(r.protocol),
       metric: num(r.metric),
       table,

@@ -22,6 +22,7 @@ export function presentState(s: HostState): Schemas['HostState'] {
     run_id: s.runId,
     links: s.links,
     addresses: s.addresses,
-    routes: s.routes,
+    // A multipath route's `nexthops` only when it has them: a single path reads as before.
+    routes: s.routes.map(({ nexthops, ...r }) => (nexthops ? { ...r, nexthops } : r)),
   };
 }

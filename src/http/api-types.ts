@@ -813,7 +813,8 @@ export interface paths {
          *     reachability and watch state), `hosts/*` (every host's topic),
          *     `routes` and `firewall` (desired objects with lifecycle and sync
          *     state), `runs` (the latest 50) and `runs/{id}` (one run, with live
-         *     per-host progress).
+         *     per-host progress), `failover` (each candidate route's gateways in
+         *     use, their health and its last switch, keyed by route id).
          */
         get: operations["openLiveSocket"];
         put?: never;
@@ -1058,6 +1059,15 @@ export interface components {
             prefsrc: string | null;
             type: string;
             flags: string[];
+            /**
+             * @description The paths of a multipath (ECMP) route, in the kernel's order; present
+             *     only for a multipath route, whose `gateway` and `dev` are then null
+             */
+            nexthops?: {
+                gateway: string | null;
+                dev: string | null;
+                weight: number;
+            }[] | null;
         };
         /** @enum {string} */
         RunStatus: "queued" | "running" | "succeeded" | "failed" | "error" | "canceled" | "timed_out" | "interrupted";
@@ -1198,11 +1208,27 @@ export interface components {
              * @example 203.0.113.0/24
              */
             to: string;
+            via?: components["schemas"]["RouteGateways"];
+            health_check?: components["schemas"]["HealthCheckSet"];
             /**
-             * @description Gateway, in the family of `to`. At least one of `via` and `dev`.
-             * @example 198.51.100.14
+             * @description With candidate gateways: `failover` (default) uses the first healthy
+             *     candidate in order; `ecmp` installs one multipath route over every
+             *     healthy candidate.
+             * @enum {string}
              */
-            via?: string | null;
+            mode?: "failover" | "ecmp";
+            /**
+             * @description With candidates (failover mode): return to a recovered earlier
+             *     candidate once it has passed `rise` checks and `hold_down_s` has
+             *     passed since the last switch. Default false (stay where it is).
+             */
+            preempt?: boolean;
+            /**
+             * @description With candidates: at most one return (preempt) or ecmp rejoin per
+             *     `hold_down_s` per route. Moving off a failed gateway is never delayed.
+             *     Default 10.
+             */
+            hold_down_s?: number;
             /** @example eth0 */
             dev?: string | null;
             /** @description Default 0 (IPv4), 1024 (IPv6); an IPv6 metric 0 is 1024, as the kernel stores it */
@@ -1259,6 +1285,86 @@ export interface components {
              */
             allow?: components["schemas"]["RouteOpening"][] | null;
         };
+        /**
+         * @description The gateway, in the family of `to`; or an ordered list of candidate
+         *     gateways, health-checked from the route's host (see `health_check`):
+         *     the route uses the first healthy one (`mode: failover`) or every healthy
+         *     one (`mode: ecmp`), and moves within seconds when one fails. At least one
+         *     of `via` and `dev`.
+         */
+        RouteGateways: (string | null) | string[];
+        /**
+         * @description One check of a candidate gateway, run from the route's host (from the
+         *     controller for a host routeplane cannot watch) by one long-lived prober
+         *     per host: `icmp` (echo; a host where neither a raw nor a datagram ICMP
+         *     socket can be opened reports the gateway `unavailable`, which never
+         *     moves a route) or `tcp` (a connection to `port`). `rise` passes in a row
+         *     make a gateway healthy, `fall` failures in a row unhealthy.
+         * @example {
+         *       "type": "tcp",
+         *       "port": 22,
+         *       "interval_s": 1,
+         *       "timeout_s": 0.5,
+         *       "rise": 2,
+         *       "fall": 2
+         *     }
+         */
+        HealthCheck: {
+            /** @enum {string} */
+            type: "icmp" | "tcp";
+            /** @description tcp only */
+            port?: number;
+            /** @default 2 */
+            interval_s: number;
+            /**
+             * @description At most interval_s
+             * @default 1
+             */
+            timeout_s: number;
+            /** @default 2 */
+            rise: number;
+            /** @default 2 */
+            fall: number;
+        };
+        /**
+         * @description With candidate gateways: one check, or a list that must all pass.
+         *     Default one `icmp` check.
+         * @example {
+         *       "type": "icmp"
+         *     }
+         */
+        HealthCheckSet: components["schemas"]["HealthCheck"] | components["schemas"]["HealthCheck"][];
+        /**
+         * @description `unknown` until the checks have said (`rise` passes or `fall`
+         *     failures), `healthy`, `unhealthy`, or `unavailable` (a check cannot run
+         *     from there, such as ICMP without a raw or datagram socket).
+         * @enum {string}
+         */
+        GatewayHealth: "unknown" | "healthy" | "unhealthy" | "unavailable";
+        RouteCandidate: {
+            via: string;
+            health: components["schemas"]["GatewayHealth"];
+            /** Format: date-time */
+            since: string;
+            /** @description In use now */
+            active: boolean;
+        };
+        /** @description Candidate routes only - the last change of the gateways in use, null before any */
+        RouteSwitch: {
+            /** Format: date-time */
+            at: string;
+            from: components["schemas"]["ActiveGateways"];
+            to: components["schemas"]["ActiveGateways"];
+            /**
+             * @description `gateway_failed`: moved off a gateway that failed its checks;
+             *     `preempt`: returned to a recovered earlier candidate; `rejoin`: a
+             *     recovered ecmp member joined the set again.
+             * @enum {string}
+             */
+            reason: "gateway_failed" | "preempt" | "rejoin";
+        } | null;
+        /** @description The gateway in use (failover), or the set in use (ecmp) */
+        ActiveGateways: string | string[];
         RouteOpening: {
             /**
              * @default any
@@ -1278,7 +1384,12 @@ export interface components {
         };
         RouteCreateBody: components["schemas"]["RouteCreate"] | components["schemas"]["RouteCreate"][];
         RoutePatch: {
-            via?: string | null;
+            via?: components["schemas"]["RouteGateways"];
+            health_check?: components["schemas"]["HealthCheckSet"];
+            /** @enum {string} */
+            mode?: "failover" | "ecmp";
+            preempt?: boolean;
+            hold_down_s?: number;
             dev?: string | null;
             metric?: number;
             /** Format: date-time */
@@ -1315,7 +1426,29 @@ export interface components {
             id: string;
             host: string;
             to: string;
-            via: string | null;
+            /** @description The gateway, or the candidate gateways in their order */
+            via: (string | null) | string[];
+            /** @description Candidate routes only, defaults applied */
+            health_check?: components["schemas"]["HealthCheck"][];
+            /**
+             * @description Candidate routes only
+             * @enum {string}
+             */
+            mode?: "failover" | "ecmp";
+            /** @description Candidate routes only */
+            preempt?: boolean;
+            /** @description Candidate routes only */
+            hold_down_s?: number;
+            active_via?: components["schemas"]["ActiveGateways"];
+            /** @description Candidate routes only - each gateway's health as the route's host sees it */
+            candidates?: components["schemas"]["RouteCandidate"][];
+            /**
+             * @description Candidate routes only: no gateway in use is healthy and no other
+             *     candidate is, so the route stays as it was (never removed for that).
+             *     A health field, not a sync state.
+             */
+            degraded?: boolean;
+            last_switch?: components["schemas"]["RouteSwitch"];
             dev: string | null;
             metric: number;
             table: number;
@@ -1370,9 +1503,13 @@ export interface components {
             /**
              * @description What happened. `drift_repaired` and `drift_detected` are recorded by
              *     periodic convergence when the host had lost or altered the route.
+             *     For candidate routes, `gateway_health` records a candidate's health
+             *     change as the route's host sees it (`detail`: `gateway`, `from`,
+             *     `to`, `checking_point`, `error`), and `failover` a switch of the
+             *     gateways in use (`detail`: `from`, `to`, `reason`).
              * @enum {string}
              */
-            action: "create" | "update" | "pause" | "resume" | "delete" | "activate" | "expire" | "drift_repaired" | "drift_detected";
+            action: "create" | "update" | "pause" | "resume" | "delete" | "activate" | "expire" | "drift_repaired" | "drift_detected" | "gateway_health" | "failover";
             /** @enum {string|null} */
             from: "pending" | "active" | "paused" | "expired" | "deleted" | null;
             to: components["schemas"]["RouteStatus"];

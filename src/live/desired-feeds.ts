@@ -1,7 +1,8 @@
 import type { Logger } from '../logger.ts';
 import { presentRule } from '../firewall/firewall-presenter.ts';
 import type { FirewallStore } from '../firewall/firewall-store.ts';
-import { presentRoute } from '../routes/routes-presenter.ts';
+import { presentFailover, presentRoute } from '../routes/routes-presenter.ts';
+import type { Route } from '../routes/types.ts';
 import type { RoutesStore } from '../routes/routes-store.ts';
 import { presentRun } from '../runs/runs-presenter.ts';
 import type { RunsStore } from '../runs/runs-store.ts';
@@ -11,6 +12,7 @@ import type { Objects, TopicLog } from './topic-log.ts';
 export const ROUTES_TOPIC = 'routes';
 export const FIREWALL_TOPIC = 'firewall';
 export const RUNS_TOPIC = 'runs';
+export const FAILOVER_TOPIC = 'failover';
 export const runTopic = (id: string) => `runs/${id}`;
 
 /** Runs the `runs` topic shows: the latest, newest first. */
@@ -57,6 +59,8 @@ export class DesiredFeeds {
     }
   >();
   private readonly finishedRuns = new Map<string, number>();
+  /** Route ids the `failover` topic shows: only their changes (or removal) are written to it. */
+  private readonly candidateIds = new Set<string>();
 
   constructor(
     private readonly log: TopicLog,
@@ -129,6 +133,12 @@ export class DesiredFeeds {
   async seed(): Promise<void> {
     const [routes, rules] = await Promise.all([this.routes.live(), this.firewall.live()]);
     await this.log.publish(ROUTES_TOPIC, { scope: '', objects: keyed(routes, presentRoute) });
+    const candidates = routes.filter((r) => r.failover);
+    candidates.forEach((r) => this.candidateIds.add(r.id));
+    await this.log.publish(FAILOVER_TOPIC, {
+      scope: '',
+      objects: keyed(candidates, presentFailoverRoute),
+    });
     await this.log.publish(FIREWALL_TOPIC, { scope: '', objects: keyed(rules, presentRule) });
     this.runsDirty = true;
     await this.flush();
@@ -192,6 +202,7 @@ export class DesiredFeeds {
           objects: keyed(live, presentRoute),
           remove: routeIds,
         });
+        await this.publishFailover(routeIds, live);
       }
       if (ruleIds.length > 0) {
         const live = (await this.firewall.getMany(ruleIds)).filter((r) => LIVE.has(r.status));
@@ -209,6 +220,27 @@ export class DesiredFeeds {
     } catch (err) {
       this.failed(err);
     }
+  }
+
+  /** The `failover` topic: each candidate route's gateways, health and last switch. */
+  private async publishFailover(ids: string[], live: Route[]): Promise<void> {
+    const candidates = live.filter((r) => r.failover);
+    const gone = ids.filter(
+      (id) => this.candidateIds.has(id) && !candidates.some((r) => r.id === id),
+    );
+    if (candidates.length === 0 && gone.length === 0) return;
+    candidates.forEach((r) => this.candidateIds.add(r.id));
+    gone.forEach((id) => this.candidateIds.delete(id));
+    await this.log.publish(FAILOVER_TOPIC, {
+      objects: keyed(candidates, presentFailoverRoute),
+      remove: gone,
+    });
+  }
+
+  /** Switches and health changes as they are decided, as events of the `failover` topic. */
+  failoverEvents(events: Record<string, unknown>[]): void {
+    if (events.length === 0) return;
+    void this.log.write(FAILOVER_TOPIC, { events }).catch((err: unknown) => this.failed(err));
   }
 
   private flushProgress(id: string): void {
@@ -235,4 +267,9 @@ function keyed<T extends { id: string }>(items: T[], present: (x: T) => unknown)
   const out: Objects = {};
   for (const x of items) out[x.id] = present(x);
   return out;
+}
+
+/** A candidate route as the `failover` topic shows it. */
+function presentFailoverRoute(r: Route) {
+  return { id: r.id, host: r.host, to: r.to, ...presentFailover(r.failover!, r.failoverState!) };
 }

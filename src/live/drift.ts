@@ -1,7 +1,7 @@
 import { kernelTableId, type FirewallState, type KernelRoute } from '../hosts/host-state.ts';
 import type { FirewallRule } from '../firewall/types.ts';
-import type { Route } from '../routes/types.ts';
-import { canonicalPrefix } from '../routes/kernel-route.ts';
+import { gatewaysInUse, type Route } from '../routes/types.ts';
+import { nexthopSet, sameNexthops, type Nexthop } from '../routes/kernel-route.ts';
 
 export interface DriftItem {
   id: string;
@@ -13,13 +13,14 @@ function kernelMetric(family: 4 | 6, metric: number): number {
   return family === 6 && metric === 0 ? 1024 : metric;
 }
 
-function sameAddress(a: string | null, b: string | null): boolean {
-  if (a === null || b === null) return a === b;
-  try {
-    return canonicalPrefix(a).split('/')[0] === canonicalPrefix(b).split('/')[0];
-  } catch {
-    return a === b;
-  }
+/**
+ * What a desired route forwards by in the kernel: each gateway in use (two or more are one
+ * multipath route, each path of weight 1), or none, on its dev when it names one.
+ */
+function desiredNexthops(d: Route): Nexthop[] {
+  const gateways = gatewaysInUse(d);
+  if (gateways.length === 0) return [{ gateway: null, dev: d.dev, weight: 1 }];
+  return gateways.map((gateway) => ({ gateway, dev: d.dev, weight: 1 }));
 }
 
 /** Whether a kernel route was installed by routeplane (its protocol id). */
@@ -29,8 +30,10 @@ export function isManaged(r: Pick<KernelRoute, 'protocol'>, routeProto: number):
 
 /**
  * Active routes believed in sync that the host's kernel no longer holds as asked: gone, or
- * present under routeplane's protocol with another gateway or device. Only routeplane's own
- * routes count: a route someone added by hand is never drift.
+ * present under routeplane's protocol with other forwarding: another gateway or device, other
+ * paths of a multipath route (in any order they are the same), or multipath where one path was
+ * asked (and the other way round). Only routeplane's own routes count: a route someone added
+ * by hand is never drift.
  */
 export function routeDrift(
   desired: Route[],
@@ -49,7 +52,7 @@ export function routeDrift(
     if (d.status !== 'active' || d.sync.state !== 'in_sync') continue;
     const k = installed.get(`${d.family}|${d.table}|${d.to}|${kernelMetric(d.family, d.metric)}`);
     if (!k) out.push({ id: d.id, found: 'missing' });
-    else if ((d.via && !sameAddress(d.via, k.gateway)) || (d.dev && d.dev !== k.dev)) {
+    else if (!sameNexthops(desiredNexthops(d), nexthopSet(k))) {
       out.push({ id: d.id, found: 'altered' });
     }
   }

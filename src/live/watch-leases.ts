@@ -10,19 +10,21 @@ export class WatchLeases {
     private readonly knex: Knex,
     private readonly owner: string,
     private readonly ttlMs: number,
+    /** host_watch_leases, or host_probe_leases for the failover probers. */
+    private readonly table: 'host_watch_leases' | 'host_probe_leases' = 'host_watch_leases',
   ) {}
 
   /** Renews the leases this replica holds among `hosts` and takes the free or lapsed ones. */
   async claim(hosts: string[]): Promise<Set<string>> {
     if (hosts.length === 0) return new Set();
     const { rows } = await this.knex.raw<{ rows: { host: string }[] }>(
-      `insert into host_watch_leases as l (host, owner, expires_at)
+      `insert into ?? as l (host, owner, expires_at)
          select h, ?, now() + (? * interval '1 millisecond')
            from jsonb_array_elements_text(?::jsonb) as t(h)
        on conflict (host) do update set owner = excluded.owner, expires_at = excluded.expires_at
          where l.owner = excluded.owner or l.expires_at < now()
        returning host`,
-      [this.owner, this.ttlMs, JSON.stringify(hosts)],
+      [this.table, this.owner, this.ttlMs, JSON.stringify(hosts)],
     );
     return new Set(rows.map((r) => r.host));
   }
@@ -30,7 +32,7 @@ export class WatchLeases {
   /** Lets go of these hosts at once (shutdown, or hosts that left the inventory). */
   async release(hosts: string[]): Promise<void> {
     if (hosts.length === 0) return;
-    await this.knex('host_watch_leases')
+    await this.knex(this.table)
       .where({ owner: this.owner })
       .whereIn('host', hosts)
       .delete();

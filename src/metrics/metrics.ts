@@ -83,6 +83,33 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly failoverSwitches = new Counter({
+    name: 'routeplane_failover_switches_total',
+    help: 'Candidate routes that changed the gateways they use, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly gatewayHealthChanges = new Counter({
+    name: 'routeplane_gateway_health_changes_total',
+    help: "Health changes of routes' candidate gateways as their hosts see them, by new health",
+    labelNames: ['health'] as const,
+    registers: [this.registry],
+  });
+
+  readonly probeResults = new Counter({
+    name: 'routeplane_probe_results_total',
+    help: 'Gateway health probes finished, by check type and outcome',
+    labelNames: ['check', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly degradedRoutes = new Gauge({
+    name: 'routeplane_failover_degraded_routes',
+    help: 'Candidate routes this replica decides for with no healthy gateway (kept as they were)',
+    registers: [this.registry],
+  });
+
   readonly writes: WriteLag;
 
   constructor(opts: MetricsOptions = {}) {

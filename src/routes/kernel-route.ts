@@ -132,3 +132,100 @@ export function normaliseKernelRoute(raw: RawKernelRoute, family?: unknown): Ker
 /** One key per kernel route: table, destination and metric (family is in the destination). */
 export const identityKey = (r: Pick<KernelIdentity, 'table' | 'dst' | 'metric'>): string =>
   `${r.table} ${r.dst} ${r.metric}`;
+
+/*
+ * Multipath (ECMP). Seen on Linux 6.18 with iproute2 6.1, both families alike: a route of two
+ * or more nexthops has no top-level gateway or dev and lists them under `nexthops`, each
+ * { gateway, dev, weight, flags } (flags such as onlink, linkdown, dead are per nexthop), in
+ * the order they were given. A route given one `nexthop` is stored as a plain gateway (its
+ * weight is dropped). Kernels before 4.11 list an IPv6 multipath route as one entry per
+ * nexthop; older iproute2 may leave `weight` out (it is 1).
+ */
+
+/** One path of a route: its gateway (canonical), device and weight (1 for a single path). */
+export interface Nexthop {
+  gateway: string | null;
+  dev: string | null;
+  weight: number;
+}
+
+/** The forwarding part of a route entry as `ip -j` prints it (or as host state keeps it). */
+export interface RawForwarding {
+  gateway?: unknown;
+  dev?: unknown;
+  nexthops?: unknown;
+}
+
+const text = (v: unknown): string | null => (typeof v === 'string' && v !== '' ? v : null);
+
+/** A gateway as the kernel prints it; text that is no address is kept as it is. */
+function gatewayOf(v: unknown): string | null {
+  const t = text(v);
+  if (t === null) return null;
+  const bare = t.split('%')[0]!;
+  // Only the spellings Python's ipaddress reads too (ipaddr.js also takes 0x.., 1.2.3, ...).
+  if (!ipaddr.IPv4.isValidFourPartDecimal(bare) && !ipaddr.IPv6.isValid(bare)) return t;
+  return canonicalAddress(bare);
+}
+
+const weightOf = (v: unknown): number =>
+  typeof v === 'number' && Number.isInteger(v) && v >= 1 ? v : 1;
+
+const hopKey = (h: Nexthop): [string, string, number] => [h.gateway ?? '', h.dev ?? '', h.weight];
+
+function compareHops(a: Nexthop, b: Nexthop): number {
+  const [ka, kb] = [hopKey(a), hopKey(b)];
+  for (let i = 0; i < 3; i++) {
+    if (ka[i]! < kb[i]!) return -1;
+    if (ka[i]! > kb[i]!) return 1;
+  }
+  return 0;
+}
+
+/**
+ * A route entry's forwarding as a set: its `nexthops` (multipath), or its top-level gateway
+ * and dev (single path, weight 1), sorted; gateways canonical, a missing weight 1.
+ */
+export function nexthopSet(raw: RawForwarding): Nexthop[] {
+  const hops = Array.isArray(raw.nexthops) && raw.nexthops.length > 0 ? raw.nexthops : null;
+  const found: Nexthop[] = hops
+    ? (hops as unknown[])
+        .filter((h): h is Record<string, unknown> => typeof h === 'object' && h !== null)
+        .map((h) => ({
+          gateway: gatewayOf(h.gateway),
+          dev: text(h.dev),
+          weight: weightOf(h.weight),
+        }))
+    : [{ gateway: gatewayOf(raw.gateway), dev: text(raw.dev), weight: 1 }];
+  return found.sort(compareHops);
+}
+
+/**
+ * Whether a desired forwarding is the kernel's `actual` one, whatever the order of either: a
+ * desired member without dev matches a kernel member of the same gateway and weight on any
+ * device.
+ */
+export function sameNexthops(desired: readonly Nexthop[], actual: readonly Nexthop[]): boolean {
+  const norm = (h: Nexthop): Nexthop => ({
+    gateway: gatewayOf(h.gateway),
+    dev: text(h.dev),
+    weight: weightOf(h.weight),
+  });
+  const want = desired.map(norm);
+  const left = actual.map(norm);
+  if (want.length !== left.length) return false;
+  // Members naming a device take their exact match first; those without one then take any
+  // remaining member of the same gateway and weight (interchangeable among themselves).
+  const ordered = [...want.filter((h) => h.dev !== null), ...want.filter((h) => h.dev === null)];
+  for (const hop of ordered) {
+    const i = left.findIndex(
+      (have) =>
+        have.gateway === hop.gateway &&
+        have.weight === hop.weight &&
+        (hop.dev === null || have.dev === hop.dev),
+    );
+    if (i < 0) return false;
+    left.splice(i, 1);
+  }
+  return true;
+}

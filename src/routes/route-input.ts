@@ -2,12 +2,12 @@ import ipaddr from 'ipaddr.js';
 import { ValidationError } from '../http/errors.ts';
 import { canonicalAddress, kernelMetric, MAIN_TABLE } from './kernel-route.ts';
 import type { Family, RouteSchedule, RouteSpec, RouteOpening } from './types.ts';
+import { parseFailover, type FailoverInput } from '../failover/failover-input.ts';
 
 /** A route as a request states it, before checks and defaults (snake_case like the API). */
-export interface RouteInput {
+export interface RouteInput extends FailoverInput {
   host: string;
   to: string;
-  via?: string | null;
   dev?: string | null;
   metric?: number | null;
   table?: number | null;
@@ -108,7 +108,13 @@ export function parseSchedule(
  */
 export function parseRouteSpec(input: RouteInput, host: string, base: string): RouteSpec {
   const { to, family } = parsePrefix(input.to, `${base}/to`);
-  const via = input.via ? parseAddress(input.via, family, `${base}/via`) : null;
+  const failover = parseFailover(input, family, base, parseAddress);
+  // With candidates, `via` is the first in use; a new route starts on its first candidate.
+  const via = failover
+    ? failover.candidates[0]!
+    : typeof input.via === 'string' && input.via
+      ? parseAddress(input.via, family, `${base}/via`)
+      : null;
   const dev = input.dev ?? null;
   if (!via && !dev)
     throw ValidationError.field(`${base}/via`, 'at least one of via or dev is required');
@@ -126,5 +132,6 @@ export function parseRouteSpec(input: RouteInput, host: string, base: string): R
     src: input.src ? parseAddress(input.src, family, `${base}/src`) : null,
     onlink: input.onlink ?? false,
     force: input.force ?? false,
+    failover,
   };
 }

@@ -1,4 +1,4 @@
-import type { Route, RouteConflict, SyncState } from './types.ts';
+import { gatewaysInUse, type Route, type RouteConflict, type SyncState } from './types.ts';
 import type { SyncUpdate } from './routes-store.ts';
 import { moduleResult } from '../reconciler/kind.ts';
 import type { Run } from '../runs/types.ts';
@@ -22,15 +22,28 @@ interface ModuleError extends ModuleRef {
   error: string;
 }
 
-/** The module's argument for one route: only what the kernel needs, plus the id to report by. */
+/**
+ * The module's argument for one route: only what the kernel needs, plus the id to report by.
+ * A route with two or more gateways in use (ECMP) is multipath: `nexthops`, in that order, each
+ * on the route's dev, of weight 1; otherwise `via` (the first, or only, gateway in use).
+ */
 export function moduleRoute(r: Route): Record<string, unknown> {
+  const gateways = gatewaysInUse(r);
+  const forwarding =
+    gateways.length >= 2
+      ? {
+          nexthops: gateways.map((via) => ({ via, ...(r.dev ? { dev: r.dev } : {}), weight: 1 })),
+        }
+      : {
+          ...(r.via ? { via: r.via } : {}),
+          ...(r.dev ? { dev: r.dev } : {}),
+        };
   return {
     id: r.id,
     to: r.to,
     table: r.table,
     metric: r.metric,
-    ...(r.via ? { via: r.via } : {}),
-    ...(r.dev ? { dev: r.dev } : {}),
+    ...forwarding,
     ...(r.scope ? { scope: r.scope } : {}),
     ...(r.src ? { src: r.src } : {}),
     ...(r.onlink ? { onlink: true } : {}),

@@ -1,7 +1,45 @@
 import type { Schemas } from '../http/api.ts';
-import type { Route } from './types.ts';
+import type { FailoverPolicy, FailoverState, Route } from './types.ts';
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
+
+/** The gateway in use for failover, the set for ecmp (one shape per mode, as asked). */
+const gateways = (policy: FailoverPolicy, list: string[]) =>
+  policy.mode === 'ecmp' ? list : (list[0] ?? null);
+
+/** A candidate route's policy (defaults applied) and standing, in the API's words. */
+export function presentFailover(policy: FailoverPolicy, state: FailoverState) {
+  return {
+    via: policy.candidates,
+    health_check: policy.healthCheck.map((c) => ({
+      type: c.type,
+      ...(c.port !== null ? { port: c.port } : {}),
+      interval_s: c.intervalS,
+      timeout_s: c.timeoutS,
+      rise: c.rise,
+      fall: c.fall,
+    })),
+    mode: policy.mode,
+    preempt: policy.preempt,
+    hold_down_s: policy.holdDownS,
+    active_via: gateways(policy, state.activeVia) as string | string[],
+    candidates: policy.candidates.map((via) => ({
+      via,
+      health: state.health[via]?.health ?? ('unknown' as const),
+      since: (state.health[via]?.since ?? new Date(0)).toISOString(),
+      active: state.activeVia.includes(via),
+    })),
+    degraded: state.degraded,
+    last_switch: state.lastSwitch
+      ? {
+          at: state.lastSwitch.at.toISOString(),
+          from: gateways(policy, state.lastSwitch.from) as string | string[],
+          to: gateways(policy, state.lastSwitch.to) as string | string[],
+          reason: state.lastSwitch.reason as 'gateway_failed' | 'preempt' | 'rejoin',
+        }
+      : null,
+  };
+}
 
 export function presentRoute(r: Route): Schemas['Route'] {
   const c = r.sync.conflict;
@@ -42,5 +80,6 @@ export function presentRoute(r: Route): Schemas['Route'] {
     removed_at: iso(r.removedAt),
     removed_reason: r.removedReason,
     removed_by: r.removedBy,
+    ...(r.failover && r.failoverState ? presentFailover(r.failover, r.failoverState) : {}),
   };
 }

@@ -11,6 +11,12 @@ import { LifecycleActions } from '../lifecycle/lifecycle-actions.ts';
 import { checkSchedule, parseAddress, parseSchedule, type RouteInput } from './route-input.ts';
 import { kernelMetric } from './kernel-route.ts';
 import {
+  initialFailoverState,
+  parseFailover,
+  policyInput,
+  type FailoverInput,
+} from '../failover/failover-input.ts';
+import {
   differenceOf,
   identityConflict,
   keyOf,
@@ -23,6 +29,7 @@ import {
   REMOVED_STATUSES,
   rescheduledStatus,
   sameForwarding,
+  samePolicy,
   scheduledStatus,
   type Route,
   type RouteOpening,
@@ -37,8 +44,8 @@ export interface CreateItem {
 }
 
 /** Changes PATCH may make; `null` clears an optional field. */
-export interface RoutePatch {
-  via?: string | null;
+export interface RoutePatch extends Omit<FailoverInput, 'via'> {
+  via?: string | string[] | null;
   dev?: string | null;
   metric?: number;
   create_at?: string | null;
@@ -155,6 +162,7 @@ export class RoutesService {
           schedule: p.schedule,
           comment: p.input.comment ?? null,
           allow: openings.get(keyOf(p.spec)) ?? null,
+          failoverState: p.spec.failover ? initialFailoverState(p.spec.failover, now) : null,
           status: scheduledStatus(p.schedule, now),
           actor: actor.name,
         });
@@ -209,7 +217,7 @@ export class RoutesService {
         current.id,
         [current.status],
         {
-          spec: p.spec,
+          ...forwardingChange(current, p.spec, now),
           schedule: p.schedule,
           comment: p.input.comment ?? current.comment,
           status: rescheduledStatus(current.status, p.schedule, now),
@@ -248,9 +256,7 @@ export class RoutesService {
   /** One try; null when the route's status changed between the read and the write. */
   private async patchOnce(id: string, patch: RoutePatch, actor: Actor): Promise<Route | null> {
     const route = await this.liveRoute(id, 'changed');
-    const spec: RouteSpec = { ...route };
-    if (patch.via !== undefined)
-      spec.via = patch.via === null ? null : parseAddress(patch.via, route.family, '/body/via');
+    const spec: RouteSpec = { ...route, ...patchedGateways(route, patch) };
     if (patch.dev !== undefined) spec.dev = patch.dev;
     // As the kernel stores it: an IPv6 metric 0 is 1024 (routes/kernel-route.ts).
     if (patch.metric !== undefined) spec.metric = kernelMetric(patch.metric, route.family);
@@ -286,7 +292,7 @@ export class RoutesService {
       id,
       [route.status],
       {
-        ...(forwardingChanged ? { spec } : {}),
+        ...(forwardingChanged ? forwardingChange(route, spec, now) : {}),
         schedule,
         ...(patch.comment !== undefined ? { comment: patch.comment } : {}),
         status,
@@ -333,4 +339,51 @@ export class RoutesService {
     const settlement = await this.reconciler.waitForKernel(hosts, ms);
     return { value: await this.store.getMany(routes.map((r) => r.id)), settlement };
   }
+}
+
+/**
+ * A route's gateways after a PATCH: a list of candidates (with the policy fields the patch
+ * names, the rest as they were), or one `via`, which ends failover for the route.
+ */
+function patchedGateways(route: Route, patch: RoutePatch): Pick<RouteSpec, 'via' | 'failover'> {
+  const touchesPolicy =
+    Array.isArray(patch.via) ||
+    (patch.via === undefined &&
+      (route.failover !== null ||
+        ['health_check', 'mode', 'preempt', 'hold_down_s'].some(
+          (f) => patch[f as keyof RoutePatch] !== undefined,
+        )));
+  if (touchesPolicy) {
+    const input: FailoverInput = {
+      ...(route.failover ? policyInput(route.failover) : {}),
+      ...Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)),
+    };
+    const failover = parseFailover(input, route.family, '/body', parseAddress);
+    return { via: failover ? failover.candidates[0]! : route.via, failover };
+  }
+  if (patch.via === undefined) return { via: route.via, failover: route.failover };
+  // One via with policy fields: parseFailover names the field that needs a list.
+  parseFailover({ ...patch, via: null }, route.family, '/body', parseAddress);
+  return {
+    via: patch.via === null ? null : parseAddress(patch.via as string, route.family, '/body/via'),
+    failover: null,
+  };
+}
+
+/**
+ * The change a route gets for new forwarding: a candidate route whose policy stays the same
+ * keeps the gateway it uses; new candidates start over (health already known carried along,
+ * so the next decision can move off a gateway known to be down at once).
+ */
+function forwardingChange(current: Route, spec: RouteSpec, now: Date) {
+  if (samePolicy(current.failover, spec.failover)) {
+    return { spec: { ...spec, via: spec.failover ? current.via : spec.via } };
+  }
+  if (!spec.failover) return { spec, failoverState: null };
+  const fresh = initialFailoverState(spec.failover, now);
+  for (const via of spec.failover.candidates) {
+    const known = current.failoverState?.health[via];
+    if (known) fresh.health[via] = known;
+  }
+  return { spec, failoverState: fresh };
 }

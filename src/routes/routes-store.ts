@@ -5,6 +5,9 @@ import { knexSql } from '../reconciler/sql.ts';
 import { Batcher } from '../shared/batcher.ts';
 import { keyOf } from './route-plan.ts';
 import type {
+  FailoverPolicy,
+  FailoverState,
+  GatewayHealth,
   RouteOpening,
   Route,
   RouteConflict,
@@ -33,6 +36,8 @@ interface RouteRow {
   delete_at: Date | null;
   comment: string | null;
   allow: RouteOpening[] | string | null;
+  failover: FailoverPolicy | string | null;
+  failover_state: StoredFailoverState | string | null;
   status: RouteStatus;
   sync_state: SyncState;
   sync_error: string | null;
@@ -49,6 +54,44 @@ interface RouteRow {
 }
 
 const date = (d: Date | string | null) => (d === null ? null : new Date(d));
+
+/** A FailoverState as jsonb holds it: dates as ISO text. */
+export interface StoredFailoverState {
+  activeVia: string[];
+  health: Record<string, { health: GatewayHealth; since: string }>;
+  degraded: boolean;
+  lastSwitch: { at: string; from: string[]; to: string[]; reason: string } | null;
+}
+
+const json = <T>(v: T | string | null): T | null =>
+  typeof v === 'string' ? (JSON.parse(v) as T) : v;
+
+export function storedFailoverState(s: FailoverState): StoredFailoverState {
+  return {
+    activeVia: s.activeVia,
+    health: Object.fromEntries(
+      Object.entries(s.health).map(([a, h]) => [
+        a,
+        { health: h.health, since: h.since.toISOString() },
+      ]),
+    ),
+    degraded: s.degraded,
+    lastSwitch: s.lastSwitch ? { ...s.lastSwitch, at: s.lastSwitch.at.toISOString() } : null,
+  };
+}
+
+export function failoverStateOf(s: StoredFailoverState | string | null): FailoverState | null {
+  const v = json(s);
+  if (!v) return null;
+  return {
+    activeVia: v.activeVia,
+    health: Object.fromEntries(
+      Object.entries(v.health).map(([a, h]) => [a, { health: h.health, since: new Date(h.since) }]),
+    ),
+    degraded: v.degraded,
+    lastSwitch: v.lastSwitch ? { ...v.lastSwitch, at: new Date(v.lastSwitch.at) } : null,
+  };
+}
 
 function fromRow(r: RouteRow): Route {
   return {
@@ -67,7 +110,9 @@ function fromRow(r: RouteRow): Route {
     createAt: date(r.create_at),
     deleteAt: date(r.delete_at),
     comment: r.comment,
-    allow: typeof r.allow === 'string' ? (JSON.parse(r.allow) as RouteOpening[]) : r.allow,
+    allow: json(r.allow),
+    failover: json(r.failover),
+    failoverState: failoverStateOf(r.failover_state),
     status: r.status,
     sync: {
       state: r.sync_state,
@@ -98,6 +143,7 @@ function specColumns(s: RouteSpec) {
     src: s.src,
     onlink: s.onlink,
     force: s.force,
+    failover: s.failover ? JSON.stringify(s.failover) : null,
   };
 }
 
@@ -107,6 +153,8 @@ export interface NewRoute {
   schedule: RouteSchedule;
   comment: string | null;
   allow?: RouteOpening[] | null;
+  /** Where a candidate route starts (its first gateway, health unknown); null without. */
+  failoverState?: FailoverState | null;
   status: RouteStatus;
   actor: string;
 }
@@ -127,6 +175,8 @@ export interface RouteFilter {
 
 export interface RouteChange {
   spec?: RouteSpec;
+  /** A candidate route's new standing (its candidates changed); null when it has none now. */
+  failoverState?: FailoverState | null;
   schedule?: RouteSchedule;
   comment?: string | null;
   status?: RouteStatus;
@@ -140,6 +190,13 @@ export interface SyncUpdate {
   conflict: RouteConflict | null;
   retryAt: Date | null;
   runId: string | null;
+}
+
+/** A failover decision as the store records it (failover/failover-engine.ts makes them). */
+export interface FailoverOutcome {
+  state: FailoverState;
+  switched: FailoverState['lastSwitch'];
+  events: { action: 'gateway_health' | 'failover'; detail: Record<string, unknown> }[];
 }
 
 export type Identity = Pick<RouteSpec, 'host' | 'table' | 'to' | 'metric'>;
@@ -164,6 +221,8 @@ const NEW_ROUTE_COLUMNS = [
   'delete_at timestamptz',
   'comment text',
   'allow jsonb',
+  'failover jsonb',
+  'failover_state jsonb',
   'status text',
   'sync_state text',
   'created_by text',
@@ -234,6 +293,8 @@ export class RoutesStore {
             routes.map((r) => ({
               id: r.id,
               ...specColumns(r.spec),
+              failover: r.spec.failover,
+              failover_state: r.failoverState ? storedFailoverState(r.failoverState) : null,
               create_at: r.schedule.createAt,
               delete_at: r.schedule.deleteAt,
               comment: r.comment,
@@ -414,6 +475,13 @@ export class RoutesStore {
             ? { create_at: change.schedule.createAt, delete_at: change.schedule.deleteAt }
             : {}),
           ...(change.comment !== undefined ? { comment: change.comment } : {}),
+          ...(change.failoverState !== undefined
+            ? {
+                failover_state: change.failoverState
+                  ? JSON.stringify(storedFailoverState(change.failoverState))
+                  : null,
+              }
+            : {}),
         },
         affectsHost: change.spec !== undefined,
         status: change.status,
@@ -502,6 +570,69 @@ export class RoutesStore {
       ],
     );
     this.lifecycle.changed(updates.map((u) => u.id));
+  }
+
+  /** Active routes with candidate gateways (what the probers check and failover decides). */
+  async candidateRoutes(): Promise<Route[]> {
+    const rows = await this.routes()
+      .whereNotNull('failover')
+      .where('status', IN_KERNEL)
+      .orderBy('id');
+    return rows.map(fromRow);
+  }
+
+  /**
+   * Records failover decisions, each made by `decide` on the route as locked in this
+   * transaction (so two deciders, or a decider and a PATCH, never interleave): the route's
+   * new standing, its `gateway_health` and `failover` events, and, for every route whose
+   * gateways changed, its host's work, all in one transaction. Returns the routes changed.
+   */
+  async recordFailover(
+    ids: string[],
+    decide: (route: Route) => FailoverOutcome | null,
+  ): Promise<{ route: Route; outcome: FailoverOutcome }[]> {
+    if (ids.length === 0) return [];
+    const done = await this.knex.transaction(async (trx) => {
+      const rows = (await this.routes(trx)
+        .whereIn('id', ids)
+        .where('status', IN_KERNEL)
+        .whereNotNull('failover')
+        .orderBy('id')
+        .forUpdate()) as RouteRow[];
+      const out: { route: Route; outcome: FailoverOutcome }[] = [];
+      for (const row of rows) {
+        const route = fromRow(row);
+        const outcome = decide(route);
+        if (!outcome) continue;
+        const state = outcome.state;
+        const switched = outcome.switched !== null;
+        const [updated] = (await this.routes(trx)
+          .where({ id: route.id })
+          .update({
+            failover_state: JSON.stringify(storedFailoverState(state)),
+            via: state.activeVia[0] ?? route.via,
+            ...(switched ? { sync_state: 'applying', sync_error: null } : {}),
+            updated_at: trx.fn.now(),
+          } as never)
+          .returning('*')) as RouteRow[];
+        for (const e of outcome.events) {
+          await this.lifecycle.recordEvents(
+            trx,
+            [{ objectId: route.id, from: IN_KERNEL, to: IN_KERNEL, action: e.action }],
+            'failover',
+            e.detail,
+          );
+        }
+        out.push({ route: fromRow(updated!), outcome });
+      }
+      await this.lifecycle.bumpHosts(
+        trx,
+        out.filter((o) => o.outcome.switched).map((o) => o.route.host),
+      );
+      return out;
+    });
+    this.lifecycle.changed(done.map((d) => d.route.id));
+    return done;
   }
 
   /** Hosts that have routes routeplane put in their kernels. */

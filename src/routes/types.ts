@@ -16,6 +16,55 @@ export type SyncState = (typeof SYNC_STATES)[number];
 
 export type Family = 4 | 6;
 
+/** One health check of a candidate gateway, defaults applied (failover/failover-input.ts). */
+export interface HealthCheck {
+  type: 'icmp' | 'tcp';
+  /** The TCP port; null for icmp. */
+  port: number | null;
+  intervalS: number;
+  timeoutS: number;
+  rise: number;
+  fall: number;
+}
+
+export type FailoverMode = 'failover' | 'ecmp';
+
+/** A route with candidate gateways: which, how they are checked, and how it moves between them. */
+export interface FailoverPolicy {
+  /** Ordered, canonical, at least two. */
+  candidates: string[];
+  /** Every check must pass for a gateway to be healthy. */
+  healthCheck: HealthCheck[];
+  mode: FailoverMode;
+  preempt: boolean;
+  holdDownS: number;
+}
+
+export const GATEWAY_HEALTHS = ['unknown', 'healthy', 'unhealthy', 'unavailable'] as const;
+export type GatewayHealth = (typeof GATEWAY_HEALTHS)[number];
+
+export interface CandidateHealth {
+  health: GatewayHealth;
+  since: Date;
+}
+
+export interface FailoverSwitch {
+  at: Date;
+  from: string[];
+  to: string[];
+  reason: string;
+}
+
+/** Where a candidate route stands: the gateways in use and what its host sees of each. */
+export interface FailoverState {
+  /** The gateways in use, in candidate order: one for failover, the healthy set for ecmp. */
+  activeVia: string[];
+  health: Record<string, CandidateHealth>;
+  /** No gateway in use is healthy and no other candidate is: the route stays as it was. */
+  degraded: boolean;
+  lastSwitch: FailoverSwitch | null;
+}
+
 /** What a route asks the kernel for; (host, table, to, metric) is its identity. */
 export interface RouteSpec {
   host: string;
@@ -30,6 +79,11 @@ export interface RouteSpec {
   src: string | null;
   onlink: boolean;
   force: boolean;
+  /**
+   * Candidate gateways and their checks; null for a route with one `via`. With candidates,
+   * `via` is the first gateway in use (what the compat surface and single-path code read).
+   */
+  failover: FailoverPolicy | null;
 }
 
 export type RouteSchedule = Schedule;
@@ -63,6 +117,8 @@ export interface Route extends RouteSpec, RouteSchedule {
   allow: RouteOpening[] | null;
   status: RouteStatus;
   sync: RouteSync;
+  /** Present exactly when `failover` is. */
+  failoverState: FailoverState | null;
   createdBy: string;
   createdAt: Date;
   updatedAt: Date;
@@ -88,11 +144,41 @@ export interface RouteEvent {
  */
 export function sameForwarding(a: RouteSpec, b: RouteSpec): boolean {
   return (
-    a.via === b.via &&
+    samePolicy(a.failover, b.failover) &&
+    // With candidates, `via` is whichever one is in use: not part of what was asked.
+    (a.failover !== null || a.via === b.via) &&
     a.dev === b.dev &&
     a.scope === b.scope &&
     a.src === b.src &&
     a.onlink === b.onlink &&
     a.force === b.force
   );
+}
+
+/** Whether two routes ask for the same candidates, checks and policy. */
+export function samePolicy(a: FailoverPolicy | null, b: FailoverPolicy | null): boolean {
+  if (a === null || b === null) return a === b;
+  // Field by field: a policy read back from jsonb has its keys in another order.
+  const sameCheck = (x: HealthCheck, y: HealthCheck) =>
+    x.type === y.type &&
+    x.port === y.port &&
+    x.intervalS === y.intervalS &&
+    x.timeoutS === y.timeoutS &&
+    x.rise === y.rise &&
+    x.fall === y.fall;
+  return (
+    a.mode === b.mode &&
+    a.preempt === b.preempt &&
+    a.holdDownS === b.holdDownS &&
+    a.candidates.length === b.candidates.length &&
+    a.candidates.every((c, i) => c === b.candidates[i]) &&
+    a.healthCheck.length === b.healthCheck.length &&
+    a.healthCheck.every((c, i) => sameCheck(c, b.healthCheck[i]!))
+  );
+}
+
+/** The gateways a route should have in the kernel now: its active set, or its one `via`. */
+export function gatewaysInUse(r: Pick<Route, 'via' | 'failoverState'>): string[] {
+  if (r.failoverState && r.failoverState.activeVia.length > 0) return r.failoverState.activeVia;
+  return r.via ? [r.via] : [];
 }

@@ -74,6 +74,7 @@ export async function spawnServer(env: Record<string, string>): Promise<ServerPr
       // Background convergence is off in tests unless a test turns it on.
       CONVERGE_INTERVAL_S: '0',
       WATCH_HOSTS: 'false',
+      FAILOVER_CHECKS: 'false',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -72,6 +72,7 @@ export async function startTestServer(
     // Background convergence is off in tests unless a test turns it on.
     CONVERGE_INTERVAL_S: '0',
     WATCH_HOSTS: 'false',
+    FAILOVER_CHECKS: 'false',
     ...env,
   });
   const logs: string[] = [];

@@ -10,6 +10,7 @@ import * as m008 from './008_firewall_sets.ts';
 import * as m009 from './009_route_openings.ts';
 import * as m010 from './010_instance_addresses.ts';
 import * as m011 from './011_live_topics.ts';
+import * as m012 from './012_route_failover.ts';
 
 type Migration = { up: (k: Knex) => Promise<void>; down: (k: Knex) => Promise<void> };
 
@@ -27,6 +28,7 @@ const migrations: Record<string, Migration> = {
   '009_route_openings': m009,
   '010_instance_addresses': m010,
   '011_live_topics': m011,
+  '012_route_failover': m012,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

@@ -2,7 +2,14 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { nsExec } from '../../../src/lab/index.ts';
-import { normaliseKernelRoute, type RawKernelRoute } from '../../../src/routes/kernel-route.ts';
+import {
+  nexthopSet,
+  normaliseKernelRoute,
+  sameNexthops,
+  type Nexthop,
+  type RawForwarding,
+  type RawKernelRoute,
+} from '../../../src/routes/kernel-route.ts';
 import { useLab } from '../../helpers/lab.ts';
 import { REPO } from '../../helpers/server.ts';
 
@@ -37,6 +44,57 @@ async function python(cases: Case[]): Promise<Answer[]> {
     extendEnv: false,
   });
   return JSON.parse(stdout) as Answer[];
+}
+
+// The forwarding of an entry as a set (nexthop_set / nexthopSet), and whether each `desired`
+// forwarding is it (same_nexthops / sameNexthops; a desired member without dev is any dev).
+interface HopCase {
+  raw: Record<string, unknown>;
+  desired?: { gateway: string | null; dev?: string; weight?: number }[][];
+}
+type HopAnswer = { set: Nexthop[]; same: boolean[] } | { error: true };
+
+const PY_HOPS = `
+import json, sys
+from routeplane_kernel import nexthop_set, same_nexthops
+out = []
+for c in json.load(sys.stdin):
+    try:
+        have = nexthop_set(c["raw"])
+        same = [
+            same_nexthops([(h["gateway"], h.get("dev"), h.get("weight")) for h in want], have)
+            for want in c.get("desired", [])
+        ]
+        out.append({"set": [{"gateway": g, "dev": d, "weight": w} for g, d, w in have], "same": same})
+    except (KeyError, ValueError, TypeError, AttributeError):
+        out.append({"error": True})
+print(json.dumps(out))
+`;
+
+async function pythonHops(cases: HopCase[]): Promise<HopAnswer[]> {
+  const { stdout } = await execa(PYTHON, ['-c', PY_HOPS], {
+    input: JSON.stringify(cases),
+    env: { PYTHONPATH: path.join(REPO, 'playbooks', 'module_utils') },
+    extendEnv: false,
+  });
+  return JSON.parse(stdout) as HopAnswer[];
+}
+
+function typescriptHops(cases: HopCase[]): HopAnswer[] {
+  return cases.map((c) => {
+    try {
+      const have = nexthopSet(c.raw);
+      const same = (c.desired ?? []).map((want) =>
+        sameNexthops(
+          want.map((h) => ({ gateway: h.gateway, dev: h.dev ?? null, weight: h.weight ?? 1 })),
+          have,
+        ),
+      );
+      return { set: have, same };
+    } catch {
+      return { error: true };
+    }
+  });
 }
 
 function typescript(cases: Case[]): Answer[] {
@@ -87,7 +145,168 @@ const CAPTURED: Case[] = [
   { family: 4, raw: { dst: '2001:db8::/32' } },
 ];
 
+// Multipath entries as `ip -j route show` prints them on Linux 6.18 / iproute2 6.1 (both
+// families alike: `nexthops`, no top-level gateway or dev), and single paths.
+const A4 = { gateway: '192.0.2.2', dev: 'd0', weight: 1, flags: [] };
+const B4 = { gateway: '10.9.0.2', dev: 'd1', weight: 3, flags: ['linkdown'] };
+const A6 = { gateway: '2001:db8:1::2', dev: 'd0', weight: 1, flags: [] };
+const B6 = { gateway: '2001:db8:2::2', dev: 'd1', weight: 2, flags: ['onlink'] };
+const MULTI4 = { dst: '198.51.100.0/24', protocol: '147', metric: 10, flags: [] };
+const MULTI6 = { dst: '2001:db8:ff::/48', protocol: '147', metric: 10, flags: [], pref: 'medium' };
+const HOPS: HopCase[] = [
+  // 0, 1: IPv4 multipath, both orders
+  {
+    raw: { ...MULTI4, nexthops: [A4, B4] },
+    desired: [
+      [
+        { gateway: '10.9.0.2', dev: 'd1', weight: 3 },
+        { gateway: '192.0.2.2', dev: 'd0' },
+      ],
+      [{ gateway: '10.9.0.2', weight: 3 }, { gateway: '192.0.2.2' }], // no dev: any
+      [{ gateway: '192.0.2.2', dev: 'd0' }], // one of two
+      [
+        { gateway: '192.0.2.2', dev: 'd0' },
+        { gateway: '10.9.0.2', dev: 'd1' },
+      ], // weight 1 asked, 3 held
+      [
+        { gateway: '192.0.2.2', dev: 'd1' },
+        { gateway: '10.9.0.2', dev: 'd1', weight: 3 },
+      ], // another device
+    ],
+  },
+  { raw: { ...MULTI4, nexthops: [B4, A4] } },
+  // 2, 3: IPv6 multipath, both orders, one in a long spelling
+  {
+    raw: { ...MULTI6, nexthops: [A6, B6] },
+    desired: [
+      [
+        { gateway: '2001:db8:2::2', weight: 2 },
+        { gateway: '2001:db8:1::2', dev: 'd0' },
+      ],
+      [{ gateway: '2001:db8:1::2', dev: 'd0' }],
+    ],
+  },
+  { raw: { ...MULTI6, nexthops: [{ ...B6, gateway: '2001:0DB8:2:0::0002' }, A6] } },
+  // 4: weight left out (older iproute2): 1
+  {
+    raw: {
+      ...MULTI4,
+      nexthops: [
+        { gateway: '192.0.2.3', dev: 'd0' },
+        { gateway: '192.0.2.2', dev: 'd0', flags: ['onlink'] },
+      ],
+    },
+    desired: [[{ gateway: '192.0.2.2', dev: 'd0' }, { gateway: '192.0.2.3' }]],
+  },
+  // 5: single path, gateway and dev at the top
+  {
+    raw: { dst: '203.0.113.0/24', gateway: '192.0.2.2', dev: 'd0', protocol: '147', flags: [] },
+    desired: [
+      [{ gateway: '192.0.2.2' }],
+      [{ gateway: '192.0.2.2', dev: 'd0' }],
+      [{ gateway: '192.0.2.2', dev: 'd1' }],
+      [
+        { gateway: '192.0.2.2', dev: 'd0' },
+        { gateway: '192.0.2.3', dev: 'd0' },
+      ], // multipath asked, single held
+      [{ gateway: null, dev: 'd0' }], // no gateway asked
+    ],
+  },
+  // 6: device only; 7: an empty nexthops list reads as the top level
+  {
+    raw: { dst: '203.0.113.0/24', dev: 'eth0', flags: [] },
+    desired: [[{ gateway: null }], [{ gateway: null, dev: 'eth0' }], [{ gateway: '192.0.2.2' }]],
+  },
+  { raw: { dst: '203.0.113.0/24', gateway: '192.0.2.9', dev: 'eth0', nexthops: [] } },
+  // 8: IPv4-mapped and zoned IPv6 gateways, in the kernel's spelling
+  {
+    raw: {
+      ...MULTI6,
+      nexthops: [
+        { gateway: '::ffff:c000:0209', dev: 'd0', weight: 1 },
+        { gateway: 'fe80::1%d1', dev: 'd1', weight: 1 },
+      ],
+    },
+    desired: [[{ gateway: 'fe80::1' }, { gateway: '::ffff:192.0.2.9' }]],
+  },
+  // 9: the same gateway on two devices: a member naming its device takes its own path first
+  {
+    raw: {
+      ...MULTI6,
+      nexthops: [
+        { gateway: 'fe80::1', dev: 'd0', weight: 1 },
+        { gateway: 'fe80::1', dev: 'd1', weight: 1 },
+      ],
+    },
+    desired: [
+      [{ gateway: 'fe80::1' }, { gateway: 'fe80::1', dev: 'd0' }],
+      [{ gateway: 'fe80::1' }, { gateway: 'fe80::1' }],
+      [
+        { gateway: 'fe80::1', dev: 'd1' },
+        { gateway: 'fe80::1', dev: 'd1' },
+      ],
+    ],
+  },
+  // 10: zero, negative, boolean and fractional weights are 1; a gateway that is no address
+  {
+    raw: {
+      ...MULTI4,
+      nexthops: [
+        { gateway: '192.0.2.2', weight: 0 },
+        { gateway: '192.0.2.3', weight: true },
+        { gateway: 'not-an-address', weight: 1.5 },
+        { gateway: '', dev: '', weight: -2 },
+        'junk',
+      ],
+    },
+  },
+];
+
 describe('one kernel normalisation, Python and TypeScript', { timeout: T }, () => {
+  it('when both read the forwarding of multipath and single-path entries, then they agree on every set and comparison', async () => {
+    const py = await pythonHops(HOPS);
+    const ts = typescriptHops(HOPS);
+    expect(py).toHaveLength(HOPS.length);
+    for (const [i, c] of HOPS.entries()) {
+      expect(ts[i], JSON.stringify(c)).toEqual(py[i]);
+    }
+  });
+
+  it('when the forwarding is read as a set, then order, spelling and a missing weight do not matter and a desired member without dev matches any', () => {
+    const ts = typescriptHops(HOPS) as { set: Nexthop[]; same: boolean[] }[];
+    expect(ts[0]!.set).toEqual([
+      { gateway: '10.9.0.2', dev: 'd1', weight: 3 },
+      { gateway: '192.0.2.2', dev: 'd0', weight: 1 },
+    ]);
+    expect(ts[1]!.set).toEqual(ts[0]!.set);
+    expect(ts[0]!.same).toEqual([true, true, false, false, false]);
+    expect(ts[2]!.set).toEqual([
+      { gateway: '2001:db8:1::2', dev: 'd0', weight: 1 },
+      { gateway: '2001:db8:2::2', dev: 'd1', weight: 2 },
+    ]);
+    expect(ts[3]!.set).toEqual(ts[2]!.set);
+    expect(ts[2]!.same).toEqual([true, false]);
+    expect(ts[4]!.set.map((h) => h.weight)).toEqual([1, 1]);
+    expect(ts[4]!.same).toEqual([true]);
+    expect(ts[5]!.set).toEqual([{ gateway: '192.0.2.2', dev: 'd0', weight: 1 }]);
+    expect(ts[5]!.same).toEqual([true, true, false, false, false]);
+    expect(ts[6]!.set).toEqual([{ gateway: null, dev: 'eth0', weight: 1 }]);
+    expect(ts[6]!.same).toEqual([true, true, false]);
+    expect(ts[7]!.set).toEqual([{ gateway: '192.0.2.9', dev: 'eth0', weight: 1 }]);
+    expect(ts[8]!.set).toEqual([
+      { gateway: '::ffff:192.0.2.9', dev: 'd0', weight: 1 },
+      { gateway: 'fe80::1', dev: 'd1', weight: 1 },
+    ]);
+    expect(ts[8]!.same).toEqual([true]);
+    expect(ts[9]!.same).toEqual([true, true, false]);
+    expect(ts[10]!.set).toEqual([
+      { gateway: null, dev: null, weight: 1 },
+      { gateway: '192.0.2.2', dev: null, weight: 1 },
+      { gateway: '192.0.2.3', dev: null, weight: 1 },
+      { gateway: 'not-an-address', dev: null, weight: 1 },
+    ]);
+  });
+
   it('when both normalise the captured ip -j and ip -N -j shapes, then they agree on every entry', async () => {
     const py = await python(CAPTURED);
     const ts = typescript(CAPTURED);
@@ -128,6 +347,8 @@ describe('one kernel normalisation, Python and TypeScript', { timeout: T }, () =
     const fleet = useLab(1);
     const live: Case[] = [];
     const identities: Record<'named' | 'numeric', string[]> = { named: [], numeric: [] };
+    const onLink = (gateway: string, last: number) =>
+      gateway.replace(/\d+$/, (n) => String(Number(n) + last)); // another address of the /28
 
     beforeAll(async () => {
       const ip = (...args: string[]) => nsExec(fleet.lab, 'h1', ['ip', ...args]);
@@ -137,6 +358,14 @@ describe('one kernel normalisation, Python and TypeScript', { timeout: T }, () =
       await ip('-6', 'route', 'add', '2001:db8:f000::/48', 'dev', 'eth0', 'metric', '0');
       await ip('-6', 'route', 'add', 'default', 'dev', 'eth0', 'table', '4294967295');
       await ip('-6', 'route', 'add', '::ffff:203.0.113.0/120', 'dev', 'eth0');
+      // Multipath, both families: the gateways need only be on the link.
+      const [g4, g6] = [fleet.lab.gatewayV4, fleet.lab.gatewayV6];
+      // prettier-ignore
+      await ip('route', 'add', '203.0.113.64/26', 'proto', '147', 'nexthop', 'via', g4, 'weight', '2',
+        'nexthop', 'via', onLink(g4, 9), 'dev', 'eth0');
+      // prettier-ignore
+      await ip('-6', 'route', 'add', '2001:db8:f004::/48', 'nexthop', 'via', `${g6.slice(0, -1)}a`,
+        'dev', 'eth0', 'nexthop', 'via', g6, 'dev', 'eth0', 'weight', '5', 'onlink');
       for (const [style, flags] of [
         ['named', ['-j']],
         ['numeric', ['-N', '-j']],
@@ -155,6 +384,31 @@ describe('one kernel normalisation, Python and TypeScript', { timeout: T }, () =
     it('when both normalise what ip -j and ip -N -j print, then they agree on every entry', async () => {
       expect(live.length).toBeGreaterThan(10);
       expect(typescript(live)).toEqual(await python(live));
+    });
+
+    it('when both read the forwarding of what ip -j prints, multipath included, then they agree on every entry', async () => {
+      const hops = live.map((c) => ({ raw: c.raw }));
+      expect(typescriptHops(hops)).toEqual(await pythonHops(hops));
+      const multi = live.filter((c) => Array.isArray(c.raw.nexthops));
+      // One each for 203.0.113.64/26 and 2001:db8:f004::/48, read with names and with numbers.
+      expect(multi.map((c) => c.raw.dst).sort()).toEqual([
+        '2001:db8:f004::/48',
+        '2001:db8:f004::/48',
+        '203.0.113.64/26',
+        '203.0.113.64/26',
+      ]);
+      for (const c of multi) expect(c.raw).not.toHaveProperty('gateway');
+      const [g4, g6] = [fleet.lab.gatewayV4, fleet.lab.gatewayV6];
+      expect(nexthopSet(multi.find((c) => c.family === 4)!.raw as RawForwarding)).toEqual(
+        [
+          { gateway: g4, dev: 'eth0', weight: 2 },
+          { gateway: onLink(g4, 9), dev: 'eth0', weight: 1 },
+        ].sort((a, b) => (a.gateway < b.gateway ? -1 : 1)),
+      );
+      expect(nexthopSet(multi.find((c) => c.family === 6)!.raw as RawForwarding)).toEqual([
+        { gateway: g6, dev: 'eth0', weight: 5 },
+        { gateway: `${g6.slice(0, -1)}a`, dev: 'eth0', weight: 1 },
+      ]);
     });
 
     it('when the same table is read with names and with numbers, then the identities are the same', () => {

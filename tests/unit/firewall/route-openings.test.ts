@@ -87,6 +87,7 @@ const spec = (host: string, to: string): RouteSpec => ({
   src: null,
   onlink: false,
   force: false,
+  failover: null,
 });
 
 const planned = (
@@ -111,6 +112,7 @@ function route(to: string, allow: RouteOpening[] | null, extra: Partial<Route> =
     deleteAt: null,
     comment: null,
     allow,
+    failoverState: null,
     status: 'active',
     sync: {
       state: 'applying',

@@ -116,6 +116,7 @@ describe('parseRoutes', () => {
       dst: '0.0.0.0/0',
       gateway: '198.51.100.17',
       dev: 'eth0',
+      nexthops: null,
       protocol: 'static',
       metric: null,
       table: 'main',
@@ -134,6 +135,64 @@ describe('parseRoutes', () => {
 
   it('when iproute2 leaves the protocol out (proto boot), then it is null', () => {
     expect(routes[3]).toMatchObject({ dst: '203.0.113.8/32', protocol: null });
+  });
+});
+
+// As `ip -j route show table all` prints multipath routes (Linux 6.18, iproute2 6.1): no
+// top-level gateway or dev, the paths under `nexthops`, IPv4 and IPv6 alike.
+const IP_ROUTE_MULTIPATH = [
+  {
+    dst: '198.51.100.0/24',
+    protocol: '147',
+    metric: 10,
+    flags: [],
+    nexthops: [
+      { gateway: '192.0.2.2', dev: 'd0', weight: 1, flags: [] },
+      { gateway: '10.9.0.2', dev: 'd1', weight: 3, flags: ['linkdown'] },
+    ],
+  },
+  {
+    dst: '2001:db8:ff::/48',
+    family: 'inet6',
+    protocol: '147',
+    metric: 1024,
+    flags: [],
+    pref: 'medium',
+    nexthops: [
+      { gateway: '2001:db8:1::2', dev: 'd0', flags: [] }, // weight left out: 1
+      { gateway: '2001:db8:2::2', dev: 'd1', weight: 2, flags: ['onlink'] },
+    ],
+  },
+  { dst: '203.0.113.0/24', gateway: '192.0.2.2', dev: 'd0', flags: [], nexthops: [] },
+];
+
+describe('parseRoutes, given multipath (ECMP) routes', () => {
+  const routes = parseRoutes(IP_ROUTE_MULTIPATH);
+
+  it('when a route has nexthops, then they are kept in the kernel’s order and its own gateway and dev stay null', () => {
+    expect(routes[0]).toMatchObject({
+      dst: '198.51.100.0/24',
+      gateway: null,
+      dev: null,
+      nexthops: [
+        { gateway: '192.0.2.2', dev: 'd0', weight: 1 },
+        { gateway: '10.9.0.2', dev: 'd1', weight: 3 },
+      ],
+    });
+    expect(routes[1]).toMatchObject({
+      family: 'inet6',
+      gateway: null,
+      dev: null,
+      nexthops: [
+        { gateway: '2001:db8:1::2', dev: 'd0', weight: 1 },
+        { gateway: '2001:db8:2::2', dev: 'd1', weight: 2 },
+      ],
+    });
+  });
+
+  it('when a route has a single path (or an empty nexthops list), then nexthops is null', () => {
+    expect(routes[2]).toMatchObject({ gateway: '192.0.2.2', dev: 'd0', nexthops: null });
+    expect(parseRoutes(IP_ROUTE).map((r) => r.nexthops)).toEqual(Array(6).fill(null));
   });
 });
 
