@@ -32,9 +32,6 @@ export class WatchLeases {
   /** Lets go of these hosts at once (shutdown, or hosts that left the inventory). */
   async release(hosts: string[]): Promise<void> {
     if (hosts.length === 0) return;
-    await this.knex(this.table)
-      .where({ owner: this.owner })
-      .whereIn('host', hosts)
-      .delete();
+    await this.knex(this.table).where({ owner: this.owner }).whereIn('host', hosts).delete();
   }
 }

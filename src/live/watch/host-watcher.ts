@@ -50,15 +50,13 @@ const isSocket = (p: string) =>
     () => false,
   );
 
-export interface HostWatcherOptions {
+/** What every long-lived script session needs: see ScriptSession. */
+export interface ScriptSessionOptions {
   host: string;
   connection: WatchConnection;
   logger: Logger;
-  /** How often the host is re-read whatever its monitors say; 0: never. */
-  resyncMs: number;
   /** The Python source to run on the host (see loadWatchScript). */
   script: () => Promise<string>;
-  onState(state: HostState): void;
   onStatus(status: WatchStatus): void;
   spawn?: WatchSpawner;
   backoff?: Partial<BackoffPolicy>;
@@ -70,6 +68,34 @@ export interface HostWatcherOptions {
   now?: () => Date;
   masterAvailable?: (socket: string) => Promise<boolean>;
 }
+
+export interface HostWatcherOptions extends ScriptSessionOptions {
+  /** How often the host is re-read whatever its monitors say; 0: never. */
+  resyncMs: number;
+  onState(state: HostState): void;
+}
+
+/** How a session names itself in its logs and errors. */
+export interface SessionNames {
+  /** Prefix of the log events: `${event}.connected`, `${event}.disconnected`, ... */
+  event: string;
+  /** The session, in messages: "watcher stopped". */
+  noun: string;
+  /** The script, in messages: "the watch script did not start within 50 ms". */
+  script: string;
+  /** The log message once the script runs. */
+  connected: string;
+  /** The log message for a host whose connection cannot be made. */
+  notWatched: string;
+}
+
+const WATCH_NAMES: SessionNames = {
+  event: 'watch',
+  noun: 'watcher',
+  script: 'watch script',
+  connected: 'watching host',
+  notWatched: 'host not watched',
+};
 
 /** The longest state line accepted: a host with a huge ruleset still fits. */
 const MAX_LINE_BYTES = 64 * 1024 * 1024;
@@ -86,27 +112,30 @@ interface Attempt {
 }
 
 /**
- * One host's long-lived watcher: one process (ssh, or python for a local host) running
- * remote-watch.py, whose lines become states. The host's state is only ever what a whole,
- * successful re-read printed: a failed read, a broken line or a dropped connection emits no
- * state, only a status. A dropped connection is made again with exponential backoff.
+ * The life of one long-lived script on one host: one process (ssh, or python for a local
+ * host) that gets the script as its first stdin line, says hello, then prints JSON lines until
+ * its stdin ends. Handles the start, the hello timeout, reconnects with exponential backoff,
+ * the stop (stdin closed, then SIGTERM, then SIGKILL) and the status; a subclass gives
+ * meaning to the lines after hello (HostWatcher, the failover prober).
  */
-export class HostWatcher {
+export abstract class ScriptSession<O extends ScriptSessionOptions = ScriptSessionOptions> {
   private current: Attempt | null = null;
   private stopping = false;
   private started = false;
   private failures = 0;
   private retryTimer: NodeJS.Timeout | null = null;
-  private resyncTimer: NodeJS.Timeout | null = null;
   private helloTimer: NodeJS.Timeout | null = null;
   private healthyTimer: NodeJS.Timeout | null = null;
   private connecting: Promise<void> | null = null;
   private state: WatchStatus;
   private readonly backoff: BackoffPolicy;
   private readonly spawn: WatchSpawner;
-  private readonly now: () => Date;
+  protected readonly now: () => Date;
 
-  constructor(private readonly options: HostWatcherOptions) {
+  protected constructor(
+    protected readonly options: O,
+    private readonly names: SessionNames,
+  ) {
     this.backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
     this.spawn = options.spawn ?? spawnWatchProcess;
     this.now = options.now ?? (() => new Date());
@@ -133,8 +162,8 @@ export class HostWatcher {
     if (!connection.watched) {
       this.setStatus('not_watched', connection.reason, true);
       this.options.logger.info(
-        { event: 'watch.not_watched', host: this.host, reason: connection.reason },
-        'host not watched',
+        { event: `${this.names.event}.not_watched`, host: this.host, reason: connection.reason },
+        this.names.notWatched,
       );
       return;
     }
@@ -163,7 +192,35 @@ export class HostWatcher {
       if (!(await within(grace))) attempt.child.kill('SIGKILL');
     }
     await attempt.done;
-    this.options.logger.info({ event: 'watch.stopped', host: this.host }, 'watcher stopped');
+    this.options.logger.info(
+      { event: `${this.names.event}.stopped`, host: this.host },
+      `${this.names.noun} stopped`,
+    );
+  }
+
+  /** A line of the current process other than its hello. */
+  protected abstract onMessage(msg: Record<string, unknown>): void;
+
+  /** Called after each hello (the status is `watching`): the script now reads its stdin. */
+  protected onConnected(_hello: Record<string, unknown>): void {}
+
+  /** The process ended or is being stopped: undo what onConnected set up. */
+  protected onDisconnected(): void {}
+
+  /** What the hello says worth logging, besides the python version. */
+  protected helloFields(_hello: Record<string, unknown>): Record<string, unknown> {
+    return {};
+  }
+
+  /**
+   * Writes one line to the running script; false when none has said hello yet (nothing is
+   * written before the hello: see launch), so the caller sends it again from onConnected.
+   */
+  protected send(line: string): boolean {
+    const attempt = this.current;
+    if (this.stopping || !attempt?.connected) return false;
+    attempt.child.stdin.write(`${line}\n`);
+    return true;
   }
 
   private connect(target: WatchTarget): void {
@@ -178,7 +235,7 @@ export class HostWatcher {
         const cmd = watchCommand(target, available);
         this.launch(cmd.file, cmd.args, script, target, cmd.viaMaster);
       } catch (err) {
-        this.failed(`cannot start the watcher: ${(err as Error).message}`, target);
+        this.failed(`cannot start the ${this.names.noun}: ${(err as Error).message}`, target);
       }
     };
     this.connecting = run().finally(() => {
@@ -208,8 +265,8 @@ export class HostWatcher {
     const out = eachLine(child.stdout, MAX_LINE_BYTES, (line) => {
       if (line.cut) {
         this.options.logger.warn(
-          { event: 'watch.line_too_long', host: this.host, bytes: line.bytes },
-          'watch line over the limit ignored',
+          { event: `${this.names.event}.line_too_long`, host: this.host, bytes: line.bytes },
+          `${this.names.event} line over the limit ignored`,
         );
         return;
       }
@@ -230,8 +287,8 @@ export class HostWatcher {
     this.helloTimer = setTimeout(() => {
       attempt.timedOut = true;
       this.options.logger.warn(
-        { event: 'watch.connect_timeout', host: this.host },
-        'watch script did not start in time',
+        { event: `${this.names.event}.connect_timeout`, host: this.host },
+        `${this.names.script} did not start in time`,
       );
       child.kill('SIGTERM');
     }, connectTimeoutMs);
@@ -250,45 +307,17 @@ export class HostWatcher {
     } catch (err) {
       this.options.logger.warn(
         {
-          event: 'watch.bad_line',
+          event: `${this.names.event}.bad_line`,
           host: this.host,
           bytes: Buffer.byteLength(text),
           error: (err as Error).message,
         },
-        'watch line is not JSON; ignored',
+        `${this.names.event} line is not JSON; ignored`,
       );
       return;
     }
-    if (msg.type === 'hello') {
-      this.connected(attempt, msg, target, viaMaster);
-    } else if (msg.type === 'state') {
-      if (!Array.isArray(msg.links) || !Array.isArray(msg.routes)) {
-        this.options.logger.warn(
-          { event: 'watch.bad_line', host: this.host, error: 'state without links or routes' },
-          'watch state line incomplete; ignored',
-        );
-        return;
-      }
-      const state = stateFromModuleData(msg, null, this.now());
-      if (this.state.state !== 'watching' || this.state.error !== null) {
-        this.setStatus('watching', null);
-      }
-      try {
-        this.options.onState(state);
-      } catch (err) {
-        this.options.logger.error(
-          { event: 'watch.on_state_failed', host: this.host, error: (err as Error).message },
-          'state callback failed',
-        );
-      }
-    } else if (msg.type === 'error') {
-      const error = typeof msg.error === 'string' ? msg.error : 'read failed';
-      this.options.logger.warn(
-        { event: 'watch.read_failed', host: this.host, error },
-        'host re-read failed; no state emitted',
-      );
-      this.setStatus('watching', error);
-    }
+    if (msg.type === 'hello') this.connected(attempt, msg, target, viaMaster);
+    else this.onMessage(msg);
   }
 
   private connected(
@@ -305,25 +334,21 @@ export class HostWatcher {
     this.helloTimer = null;
     this.options.logger.info(
       {
-        event: 'watch.connected',
+        event: `${this.names.event}.connected`,
         host: this.host,
         kind: target.kind,
         destination: target.destination,
         via_master: viaMaster,
         python: typeof hello.python === 'string' ? hello.python : null,
-        monitors: Array.isArray(hello.monitors) ? hello.monitors : [],
+        ...this.helloFields(hello),
       },
-      'watching host',
+      this.names.connected,
     );
     this.setStatus('watching', null);
     this.healthyTimer = setTimeout(() => {
       this.failures = 0;
     }, this.backoff.healthyMs);
-    if (this.options.resyncMs > 0) {
-      this.resyncTimer = setInterval(() => {
-        if (this.current === attempt) attempt.child.stdin.write('resync\n');
-      }, this.options.resyncMs);
-    }
+    this.onConnected(hello);
   }
 
   private onExit(attempt: Attempt, exit: WatchExit, target: WatchTarget): void {
@@ -336,7 +361,7 @@ export class HostWatcher {
       exit.notStarted ??
       (exit.signal ? `ended by ${exit.signal}` : `exited with code ${exit.exitCode}`);
     const error = attempt.timedOut
-      ? `the watch script did not start within ${this.options.connectTimeoutMs ?? 30_000} ms` +
+      ? `the ${this.names.script} did not start within ${this.options.connectTimeoutMs ?? 30_000} ms` +
         (tail ? `: ${tail}` : '')
       : tail || how;
     this.failed(error, target);
@@ -347,8 +372,8 @@ export class HostWatcher {
     const delay = backoffDelay(this.failures, this.backoff, this.options.random ?? Math.random);
     this.failures++;
     this.options.logger.warn(
-      { event: 'watch.disconnected', host: this.host, error, retry_in_ms: delay },
-      'watch connection down; retrying',
+      { event: `${this.names.event}.disconnected`, host: this.host, error, retry_in_ms: delay },
+      `${this.names.event} connection down; retrying`,
     );
     this.setStatus('unreachable', error);
     this.retryTimer = setTimeout(() => this.connect(target), delay);
@@ -356,11 +381,11 @@ export class HostWatcher {
 
   private clearTimers(): void {
     for (const t of [this.helloTimer, this.healthyTimer]) if (t) clearTimeout(t);
-    if (this.resyncTimer) clearInterval(this.resyncTimer);
-    this.helloTimer = this.healthyTimer = this.resyncTimer = null;
+    this.helloTimer = this.healthyTimer = null;
+    this.onDisconnected();
   }
 
-  private setStatus(state: WatchState, error: string | null, force = false): void {
+  protected setStatus(state: WatchState, error: string | null, force = false): void {
     if (!force && state === this.state.state && error === this.state.error) return;
     const since = state === this.state.state && !force ? this.state.since : this.now();
     this.state = { state, error, since };
@@ -368,9 +393,70 @@ export class HostWatcher {
       this.options.onStatus({ ...this.state });
     } catch (err) {
       this.options.logger.error(
-        { event: 'watch.on_status_failed', host: this.host, error: (err as Error).message },
+        {
+          event: `${this.names.event}.on_status_failed`,
+          host: this.host,
+          error: (err as Error).message,
+        },
         'status callback failed',
       );
+    }
+  }
+}
+
+/**
+ * One host's long-lived watcher: remote-watch.py in a ScriptSession, whose lines become
+ * states. The host's state is only ever what a whole, successful re-read printed: a failed
+ * read, a broken line or a dropped connection emits no state, only a status.
+ */
+export class HostWatcher extends ScriptSession<HostWatcherOptions> {
+  private resyncTimer: NodeJS.Timeout | null = null;
+
+  constructor(options: HostWatcherOptions) {
+    super(options, WATCH_NAMES);
+  }
+
+  protected override helloFields(hello: Record<string, unknown>): Record<string, unknown> {
+    return { monitors: Array.isArray(hello.monitors) ? hello.monitors : [] };
+  }
+
+  protected override onConnected(): void {
+    if (this.options.resyncMs > 0) {
+      this.resyncTimer = setInterval(() => this.send('resync'), this.options.resyncMs);
+    }
+  }
+
+  protected override onDisconnected(): void {
+    if (this.resyncTimer) clearInterval(this.resyncTimer);
+    this.resyncTimer = null;
+  }
+
+  protected onMessage(msg: Record<string, unknown>): void {
+    if (msg.type === 'state') {
+      if (!Array.isArray(msg.links) || !Array.isArray(msg.routes)) {
+        this.options.logger.warn(
+          { event: 'watch.bad_line', host: this.host, error: 'state without links or routes' },
+          'watch state line incomplete; ignored',
+        );
+        return;
+      }
+      const state = stateFromModuleData(msg, null, this.now());
+      this.setStatus('watching', null);
+      try {
+        this.options.onState(state);
+      } catch (err) {
+        this.options.logger.error(
+          { event: 'watch.on_state_failed', host: this.host, error: (err as Error).message },
+          'state callback failed',
+        );
+      }
+    } else if (msg.type === 'error') {
+      const error = typeof msg.error === 'string' ? msg.error : 'read failed';
+      this.options.logger.warn(
+        { event: 'watch.read_failed', host: this.host, error },
+        'host re-read failed; no state emitted',
+      );
+      this.setStatus('watching', error);
     }
   }
 }

@@ -9,13 +9,18 @@ import { execa } from 'execa';
 import type { InventoryHost } from '../../hosts/inventory.ts';
 import { hostKey } from '../../runs/ssh-masters.ts';
 
+const bootstrap = (name: 'routeplane-watch' | 'routeplane-probe') =>
+  `import sys,base64;exec(compile(base64.b64decode(sys.stdin.buffer.readline()),"${name}","exec"))`;
+
 /**
  * Runs the script that arrives as the first stdin line (base64). A constant: nothing from the
  * inventory or the host ever goes through the remote shell, and it has no `'` or `!` so any
  * login shell reads it the same.
  */
-export const BOOTSTRAP =
-  'import sys,base64;exec(compile(base64.b64decode(sys.stdin.buffer.readline()),"routeplane-watch","exec"))';
+export const BOOTSTRAP = bootstrap('routeplane-watch');
+
+/** The same for the failover prober: its own name in the host's `ps` and in tracebacks. */
+export const PROBE_BOOTSTRAP = bootstrap('routeplane-probe');
 
 export const DEFAULT_PYTHON = '/usr/bin/python3';
 
@@ -42,6 +47,8 @@ export interface WatchConnectionOptions {
   mastersDir?: string;
   /** The interpreter when the inventory names none (or no absolute path). */
   defaultPython?: string;
+  /** Which script the connection starts: the watcher's (default) or the prober's. */
+  program?: 'watch' | 'probe';
 }
 
 const SSH_CONNECTIONS = new Set(['ssh', 'ansible.builtin.ssh', 'ansible.legacy.ssh', 'smart']);
@@ -193,6 +200,7 @@ export function watchConnection(
     };
   }
   const python = pythonOf(vars, options.defaultPython ?? DEFAULT_PYTHON);
+  const boot = options.program === 'probe' ? PROBE_BOOTSTRAP : BOOTSTRAP;
   if (typeof python !== 'string') return { watched: false, reason: python.reason };
   if (host.local || isLocal) {
     return {
@@ -200,7 +208,7 @@ export function watchConnection(
       target: {
         kind: 'local',
         file: python,
-        args: ['-u', '-c', BOOTSTRAP],
+        args: ['-u', '-c', boot],
         python,
         destination: 'local',
         masterSocket: null,
@@ -232,7 +240,7 @@ export function watchConnection(
   if (port) args.push('-p', port);
   if (key) args.push('-i', key);
   if (user) args.push('-l', user);
-  args.push(...extra, '--', address, `${python} -u -c '${BOOTSTRAP}'`);
+  args.push(...extra, '--', address, `${python} -u -c '${boot}'`);
   const executable = text(vars.ansible_ssh_executable) ?? 'ssh';
   const where = address.includes(':') ? `[${address}]` : address;
   return {

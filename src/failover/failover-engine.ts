@@ -1,0 +1,387 @@
+import type { InventorySource } from '../hosts/inventory-source.ts';
+import type { InventoryHost } from '../hosts/inventory.ts';
+import type { Logger } from '../logger.ts';
+import type { WatchLeases } from '../live/watch-leases.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import { probeConnection } from './probe/probe-connection.ts';
+import type { FailoverOutcome, RoutesStore } from '../routes/routes-store.ts';
+import type { FailoverPolicy, GatewayHealth, HealthCheck, Route } from '../routes/types.ts';
+import { decide, type Decision } from './failover-decision.ts';
+import { combinedHealth, HealthTracker, type ProbeOutcome } from './health-tracker.ts';
+import type { ProbeCheck } from './probe/probe-session.ts';
+
+/** The checking point of hosts routeplane cannot watch: the controller itself. */
+export const CONTROLLER_POINT = '@controller';
+
+/** Leases are renewed (and the check set re-read) this often. */
+const REFRESH_MS = 5_000;
+export const PROBE_LEASE_TTL_MS = 15_000;
+/** Route changes within this window are read as one refresh. */
+const CHANGE_DEBOUNCE_MS = 100;
+
+/** What the engine needs of the probers (host-probers.ts). */
+export interface Probers {
+  set(points: { point: string; host: InventoryHost | null; checks: ProbeCheck[] }[]): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface ProbeReport {
+  point: string;
+  id: string;
+  at: Date;
+  outcome: ProbeOutcome;
+  detail: string | null;
+}
+
+/** One failover decision recorded, as the feeds and metrics are told of it. */
+export interface FailoverEvent {
+  route: Route;
+  point: string;
+  outcome: FailoverOutcome;
+}
+
+/** The probe of one check of one gateway: shared by every route of a point that asks it. */
+export const probeId = (c: HealthCheck, target: string) =>
+  `${c.type}:${c.port ?? ''}:${c.intervalS}:${c.timeoutS}@${target}`;
+
+/** Rise and fall are counted per route policy, so they are part of the tracked key. */
+const trackKey = (point: string, c: HealthCheck, target: string) =>
+  `${point}|${probeId(c, target)}|${c.rise}|${c.fall}`;
+
+/**
+ * Route failover: which checks each checking point runs (the route's own host, or the
+ * controller for a host that cannot be watched), what their results say of each gateway
+ * (rise/fall per check), and the decisions that follow, recorded with the host work they owe
+ * in one transaction per point (routes-store.ts recordFailover). Decisions are taken only by
+ * the replica holding the point's probe lease.
+ */
+export class FailoverEngine {
+  private readonly tracker = new HealthTracker();
+  /** The candidate routes of each point this replica holds, as last read or written. */
+  private routesByPoint = new Map<string, Map<string, Route>>();
+  /** Tracked checks by probe id per point: who to tell of a result. */
+  private listeners = new Map<string, Map<string, HealthCheck[]>>();
+  private readonly recheck = new Map<string, NodeJS.Timeout>();
+  private readonly evaluating = new Map<string, Promise<void>>();
+  private readonly dirty = new Set<string>();
+  private refreshTimer: NodeJS.Timeout | null = null;
+  private changeTimer: NodeJS.Timeout | null = null;
+  private refreshing: Promise<void> = Promise.resolve();
+  private stopped = false;
+  private readonly eventListeners: ((events: FailoverEvent[]) => void)[] = [];
+
+  constructor(
+    private readonly deps: {
+      store: RoutesStore;
+      inventory: InventorySource;
+      leases: WatchLeases;
+      probers: Probers;
+      logger: Logger;
+      /** The runner's SSH masters (where a point's session rides), as the watcher uses. */
+      mastersDir?: string;
+      metrics?: Metrics;
+      now?: () => Date;
+    },
+  ) {}
+
+  /** Told of every decision recorded (events, switches), after its commit. */
+  onEvents(fn: (events: FailoverEvent[]) => void): void {
+    this.eventListeners.push(fn);
+  }
+
+  async start(): Promise<void> {
+    await this.refresh();
+    this.refreshTimer = setInterval(() => void this.refresh(), REFRESH_MS);
+    this.refreshTimer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.refreshTimer) clearInterval(this.refreshTimer);
+    if (this.changeTimer) clearTimeout(this.changeTimer);
+    for (const t of this.recheck.values()) clearTimeout(t);
+    this.recheck.clear();
+    await this.refreshing;
+    await Promise.all(this.evaluating.values());
+    await this.deps.probers.stop();
+    await this.deps.leases.release([...this.routesByPoint.keys()]).catch(() => undefined);
+  }
+
+  /** Routes changed (written by the API, the scheduler or a run): read the check set again. */
+  routesChanged(): void {
+    if (this.stopped) return;
+    this.changeTimer ??= setTimeout(() => {
+      this.changeTimer = null;
+      void this.refresh();
+    }, CHANGE_DEBOUNCE_MS);
+  }
+
+  /** A probe's result from a point's prober. */
+  observe(r: ProbeReport): void {
+    const checks = this.listeners.get(r.point)?.get(r.id);
+    if (!checks) return;
+    this.deps.metrics?.probeResults.inc({ check: checks[0]!.type, outcome: r.outcome });
+    let moved = false;
+    for (const c of checks) {
+      const target = r.id.slice(r.id.indexOf('@') + 1);
+      const t = this.tracker.observe(trackKey(r.point, c, target), c, r.outcome, r.at, r.detail);
+      if (t) {
+        moved = true;
+        this.deps.logger.info(
+          {
+            event: 'failover.check_health',
+            point: r.point,
+            gateway: target,
+            check: c.type,
+            from: t.from,
+            to: t.to,
+            detail: t.detail,
+          },
+          'gateway check changed health',
+        );
+      }
+    }
+    if (moved) this.evaluate(r.point);
+  }
+
+  private now(): Date {
+    return this.deps.now?.() ?? new Date();
+  }
+
+  /** What `point` sees of each of the route's candidates, all its checks combined. */
+  private seen(point: string, policy: FailoverPolicy): Record<string, GatewayHealth> {
+    const out: Record<string, GatewayHealth> = {};
+    for (const via of policy.candidates) {
+      out[via] = combinedHealth(
+        policy.healthCheck.map((c) => this.tracker.health(trackKey(point, c, via))),
+      );
+    }
+    return out;
+  }
+
+  private failingDetail(point: string, policy: FailoverPolicy, via: string): string | null {
+    for (const c of policy.healthCheck) {
+      const d = this.tracker.detail(trackKey(point, c, via));
+      if (d) return `${c.type}${c.port ? `/${c.port}` : ''}: ${d}`;
+    }
+    return null;
+  }
+
+  private outcomeOf(point: string, route: Route, now: Date): FailoverOutcome | null {
+    if (!route.failover || !route.failoverState) return null;
+    const d: Decision = decide(
+      route.failover,
+      route.failoverState,
+      this.seen(point, route.failover),
+      now,
+    );
+    const before = route.failoverState;
+    if (!d.switched && d.healthChanges.length === 0 && d.state.degraded === before.degraded) {
+      return null;
+    }
+    const events: FailoverOutcome['events'] = d.healthChanges.map((h) => ({
+      action: 'gateway_health',
+      detail: {
+        gateway: h.via,
+        from: h.from,
+        to: h.to,
+        checking_point: point,
+        error: h.to === 'unhealthy' ? this.failingDetail(point, route.failover!, h.via) : null,
+      },
+    }));
+    if (d.switched) {
+      events.push({
+        action: 'failover',
+        detail: { from: d.switched.from, to: d.switched.to, reason: d.switched.reason },
+      });
+    }
+    return { state: d.state, switched: d.switched, events };
+  }
+
+  /** Decides for every route of a point, one evaluation at a time per point. */
+  private evaluate(point: string): void {
+    const running = this.evaluating.get(point);
+    if (running) {
+      this.dirty.add(point);
+      return;
+    }
+    const run = this.evaluateNow(point)
+      .catch((err: unknown) =>
+        this.deps.logger.warn({ event: 'failover.decide_failed', point, err }, 'decision failed'),
+      )
+      .finally(() => {
+        this.evaluating.delete(point);
+        if (this.dirty.delete(point)) this.evaluate(point);
+      });
+    this.evaluating.set(point, run);
+  }
+
+  private async evaluateNow(point: string): Promise<void> {
+    const routes = this.routesByPoint.get(point);
+    if (!routes || this.stopped) return;
+    const now = this.now();
+    // Decided first on the routes as last read: only those that would change are locked and
+    // decided again in the transaction.
+    const ids = [...routes.values()].filter((r) => this.outcomeOf(point, r, now)).map((r) => r.id);
+    if (ids.length > 0) {
+      const recorded = await this.deps.store.recordFailover(ids, (r) =>
+        this.outcomeOf(point, r, now),
+      );
+      for (const { route, outcome } of recorded) {
+        routes.set(route.id, route);
+        if (outcome.switched) {
+          this.deps.logger.info(
+            {
+              event: 'failover.switch',
+              point,
+              route_id: route.id,
+              host: route.host,
+              to_prefix: route.to,
+              from: outcome.switched.from,
+              to: outcome.switched.to,
+              reason: outcome.switched.reason,
+            },
+            'route switched gateways',
+          );
+        }
+      }
+      if (recorded.length > 0) {
+        const events = recorded.map((r) => ({ ...r, point }));
+        this.count(events);
+        for (const fn of this.eventListeners) fn(events);
+      }
+    }
+    this.scheduleRecheck(point, now);
+  }
+
+  private count(events: FailoverEvent[]): void {
+    const m = this.deps.metrics;
+    if (!m) return;
+    for (const { outcome } of events) {
+      if (outcome.switched) m.failoverSwitches.inc({ reason: outcome.switched.reason });
+      for (const e of outcome.events) {
+        if (e.action === 'gateway_health')
+          m.gatewayHealthChanges.inc({ health: String(e.detail.to) });
+      }
+    }
+    m.degradedRoutes.set(this.degradedCount());
+  }
+
+  /** Candidate routes of the points this replica holds that are degraded. */
+  degradedCount(): number {
+    let n = 0;
+    for (const routes of this.routesByPoint.values()) {
+      for (const r of routes.values()) if (r.failoverState?.degraded) n++;
+    }
+    return n;
+  }
+
+  /** A return waiting for its hold-down is decided again when it ends. */
+  private scheduleRecheck(point: string, now: Date): void {
+    const routes = this.routesByPoint.get(point);
+    const old = this.recheck.get(point);
+    if (old) clearTimeout(old);
+    this.recheck.delete(point);
+    let next: number | null = null;
+    for (const r of routes?.values() ?? []) {
+      if (!r.failover || !r.failoverState) continue;
+      const at = decide(r.failover, r.failoverState, this.seen(point, r.failover), now).recheckAt;
+      if (at && (next === null || at.getTime() < next)) next = at.getTime();
+    }
+    if (next === null || this.stopped) return;
+    const t = setTimeout(() => this.evaluate(point), Math.max(0, next - now.getTime()) + 5);
+    t.unref();
+    this.recheck.set(point, t);
+  }
+
+  /**
+   * Reads the candidate routes, takes the leases of their points, and gives each held point's
+   * prober its checks. Serialised: one refresh at a time.
+   */
+  refresh(): Promise<void> {
+    this.refreshing = this.refreshing
+      .then(() => this.refreshNow())
+      .catch((err: unknown) => {
+        this.deps.logger.warn(
+          { event: 'failover.refresh_failed', err },
+          'could not refresh checks',
+        );
+      });
+    return this.refreshing;
+  }
+
+  private async refreshNow(): Promise<void> {
+    if (this.stopped) return;
+    const [routes, inv] = await Promise.all([
+      this.deps.store.candidateRoutes(),
+      this.deps.inventory.current(),
+    ]);
+    const pointOf = new Map<string, string>();
+    const point = (host: string) => {
+      let p = pointOf.get(host);
+      if (p === undefined) {
+        const h = inv.hosts.get(host);
+        const watched = h && probeConnection(h, { mastersDir: this.deps.mastersDir }).watched;
+        p = watched ? host : CONTROLLER_POINT;
+        pointOf.set(host, p);
+      }
+      return p;
+    };
+    const byPoint = new Map<string, Map<string, Route>>();
+    for (const r of routes) {
+      const p = point(r.host);
+      let m = byPoint.get(p);
+      if (!m) byPoint.set(p, (m = new Map()));
+      m.set(r.id, r);
+    }
+    const held = await this.deps.leases.claim([...byPoint.keys()]);
+    const released = [...this.routesByPoint.keys()].filter((p) => !byPoint.has(p));
+    await this.deps.leases.release(released);
+    const before = this.routesByPoint;
+    this.routesByPoint = new Map([...byPoint].filter(([p]) => held.has(p)));
+    const listeners = new Map<string, Map<string, HealthCheck[]>>();
+    const tracked = new Set<string>();
+    const points: { point: string; host: InventoryHost | null; checks: ProbeCheck[] }[] = [];
+    for (const [p, mine] of this.routesByPoint) {
+      const byId = new Map<string, HealthCheck[]>();
+      const checks = new Map<string, ProbeCheck>();
+      for (const r of mine.values()) {
+        for (const via of r.failover!.candidates) {
+          for (const c of r.failover!.healthCheck) {
+            const id = probeId(c, via);
+            const key = trackKey(p, c, via);
+            if (!tracked.has(key)) {
+              tracked.add(key);
+              byId.set(id, [...(byId.get(id) ?? []), c]);
+            }
+            checks.set(id, {
+              id,
+              type: c.type,
+              target: via,
+              port: c.port,
+              intervalS: c.intervalS,
+              timeoutS: c.timeoutS,
+            });
+          }
+        }
+      }
+      listeners.set(p, byId);
+      points.push({
+        point: p,
+        host: p === CONTROLLER_POINT ? null : (inv.hosts.get(p) ?? null),
+        checks: [...checks.values()],
+      });
+    }
+    this.listeners = listeners;
+    this.tracker.retain(tracked);
+    await this.deps.probers.set(points);
+    // A new or changed route is decided at once on what is already known of its gateways.
+    for (const [p, mine] of this.routesByPoint) {
+      const old = before.get(p);
+      const changed = [...mine.values()].some(
+        (r) => old?.get(r.id)?.updatedAt.getTime() !== r.updatedAt.getTime(),
+      );
+      if (changed) this.evaluate(p);
+    }
+  }
+}
