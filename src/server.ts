@@ -149,6 +149,7 @@ export async function startServer(
         logger.warn({ event: 'live.seed_failed', err }, 'could not seed the live topics'),
       );
     await live.live.watching.start();
+    await live.live.failover.start();
     const livePrune = setInterval(() => void live.live.desired.prune(), 600_000);
     livePrune.unref();
     // The warm runner imports Ansible before the first change needs it, once start-up's own
@@ -179,6 +180,7 @@ export async function startServer(
         sockets.close();
         live.live.desired.stop();
         await live.live.clients.stop();
+        await live.live.failover.stop();
         await live.live.watching.stop();
         await live.live.bus.stop();
         clearTimeout(prepareRunner);

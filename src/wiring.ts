@@ -14,6 +14,7 @@ import { CompatService } from './compat/compat-service.ts';
 import { hostClaimsFor } from './reconciler/host-claims.ts';
 import { HostWorkStore } from './reconciler/host-work-store.ts';
 import { Reconciler } from './reconciler/reconciler.ts';
+import { FailoverChecks } from './firewall/failover-checks.ts';
 import { FirewallKind } from './firewall/firewall-kind.ts';
 import { FirewallPreview } from './firewall/firewall-preview.ts';
 import { FirewallService, managedByInventory } from './firewall/firewall-service.ts';
@@ -49,6 +50,8 @@ import { WsTickets } from './ws/ws-tickets.ts';
 import { ClientsFeed } from './ws/clients-feed.ts';
 import { HostWatching, WATCH_LEASE_TTL_MS } from './live/host-watching.ts';
 import { WatchLeases } from './live/watch-leases.ts';
+import { FailoverEngine, PROBE_LEASE_TTL_MS } from './failover/failover-engine.ts';
+import { HostProbers } from './failover/probe/host-probers.ts';
 
 export interface Services {
   db: Database;
@@ -83,6 +86,8 @@ export interface LiveServices {
   drift: DriftResponder;
   clients: ClientsFeed;
   watching: HostWatching;
+  /** FAILOVER_CHECKS: candidate gateways' probers and the decisions that follow. */
+  failover: FailoverService;
 }
 
 export interface WiringOverrides {
@@ -149,11 +154,23 @@ export function wireServices(
   });
   const replicaAddresses = new ReplicaAddresses(db.knex, presence.id, db.backend === 'postgres');
   const managementAddresses = new ManagementAddresses(inventory, (a) => replicaAddresses.record(a));
+  // A managed gateway's table accepts the checks of the candidate routes naming it; a change
+  // of candidate routes owes their gateways an apply.
+  const failoverChecks = new FailoverChecks({
+    knex: db.knex,
+    inventory,
+    firewall: firewallStore,
+    work,
+    candidateRoutes: () => routesStore.candidateRoutes(),
+    logger,
+  });
+  routesStore.onChanged((ids) => failoverChecks.routesChanged(ids));
   const firewallKind = new FirewallKind(
     firewallStore,
     config.firewallConfirmS,
     (hosts) => visibleSets(setStore, inventory, hosts),
     (hosts) => replicaAddresses.of(hosts),
+    (hosts) => failoverChecks.acceptsOf(hosts),
   );
   const reconciler = new Reconciler({
     config,
@@ -221,12 +238,14 @@ export function wireServices(
   );
   firewall.onScheduleChange(() => scheduler.wake());
   routes.followWith(new RouteOpenings(firewall, firewallStore));
+  routes.warnWith((written) => failoverChecks.warnings(written));
   const firewallPreview = new FirewallPreview(
     config,
     inventory,
     firewallKind,
     (h) => managementAddresses.of(h),
     runs,
+    (h) => failoverChecks.previewWarnings(h),
   );
   const compat = config.compatHost
     ? new CompatService(config.compatHost, routes, hosts, config.routeWaitDefaultMs)
@@ -244,6 +263,7 @@ export function wireServices(
     presence,
     hostsService: hosts,
     runner,
+    metrics,
   });
   // Open to anyone: ready or not, never an error's text; a broken ansible-playbook is
   // re-probed at most every 30 s, never a process per probe.
@@ -291,6 +311,7 @@ function wireLive(
     presence: InstancePresence;
     hostsService: HostsService;
     runner: PlaybookRunner;
+    metrics: Metrics;
   },
 ): LiveServices {
   const log = new TopicLog(d.db.knex, d.db.backend, config.wsReplay);
@@ -333,7 +354,75 @@ function wireLive(
     mastersDir: async () => (await d.runner.mastersDir?.()) ?? null,
     logger,
   });
-  return { log, desired, hosts, hub, bus, tickets, drift, clients, watching };
+  const failover = wireFailover(config, logger, d, desired);
+  return { log, desired, hosts, hub, bus, tickets, drift, clients, watching, failover };
+}
+
+/** The failover engine and its probers, started once the database is migrated. */
+export interface FailoverService {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  engine(): FailoverEngine | null;
+}
+
+function wireFailover(
+  config: Config,
+  logger: Logger,
+  d: {
+    db: Database;
+    inventory: InventorySource;
+    routesStore: RoutesStore;
+    presence: InstancePresence;
+    runner: PlaybookRunner;
+    metrics: Metrics;
+  },
+  desired: DesiredFeeds,
+): FailoverService {
+  let engine: FailoverEngine | null = null;
+  return {
+    engine: () => engine,
+    async start() {
+      if (!config.failoverChecks) return;
+      const mastersDir = (await d.runner.mastersDir?.()) ?? undefined;
+      const probers = new HostProbers({
+        logger,
+        mastersDir,
+        defaultPython: config.hostPython.startsWith('/') ? config.hostPython : undefined,
+        playbooksDir: config.playbooksDir,
+        onResult: (r) => engine?.observe(r),
+        onStatus: () => undefined,
+      });
+      engine = new FailoverEngine({
+        store: d.routesStore,
+        inventory: d.inventory,
+        leases: new WatchLeases(d.db.knex, d.presence.id, PROBE_LEASE_TTL_MS, 'host_probe_leases'),
+        probers,
+        logger,
+        mastersDir,
+        metrics: d.metrics,
+      });
+      const running = engine;
+      d.routesStore.onChanged(() => running.routesChanged());
+      running.onEvents((events) =>
+        desired.failoverEvents(
+          events.flatMap(({ route, point, outcome }) =>
+            outcome.events.map((e) => ({
+              kind: e.action,
+              route_id: route.id,
+              host: route.host,
+              to: route.to,
+              checking_point: point,
+              ...e.detail,
+            })),
+          ),
+        ),
+      );
+      await running.start();
+    },
+    async stop() {
+      await engine?.stop();
+    },
+  };
 }
 
 export type { TokenRegistry };

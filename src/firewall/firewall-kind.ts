@@ -7,6 +7,7 @@ import {
 } from '../reconciler/kind.ts';
 import type { SyncUpdate } from '../routes/routes-store.ts';
 import type { Run } from '../runs/types.ts';
+import type { CheckAccept } from './failover-checks.ts';
 import type { FirewallStore } from './firewall-store.ts';
 import { refOf } from './rule-input.ts';
 import type { FirewallSet } from './set-store.ts';
@@ -107,6 +108,13 @@ export class FirewallKind implements DesiredKind {
     /** Per host, the addresses every live replica reaches it from: all are management. */
     private readonly replicasOf: (hosts: string[]) => Promise<Map<string, string[]>> = async () =>
       new Map(),
+    /**
+     * Per host, the input accepts for the checks of the candidate routes that name one of its
+     * addresses (failover-checks.ts): rendered like management, never stored as rules.
+     */
+    private readonly checksOf: (
+      hosts: string[],
+    ) => Promise<Map<string, CheckAccept[]>> = async () => new Map(),
   ) {}
 
   async render(hosts: string[]): Promise<Map<string, RenderedHost>> {
@@ -124,11 +132,19 @@ export class FirewallKind implements DesiredKind {
   }
 
   private async renderAs(hosts: string[], present: boolean): Promise<Map<string, RenderedHost>> {
-    const [managed, rows, sets, replicas] = await Promise.all([
-      this.store.managed(hosts),
+    const managedOf = this.store.managed(hosts);
+    // Only the tables rendered present read the candidate routes: a host whose firewall
+    // routeplane leaves alone costs no query more.
+    const checksOf = managedOf.then((m) => {
+      const rendered = present ? hosts : hosts.filter((h) => m.get(h) === true);
+      return rendered.length > 0 ? this.checksOf(rendered) : new Map<string, CheckAccept[]>();
+    });
+    const [managed, rows, sets, replicas, checks] = await Promise.all([
+      managedOf,
       this.store.settleable(hosts),
       this.setsOf(hosts),
       this.replicasOf(hosts),
+      checksOf,
     ]);
     // A route's openings render only while the route is active, whatever their own status
     // says between the route's change and theirs.
@@ -159,6 +175,7 @@ export class FirewallKind implements DesiredKind {
               rules,
               sets: mySets,
               management: replicas.get(h) ?? [],
+              failover_checks: checks.get(h) ?? [],
               confirm_s: this.confirmS,
             },
             settles,

@@ -45,7 +45,8 @@ function warningOf(h: OtherHook): string {
 
 /**
  * The table the next apply would put on a host, checked by nft (`nft -c`) on the host itself,
- * applying nothing; with warnings for other tables hooked where routeplane's is.
+ * applying nothing; with warnings for other tables hooked where routeplane's is, and for
+ * candidate routes through the host whose destination its forward chain would drop.
  */
 export class FirewallPreview {
   constructor(
@@ -54,6 +55,11 @@ export class FirewallPreview {
     private readonly kind: FirewallKind,
     private readonly managementAddresses: (hosts: string[]) => Promise<Record<string, string>>,
     private readonly runs: RunsService,
+    /**
+     * Warnings for the host as a candidate gateway (failover-checks.ts previewWarnings):
+     * routes through it whose destination its forward chain would drop.
+     */
+    private readonly failoverWarnings: (host: string) => Promise<string[]> = async () => [],
   ) {}
 
   async preview(host: string, actor: Actor): Promise<FirewallPreviewResult> {
@@ -64,9 +70,10 @@ export class FirewallPreview {
         host,
       });
     }
-    const [rendered, mgmt] = await Promise.all([
+    const [rendered, mgmt, gatewayWarnings] = await Promise.all([
       this.kind.renderPresent(host),
       this.managementAddresses([host]),
+      this.failoverWarnings(host),
     ]);
     const { run, done } = await this.runs.start({
       kind: 'playbook',
@@ -109,7 +116,10 @@ export class FirewallPreview {
       valid,
       error: valid ? null : (result.msg ?? 'nft refused the table'),
       rule_id: valid ? null : (data.rule ?? null),
-      warnings: (data.other_hooks ?? []).filter((h) => OUR_HOOKS.has(h.hook)).map(warningOf),
+      warnings: [
+        ...(data.other_hooks ?? []).filter((h) => OUR_HOOKS.has(h.hook)).map(warningOf),
+        ...gatewayWarnings,
+      ],
     };
   }
 }

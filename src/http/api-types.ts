@@ -1475,8 +1475,20 @@ export interface components {
             /** @enum {string|null} */
             removed_reason: "expired" | "deleted" | null;
             removed_by: string | null;
+            warnings?: components["schemas"]["RouteWarnings"];
         };
+        /**
+         * @description Write responses only (POST, PUT): what may keep a recorded route from
+         *     working, such as a candidate gateway whose firewall routeplane manages
+         *     dropping forwarded traffic (forward policy drop) with no active forward
+         *     accept for `to`.
+         * @example [
+         *       "h2 (candidate gateway 198.51.100.4) drops forwarded traffic to 203.0.113.0/24: its forward policy is drop and no active forward accept covers it"
+         *     ]
+         */
+        RouteWarnings: string[];
         RouteBatchResult: {
+            warnings?: components["schemas"]["RouteWarnings"];
             /** @description One entry per requested route (a group item expands to one per member), in order */
             items: {
                 /** @enum {string} */

@@ -53,9 +53,18 @@ export function routesHandlers(routes: RoutesService, defaultWaitMs: number): Ro
     req.query.wait === undefined ? defaultWaitMs : Number(req.query.wait) * 1000;
 
   /** Answers a write of one route once its run has ended, or 202 while it is still going. */
-  async function respondOne(req: Request, res: Response, route: Route, okStatus: number) {
+  async function respondOne(
+    req: Request,
+    res: Response,
+    route: Route,
+    okStatus: number,
+    warnings: string[] = [],
+  ) {
     const applied = await routes.waitForKernel([route], waitMs(req));
-    answerOne(res, ROUTE_ANSWERS, applied.value[0]!, applied.settlement, okStatus);
+    const answers = warnings.length
+      ? { ...ROUTE_ANSWERS, present: (r: Route) => ({ ...presentRoute(r), warnings }) }
+      : ROUTE_ANSWERS;
+    answerOne(res, answers, applied.value[0]!, applied.settlement, okStatus);
   }
 
   async function create(req: Request, res: Response, upsert: boolean) {
@@ -67,9 +76,10 @@ export function routesHandlers(routes: RoutesService, defaultWaitMs: number): Ro
     }));
     const items: CreateItem[] = await routes.create(inputs, actorOf(req), upsert);
     const anyCreated = items.some((i) => i.outcome === 'created');
+    const warnings = await routes.warningsOf(items);
     if (!batch && items.length === 1) {
       const { route, outcome } = items[0]!;
-      return respondOne(req, res, route, outcome === 'created' ? 201 : 200);
+      return respondOne(req, res, route, outcome === 'created' ? 201 : 200, warnings);
     }
     const applied = await routes.waitForKernel(
       items.map((i) => i.route),
@@ -93,6 +103,7 @@ export function routesHandlers(routes: RoutesService, defaultWaitMs: number): Ro
         route: presentCarried(ROUTE_ANSWERS, c.route, applied.settlement),
       })),
       counts,
+      ...(warnings.length ? { warnings } : {}),
     });
   }
 

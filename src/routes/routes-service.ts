@@ -83,6 +83,19 @@ export class RoutesService {
     this.followers = followers;
   }
 
+  /** What may keep written routes from working (a gateway's firewall; failover-checks.ts). */
+  private warn: (routes: Route[]) => Promise<string[]> = async () => [];
+
+  warnWith(fn: (routes: Route[]) => Promise<string[]>): void {
+    this.warn = fn;
+  }
+
+  /** Warnings for the routes a create wrote (an identical one returned as it was has none). */
+  warningsOf(items: CreateItem[]): Promise<string[]> {
+    const written = items.filter((i) => i.outcome !== 'existing' && i.route.failover);
+    return written.length ? this.warn(written.map((i) => i.route)) : Promise.resolve([]);
+  }
+
   /** The scheduler re-aims its timer when told a schedule changed. */
   onScheduleChange(fn: () => void): void {
     this.scheduleChanged = fn;
