@@ -410,7 +410,7 @@ function wireFailover(
               kind: e.action,
               route_id: route.id,
               host: route.host,
-              to: route.to,
+              destination: route.to,
               checking_point: point,
               ...e.detail,
             })),

@@ -332,6 +332,96 @@ describe('the routeplane CLI against a server and a lab of 1 host', { timeout: T
     });
   });
 
+  describe('candidate gateways', () => {
+    const TO = '203.0.113.64/27';
+    /** A second address on h1's link: on-link for the kernel, though nobody answers it. */
+    const spare = () => {
+      const [net] = fleet.lab.prefixV4.split('/');
+      const parts = net!.split('.').map(Number);
+      return [...parts.slice(0, 3), parts[3]! + 13].join('.');
+    };
+
+    it('when added with two --via, --check and --preempt, then it shows each candidate with its health and the one in use', async () => {
+      const r = await cli([
+        'routes',
+        'add',
+        'h1',
+        TO,
+        '--via',
+        gateway,
+        '--via',
+        spare(),
+        '--check',
+        'icmp',
+        '--check',
+        'tcp:22',
+        '--interval',
+        '1',
+        '--preempt',
+        '--hold-down',
+        '30',
+        ...WAIT,
+      ]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(fieldOf(r.stdout, 'active_via')).toBe(gateway);
+      expect(fieldOf(r.stdout, 'candidates')).toMatch(
+        new RegExp(`^${gateway.replace(/\./g, '\\.')} unknown since \\S+ \\(in use\\)$`),
+      );
+      expect(r.stdout).toContain(`${spare()} unknown since`);
+      expect(fieldOf(r.stdout, 'checks')).toBe(
+        'icmp every 1s, timeout 1s, rise 2, fall 2; tcp:22 every 1s, timeout 1s, rise 2, fall 2',
+      );
+      expect(fieldOf(r.stdout, 'preempt')).toBe('yes');
+      expect(fieldOf(r.stdout, 'hold_down_s')).toBe('30');
+      expect(await kernel(TO)).toEqual([expect.objectContaining({ dst: TO, gateway })]);
+      const id = fieldOf(r.stdout, 'id')!;
+      const list = await cli(['routes', 'list', '--contains', '203.0.113.65']);
+      expect(list.stdout).toMatch(
+        new RegExp(`^${id}\\s+h1\\s+\\S+\\s+${gateway.replace(/\./g, '\\.')} \\(of 2\\)`, 'm'),
+      );
+      expect((await cli(['routes', 'del', id, ...WAIT])).code).toBe(0);
+    });
+
+    it('when --ecmp is given, then the kernel gets one route over both gateways', async () => {
+      const r = await cli([
+        'routes',
+        'add',
+        'h1',
+        TO,
+        '--via',
+        gateway,
+        '--via',
+        spare(),
+        '--ecmp',
+        '--json',
+        ...WAIT,
+      ]);
+      expect(r.code, r.stderr).toBe(0);
+      const route = JSON.parse(r.stdout) as { id: string; mode: string; active_via: string[] };
+      expect(route).toMatchObject({ mode: 'ecmp', active_via: [gateway, spare()] });
+      const [k] = (await kernel(TO)) as (KernelRoute & { nexthops?: { gateway: string }[] })[];
+      expect(k?.nexthops?.map((n) => n.gateway).sort()).toEqual([gateway, spare()].sort());
+      expect((await cli(['routes', 'del', route.id, ...WAIT])).code).toBe(0);
+    });
+
+    it('when --check is neither icmp nor tcp:PORT, then it exits 1 before asking the server', async () => {
+      const r = await cli([
+        'routes',
+        'add',
+        'h1',
+        TO,
+        '--via',
+        gateway,
+        '--via',
+        spare(),
+        '--check',
+        'http',
+      ]);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/expected icmp or tcp:PORT/);
+    });
+  });
+
   describe('hosts and runs', () => {
     it('when hosts are listed, then h1 shows with its address', async () => {
       const r = await cli(['hosts', 'list'], { ROUTEPLANE_TOKEN: TOKENS.viewer });

@@ -11,6 +11,12 @@ import { useLab } from '../../helpers/lab.ts';
 import { poll } from '../../helpers/routes.ts';
 import { sleep } from '../../helpers/runs.ts';
 import { useTestServer } from '../../helpers/server.ts';
+import {
+  everyMessage,
+  messageSchema,
+  openSocket,
+  type TestSocket,
+} from '../../helpers/ws-client.ts';
 
 // Two lab hosts are gateways g1 (h1) and g2 (h2), each holding 203.0.113.10 with a listener
 // that answers its name; h3, h4 and h5 route 203.0.113.0/24 via [g1, g2] with an icmp check
@@ -31,7 +37,12 @@ interface ApiRoute {
 describe('route failover between two gateways, on a lab of 5 hosts', { timeout: T }, () => {
   const fleet = useLab(5);
   const server = useTestServer(
-    () => ({ INVENTORY: fleet.lab.inventoryPath, WATCH_HOSTS: 'true', FAILOVER_CHECKS: 'true' }),
+    () => ({
+      INVENTORY: fleet.lab.inventoryPath,
+      WATCH_HOSTS: 'true',
+      FAILOVER_CHECKS: 'true',
+      METRICS_PORT: '0',
+    }),
     T,
   );
   const addr = (h: string) => fleet.lab.hosts.find((x) => x.name === h)!.ipv4;
@@ -39,6 +50,7 @@ describe('route failover between two gateways, on a lab of 5 hosts', { timeout: 
   const g2 = () => addr('h2');
   const ids = new Map<string, string>();
   const listeners: { kill(): void }[] = [];
+  let socket: TestSocket;
 
   const route = async (host: string) =>
     (await server.request('GET', `/v1/routes/${ids.get(host)}`)).body as unknown as ApiRoute;
@@ -61,6 +73,8 @@ describe('route failover between two gateways, on a lab of 5 hosts', { timeout: 
     );
 
   beforeAll(async () => {
+    socket = await openSocket(server.url, { token: 'viewer' });
+    socket.send({ type: 'subscribe', topics: ['failover'] });
     listeners.push(await makeGateway(fleet.lab, 'h1', 'g1'));
     listeners.push(await makeGateway(fleet.lab, 'h2', 'g2'));
     for (const host of TARGETS) {
@@ -79,8 +93,9 @@ describe('route failover between two gateways, on a lab of 5 hosts', { timeout: 
     }
   }, T);
 
-  afterAll(() => {
+  afterAll(async () => {
     for (const l of listeners) l.kill();
+    await socket?.close();
   });
 
   it('when the routes are created, then every target uses g1 and sees both gateways healthy', async () => {
@@ -112,6 +127,39 @@ describe('route failover between two gateways, on a lab of 5 hosts', { timeout: 
       );
     }
     switchedAt = Date.parse((await route('h5')).last_switch!.at);
+  });
+
+  it('when routes switch, then the failover topic streams each switch and health change, and /metrics counts them', async () => {
+    for (const host of TARGETS) {
+      const id = ids.get(host)!;
+      await socket.next(
+        (m) =>
+          m.type === 'event' &&
+          m.topic === 'failover' &&
+          m.event.kind === 'failover' &&
+          m.event.route_id === id &&
+          m.event.to.join() === g2(),
+      );
+      await socket.next(
+        (m) =>
+          m.type === 'event' &&
+          m.event.kind === 'gateway_health' &&
+          m.event.route_id === id &&
+          m.event.gateway === g1() &&
+          m.event.to === 'unhealthy',
+      );
+      // The topic's object for the route shows where it stands now.
+      await socket.next(
+        (m) => m.type === 'diff' && m.topic === 'failover' && m.changed?.[id]?.active_via === g2(),
+      );
+    }
+    const text = await (await fetch(server.metricsUrl!)).text();
+    const switches = /^routeplane_failover_switches_total\{reason="gateway_failed"\} (\d+)$/m.exec(
+      text,
+    );
+    expect(Number(switches?.[1])).toBeGreaterThanOrEqual(TARGETS.length);
+    expect(text).toMatch(/^routeplane_gateway_health_changes_total\{health="unhealthy"\} [1-9]/m);
+    expect(text).toMatch(/^routeplane_probe_results_total\{check="icmp",outcome="fail"\} [1-9]/m);
   });
 
   it('when g1 comes back, then the preempting route returns no sooner than hold_down_s after its switch, and the others stay on g2', async () => {
@@ -183,5 +231,13 @@ describe('route failover between two gateways, on a lab of 5 hosts', { timeout: 
       expect(r.degraded).toBe(false);
     }
     await setLink(fleet.lab, 'h1', true);
+  });
+});
+
+describe('the messages of the failover topic', () => {
+  it('are all described by docs/ws-messages.schema.json', async () => {
+    const validate = await messageSchema('ServerMessage');
+    expect(everyMessage.some((m) => m.type === 'event')).toBe(true);
+    for (const m of everyMessage) expect(validate(m), JSON.stringify(validate.errors)).toBe(true);
   });
 });
