@@ -1483,7 +1483,7 @@ export interface components {
          *     dropping forwarded traffic (forward policy drop) with no active forward
          *     accept for `to`.
          * @example [
-         *       "h2 (candidate gateway 198.51.100.4) drops forwarded traffic to 203.0.113.0/24: its forward policy is drop and no active forward accept covers it"
+         *       "candidate gateway 198.51.100.4 of route 0b6f1f9e-6f1c-4b7e-9a51-3d2f0c8f1a77 (h1 to 203.0.113.0/24) is h2, whose firewall routeplane manages with a forward policy of drop and no active forward accept for 203.0.113.0/24: traffic the route sends through h2 would be dropped there (add a forward accept for 203.0.113.0/24 on h2)"
          *     ]
          */
         RouteWarnings: string[];
