@@ -121,18 +121,25 @@ export function initialFailoverState(policy: FailoverPolicy, now: Date): Failove
   };
 }
 
+/** A check with its defaults applied, in the API's words. */
+export function checkInput(c: HealthCheck): Required<Omit<HealthCheckInput, 'port'>> & {
+  port?: number;
+} {
+  return {
+    type: c.type,
+    ...(c.port !== null ? { port: c.port } : {}),
+    interval_s: c.intervalS,
+    timeout_s: c.timeoutS,
+    rise: c.rise,
+    fall: c.fall,
+  };
+}
+
 /** A stored policy as the request that asks for it (a PATCH changes some fields of it). */
 export function policyInput(p: FailoverPolicy): FailoverInput {
   return {
     via: p.candidates,
-    health_check: p.healthCheck.map((c) => ({
-      type: c.type,
-      ...(c.port !== null ? { port: c.port } : {}),
-      interval_s: c.intervalS,
-      timeout_s: c.timeoutS,
-      rise: c.rise,
-      fall: c.fall,
-    })),
+    health_check: p.healthCheck.map(checkInput),
     mode: p.mode,
     preempt: p.preempt,
     hold_down_s: p.holdDownS,

@@ -1,4 +1,5 @@
 import type { Schemas } from '../http/api.ts';
+import { checkInput } from '../failover/failover-input.ts';
 import type { FailoverPolicy, FailoverState, Route } from './types.ts';
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
@@ -11,14 +12,7 @@ const gateways = (policy: FailoverPolicy, list: string[]) =>
 export function presentFailover(policy: FailoverPolicy, state: FailoverState) {
   return {
     via: policy.candidates,
-    health_check: policy.healthCheck.map((c) => ({
-      type: c.type,
-      ...(c.port !== null ? { port: c.port } : {}),
-      interval_s: c.intervalS,
-      timeout_s: c.timeoutS,
-      rise: c.rise,
-      fall: c.fall,
-    })),
+    health_check: policy.healthCheck.map(checkInput),
     mode: policy.mode,
     preempt: policy.preempt,
     hold_down_s: policy.holdDownS,

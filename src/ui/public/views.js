@@ -314,9 +314,13 @@ function routes(host, parts, desiredRoutes, ui) {
   return [h('div', { class: 'section-tools' }, toggle), kernelTable, missing];
 }
 
-/** `via 192.0.2.1 dev eth0`, either part left out when absent. */
+/**
+ * `via 192.0.2.1 dev eth0`, either part left out when absent; a multipath route's gateways
+ * joined by commas.
+ */
 function nextHop(via, dev) {
-  const parts = [via ? `via ${via}` : null, dev ? `dev ${dev}` : null].filter(Boolean);
+  const gw = Array.isArray(via) ? via.join(', ') : via;
+  const parts = [gw ? `via ${gw}` : null, dev ? `dev ${dev}` : null].filter(Boolean);
   return parts.length > 0 ? parts.join(' ') : dash();
 }
 
@@ -344,7 +348,11 @@ function kernelRouteRow(host, r, desired) {
         ? h('div', { class: 'row-comment', 'data-testid': 'comment' }, String(desired.comment))
         : null,
     ),
-    h('td', { class: 'mono nowrap' }, nextHop(r.gateway, r.dev)),
+    h(
+      'td',
+      { class: 'mono nowrap' },
+      nextHop(r.nexthops ? r.nexthops.map((n) => n.gateway) : r.gateway, r.dev),
+    ),
     h('td', null, orDash(r.protocol)),
     h('td', { class: 'num' }, orDash(r.metric)),
     h('td', null, orDash(r.table)),
@@ -374,7 +382,8 @@ function desiredRow(host, d, known) {
       class: d.status === 'active' && known ? 'drifted' : null,
     },
     h('td', { class: 'mono' }, to),
-    h('td', { class: 'mono nowrap' }, nextHop(d.via, d.dev)),
+    // A route with candidate gateways: the one (or, for ecmp, the set) in use now.
+    h('td', { class: 'mono nowrap' }, nextHop(d.active_via ?? d.via, d.dev)),
     h('td', { class: 'num' }, orDash(d.metric)),
     h('td', null, orDash(d.table)),
     h('td', { 'data-testid': 'why' }, reason),
