@@ -489,6 +489,9 @@ class Prober(object):
                 self.poll.register(icmp.sock.fileno(), select.POLLIN)
         self.poll.register(0, select.POLLIN)
         while True:
+            # Answers already waiting are read before any deadline is judged: a prober that
+            # was not scheduled for a while must not call an answered probe a timeout.
+            self.handle(self.poll.poll(0))
             self.run_due(time.monotonic())
             timeout = None
             if self.heap:
@@ -497,15 +500,7 @@ class Prober(object):
                 events = self.poll.poll(timeout)
             except InterruptedError:
                 continue
-            stdin = False
-            for fd, _ in events:
-                if fd == 0:
-                    stdin = True
-                elif fd in self.icmp_fds:
-                    self.read_icmp(self.icmp_fds[fd])
-                else:
-                    self.tcp_ready(fd)
-            if not stdin:
+            if not self.handle(events):
                 continue
             data = os.read(0, 65536)
             if not data:
@@ -522,6 +517,18 @@ class Prober(object):
                 if not skipping:
                     skipping = True
                     emit({"type": "error", "error": "line longer than %d bytes" % MAX_LINE_BYTES})
+
+    def handle(self, events):
+        """Reads the ICMP sockets and TCP connects that are ready; True when stdin is."""
+        stdin = False
+        for fd, _ in events:
+            if fd == 0:
+                stdin = True
+            elif fd in self.icmp_fds:
+                self.read_icmp(self.icmp_fds[fd])
+            else:
+                self.tcp_ready(fd)
+        return stdin
 
     def command(self, line):
         if not line.strip():
