@@ -264,6 +264,7 @@ export function wireServices(
     hostsService: hosts,
     runner,
     metrics,
+    failoverChecks,
   });
   // Open to anyone: ready or not, never an error's text; a broken ansible-playbook is
   // re-probed at most every 30 s, never a process per probe.
@@ -312,6 +313,7 @@ function wireLive(
     hostsService: HostsService;
     runner: PlaybookRunner;
     metrics: Metrics;
+    failoverChecks: FailoverChecks;
   },
 ): LiveServices {
   const log = new TopicLog(d.db.knex, d.db.backend, config.wsReplay);
@@ -375,6 +377,7 @@ function wireFailover(
     presence: InstancePresence;
     runner: PlaybookRunner;
     metrics: Metrics;
+    failoverChecks: FailoverChecks;
   },
   desired: DesiredFeeds,
 ): FailoverService {
@@ -400,6 +403,7 @@ function wireFailover(
         logger,
         mastersDir,
         metrics: d.metrics,
+        awaitingAccepts: (routes) => d.failoverChecks.awaitingAccepts(routes),
       });
       const running = engine;
       d.routesStore.onChanged(() => running.routesChanged());

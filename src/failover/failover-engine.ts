@@ -18,6 +18,14 @@ const REFRESH_MS = 5_000;
 export const PROBE_LEASE_TTL_MS = 15_000;
 /** Route changes within this window are read as one refresh. */
 const CHANGE_DEBOUNCE_MS = 100;
+/**
+ * A managed gateway whose table (with its check accepts) is not applied yet: failures towards
+ * it are held back, re-read this often, for a probe in flight this long after, and for at most
+ * ACCEPT_GRACE_MS after its check first appeared (a gateway whose apply keeps failing is down).
+ */
+const AWAITING_REFRESH_MS = 1_000;
+const AWAITING_TAIL_MS = 2_000;
+const ACCEPT_GRACE_MS = 30_000;
 
 /** What the engine needs of the probers (host-probers.ts). */
 export interface Probers {
@@ -69,6 +77,11 @@ export class FailoverEngine {
   private refreshing: Promise<void> = Promise.resolve();
   private stopped = false;
   private readonly eventListeners: ((events: FailoverEvent[]) => void)[] = [];
+  /** Per gateway address: until when its failed checks are held back (awaitingAccepts). */
+  private awaitingUntil = new Map<string, number>();
+  /** When each point first checked each gateway: the grace for its accepts runs from then. */
+  private readonly firstSeen = new Map<string, number>();
+  private awaitingTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly deps: {
@@ -79,6 +92,8 @@ export class FailoverEngine {
       logger: Logger;
       /** The runner's SSH masters (where a point's session rides), as the watcher uses. */
       mastersDir?: string;
+      /** Candidate addresses whose firewall does not accept the checks yet (failover-checks.ts). */
+      awaitingAccepts?: (routes: Route[]) => Promise<Set<string>>;
       metrics?: Metrics;
       now?: () => Date;
     },
@@ -99,6 +114,7 @@ export class FailoverEngine {
     this.stopped = true;
     if (this.refreshTimer) clearInterval(this.refreshTimer);
     if (this.changeTimer) clearTimeout(this.changeTimer);
+    if (this.awaitingTimer) clearTimeout(this.awaitingTimer);
     for (const t of this.recheck.values()) clearTimeout(t);
     this.recheck.clear();
     await this.refreshing;
@@ -122,8 +138,9 @@ export class FailoverEngine {
     if (!checks) return;
     this.deps.metrics?.probeResults.inc({ check: checks[0]!.type, outcome: r.outcome });
     let moved = false;
+    const target = r.id.slice(r.id.indexOf('@') + 1);
+    if (r.outcome === 'fail' && this.heldBack(r.point, target, r.at)) return;
     for (const c of checks) {
-      const target = r.id.slice(r.id.indexOf('@') + 1);
       const t = this.tracker.observe(trackKey(r.point, c, target), c, r.outcome, r.at, r.detail);
       if (t) {
         moved = true;
@@ -142,6 +159,17 @@ export class FailoverEngine {
       }
     }
     if (moved) this.evaluate(r.point);
+  }
+
+  /**
+   * Whether a failure towards `gateway` is held back: its managed firewall may not accept the
+   * checks yet (a new route's accepts ride the gateway's next apply, after the checks start).
+   */
+  private heldBack(point: string, gateway: string, at: Date): boolean {
+    const until = this.awaitingUntil.get(gateway);
+    if (until === undefined || at.getTime() >= until) return false;
+    const first = this.firstSeen.get(`${point}|${gateway}`) ?? at.getTime();
+    return at.getTime() - first < ACCEPT_GRACE_MS;
   }
 
   private now(): Date {
@@ -294,6 +322,28 @@ export class FailoverEngine {
     this.recheck.set(point, t);
   }
 
+  /** Which gateways' accepts are not applied yet; re-read soon while there are any. */
+  private async noteAwaiting(routes: Route[]): Promise<void> {
+    const now = this.now().getTime();
+    const known = new Set<string>();
+    for (const [p, mine] of this.routesByPoint) {
+      for (const r of mine.values())
+        for (const via of r.failover!.candidates) known.add(`${p}|${via}`);
+    }
+    for (const k of known) if (!this.firstSeen.has(k)) this.firstSeen.set(k, now);
+    for (const k of this.firstSeen.keys()) if (!known.has(k)) this.firstSeen.delete(k);
+    const awaiting = (await this.deps.awaitingAccepts?.(routes)) ?? new Set<string>();
+    for (const via of awaiting) this.awaitingUntil.set(via, now + AWAITING_TAIL_MS);
+    for (const [via, until] of this.awaitingUntil) if (until <= now) this.awaitingUntil.delete(via);
+    if (awaiting.size > 0 && !this.awaitingTimer && !this.stopped) {
+      this.awaitingTimer = setTimeout(() => {
+        this.awaitingTimer = null;
+        void this.refresh();
+      }, AWAITING_REFRESH_MS);
+      this.awaitingTimer.unref();
+    }
+  }
+
   /**
    * Reads the candidate routes, takes the leases of their points, and gives each held point's
    * prober its checks. Serialised: one refresh at a time.
@@ -374,6 +424,7 @@ export class FailoverEngine {
     }
     this.listeners = listeners;
     this.tracker.retain(tracked);
+    await this.noteAwaiting([...this.routesByPoint.values()].flatMap((m) => [...m.values()]));
     await this.deps.probers.set(points);
     // A new or changed route is decided at once on what is already known of its gateways.
     for (const [p, mine] of this.routesByPoint) {

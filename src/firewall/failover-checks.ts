@@ -362,6 +362,33 @@ export class FailoverChecks {
   }
 
   /**
+   * The candidate addresses (of `routes`) held by a managed host whose table has not been
+   * applied since its last change: its check accepts may not be there yet, so a failed check
+   * towards it says nothing of the gateway (failover-engine.ts holds such failures back).
+   */
+  async awaitingAccepts(routes: Route[]): Promise<Set<string>> {
+    const candidates = routes.filter((r) => r.failover);
+    if (candidates.length === 0) return new Set();
+    const managed = await this.d.firewall.managedHosts();
+    if (managed.length === 0) return new Set();
+    const inv = await this.d.inventory.current();
+    const view = await this.view(inv, managed);
+    const owners = addressOwners(view, new Set(managed));
+    const byOwner = new Map<string, string[]>();
+    for (const address of new Set(candidates.flatMap((r) => r.failover!.candidates))) {
+      for (const g of ownersOf(owners, address))
+        byOwner.set(g, [...(byOwner.get(g) ?? []), address]);
+    }
+    if (byOwner.size === 0) return new Set();
+    const behind = await knexSql(this.d.knex)<{ host: string }>(
+      `select host from host_work
+        where applied_gen < desired_gen and host in (select jsonb_array_elements_text(?::jsonb))`,
+      [JSON.stringify([...byOwner.keys()])],
+    );
+    return new Set(behind.flatMap((r) => byOwner.get(r.host) ?? []));
+  }
+
+  /**
    * The preview's warnings for `host`: active candidate routes through it whose destination its
    * table (as the next apply renders it, managed or not yet) would drop in its forward chain.
    */

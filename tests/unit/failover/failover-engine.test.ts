@@ -109,7 +109,11 @@ const host = (name: string, vars: Record<string, unknown> = {}): InventoryHost =
   localReason: null,
 });
 
-function setup(hosts: InventoryHost[], held?: (points: string[]) => string[]) {
+function setup(
+  hosts: InventoryHost[],
+  held?: (points: string[]) => string[],
+  awaiting: Set<string> = new Set(),
+) {
   const store = new FakeStore();
   const probers = new FakeProbers();
   const inventory = {
@@ -127,6 +131,7 @@ function setup(hosts: InventoryHost[], held?: (points: string[]) => string[]) {
     probers,
     logger: createLogger('silent'),
     now: () => now,
+    awaitingAccepts: async () => awaiting,
   });
   const tick = (s: number) => (now = new Date(T0.getTime() + s * 1000));
   return { store, probers, engine, tick };
@@ -224,5 +229,23 @@ describe('FailoverEngine', () => {
     await settle();
     expect(store.rows.get(a.id)!.failoverState!.activeVia).toEqual([G2]);
     expect(store.rows.get(b.id)!.failoverState!.activeVia).toEqual([G1]);
+  });
+
+  it('holds back failures towards a gateway whose firewall does not accept the checks yet', async () => {
+    const awaiting = new Set([G1]);
+    const { store, probers, engine } = setup([host('h1')], undefined, awaiting);
+    const r = route('h1');
+    store.rows.set(r.id, r);
+    await engine.refresh();
+    const g1 = probers.last[0]!.checks.find((c) => c.target === G1)!.id;
+    const g2 = probers.last[0]!.checks.find((c) => c.target === G2)!.id;
+    const at = (s: number) => new Date(T0.getTime() + s * 1000);
+    for (const s of [0.5, 1.5]) {
+      engine.observe({ point: 'h1', id: g2, at: at(s), outcome: 'ok', detail: null });
+      engine.observe({ point: 'h1', id: g1, at: at(s), outcome: 'fail', detail: 'timeout' });
+    }
+    await settle();
+    expect(store.rows.get(r.id)!.failoverState!.activeVia).toEqual([G1]);
+    expect(store.rows.get(r.id)!.failoverState!.health[G1]!.health).toBe('unknown');
   });
 });
