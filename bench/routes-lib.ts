@@ -40,12 +40,18 @@ export interface Fleet {
 }
 
 /**
- * `count` lab hosts. A lab holds at most MAX_HOSTS, so larger fleets are several labs whose
- * inventories are merged into one (hosts renumbered h1..hN); every lab is taken down by cleanup.
+ * `count` lab hosts. A lab holds at most MAX_HOSTS (or `perLab`, when given), so larger fleets
+ * are several labs whose inventories are merged into one (hosts renumbered h1..hN, lab after
+ * lab); every lab is taken down by cleanup.
  */
-export async function benchFleet(cleanup: Cleanup, count: number): Promise<Fleet> {
+export async function benchFleet(
+  cleanup: Cleanup,
+  count: number,
+  opts: { perLab?: number } = {},
+): Promise<Fleet> {
+  const perLab = Math.min(MAX_HOSTS, opts.perLab ?? MAX_HOSTS);
   const sizes: number[] = [];
-  for (let left = count; left > 0; left -= MAX_HOSTS) sizes.push(Math.min(MAX_HOSTS, left));
+  for (let left = count; left > 0; left -= perLab) sizes.push(Math.min(perLab, left));
   // allSettled: a lab that comes up after another failed must still be registered for cleanup.
   const settled = await Promise.allSettled(sizes.map((n) => benchLab(cleanup, n)));
   const failed = settled.find((s) => s.status === 'rejected');

@@ -1,5 +1,7 @@
 // `npm run bench [-- name ...]`: the benchmarks in sequence, then one summary table. Each one
 // cleans up after itself; one that cannot run is reported and the others still run.
+import { failoverCost } from './failover-cost.ts';
+import { failoverSwitch } from './failover-switch.ts';
 import { firewallBulk } from './firewall-bulk.ts';
 import { hostsRps } from './hosts-rps.ts';
 import { loadavg, log, renderSummary, type BenchResult } from './lib.ts';
@@ -27,6 +29,8 @@ const BENCHMARKS: Record<string, () => Promise<BenchResult>> = {
   'live-latency': liveLatency,
   'ws-fanout': wsFanout,
   'watch-cpu': watchCpu,
+  'failover-switch': failoverSwitch,
+  'failover-cost': failoverCost,
 };
 
 async function main(): Promise<void> {

@@ -378,6 +378,7 @@ function wireFailover(
     runner: PlaybookRunner;
     metrics: Metrics;
     failoverChecks: FailoverChecks;
+    reconciler: Reconciler;
   },
   desired: DesiredFeeds,
 ): FailoverService {
@@ -406,7 +407,11 @@ function wireFailover(
         awaitingAccepts: (routes) => d.failoverChecks.awaitingAccepts(routes),
       });
       const running = engine;
-      d.routesStore.onChanged(() => running.routesChanged());
+      d.routesStore.onChanged((ids) => running.routesChanged(ids));
+      // A switch is applied at once: it does not wait to share a run with writes (group commit).
+      running.onEvents((events) => {
+        if (events.some((e) => e.outcome.switched)) d.reconciler.wake(true);
+      });
       running.onEvents((events) =>
         desired.failoverEvents(
           events.flatMap(({ route, point, outcome }) =>

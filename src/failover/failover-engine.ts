@@ -82,6 +82,8 @@ export class FailoverEngine {
   /** When each point first checked each gateway: the grace for its accepts runs from then. */
   private readonly firstSeen = new Map<string, number>();
   private awaitingTimer: NodeJS.Timeout | null = null;
+  /** Routes whose decisions are being recorded now (their change is no news to the engine). */
+  private readonly recording = new Set<string>();
 
   constructor(
     private readonly deps: {
@@ -123,9 +125,13 @@ export class FailoverEngine {
     await this.deps.leases.release([...this.routesByPoint.keys()]).catch(() => undefined);
   }
 
-  /** Routes changed (written by the API, the scheduler or a run): read the check set again. */
-  routesChanged(): void {
+  /**
+   * Routes changed (written by the API, the scheduler or a run): read the check set again.
+   * The engine's own decisions are left out: its map already holds what it wrote.
+   */
+  routesChanged(ids: string[] = []): void {
     if (this.stopped) return;
+    if (ids.length > 0 && ids.every((id) => this.recording.has(id))) return;
     this.changeTimer ??= setTimeout(() => {
       this.changeTimer = null;
       void this.refresh();
@@ -252,9 +258,10 @@ export class FailoverEngine {
     // decided again in the transaction.
     const ids = [...routes.values()].filter((r) => this.outcomeOf(point, r, now)).map((r) => r.id);
     if (ids.length > 0) {
-      const recorded = await this.deps.store.recordFailover(ids, (r) =>
-        this.outcomeOf(point, r, now),
-      );
+      ids.forEach((id) => this.recording.add(id));
+      const recorded = await this.deps.store
+        .recordFailover(ids, (r) => this.outcomeOf(point, r, now))
+        .finally(() => ids.forEach((id) => this.recording.delete(id)));
       for (const { route, outcome } of recorded) {
         routes.set(route.id, route);
         if (outcome.switched) {
