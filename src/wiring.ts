@@ -238,7 +238,13 @@ export function wireServices(
   );
   firewall.onScheduleChange(() => scheduler.wake());
   routes.followWith(new RouteOpenings(firewall, firewallStore));
-  routes.warnWith((written) => failoverChecks.warnings(written));
+  // A warning is advice: a route already recorded is answered whatever becomes of it.
+  routes.warnWith((written) =>
+    failoverChecks.warnings(written).catch((err: unknown) => {
+      logger.warn({ event: 'routes.warnings_failed', err }, 'could not work out route warnings');
+      return [];
+    }),
+  );
   const firewallPreview = new FirewallPreview(
     config,
     inventory,

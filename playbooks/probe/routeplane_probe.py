@@ -79,6 +79,10 @@ def emit(obj):
         raise
 
 
+# The checking host's own shortage (descriptors, buffers, memory), not the gateway's failure.
+LOCAL_ERRNOS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
+
+
 def reason(err):
     code = getattr(err, "errno", None)
     if code in ERRNO_TEXT:
@@ -414,7 +418,11 @@ class Prober(object):
             raise
         except Exception as e:  # one check's trouble is never the loop's
             if not probe.done:
-                self.finish(probe, now, error=reason(e))
+                if getattr(e, "errno", None) in LOCAL_ERRNOS:
+                    # Out of descriptors or buffers here: says nothing of the gateway.
+                    self.finish(probe, now, unavailable="cannot probe from here: " + reason(e))
+                else:
+                    self.finish(probe, now, error=reason(e))
             return
         self.push(probe.deadline, "deadline", probe)
 

@@ -5,7 +5,7 @@ import type { WatchLeases } from '../live/watch-leases.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { probeConnection } from './probe/probe-connection.ts';
 import type { FailoverOutcome, RoutesStore } from '../routes/routes-store.ts';
-import type { FailoverPolicy, GatewayHealth, HealthCheck, Route } from '../routes/types.ts';
+import type { GatewayHealth, HealthCheck, Route } from '../routes/types.ts';
 import { decide, type Decision } from './failover-decision.ts';
 import { combinedHealth, HealthTracker, type ProbeOutcome } from './health-tracker.ts';
 import type { ProbeCheck } from './probe/probe-session.ts';
@@ -26,6 +26,13 @@ const CHANGE_DEBOUNCE_MS = 100;
 const AWAITING_REFRESH_MS = 1_000;
 const AWAITING_TAIL_MS = 2_000;
 const ACCEPT_GRACE_MS = 30_000;
+/** A decision whose transaction failed is tried again this soon. */
+const DECIDE_RETRY_MS = 1_000;
+/**
+ * The most probes one point runs: a fleet's worth of gateways and checks, well under what
+ * one prober holds (its file descriptors); routes past it are checked by nobody, and say so.
+ */
+export const MAX_PROBES_PER_POINT = 512;
 
 /** What the engine needs of the probers (host-probers.ts). */
 export interface Probers {
@@ -70,11 +77,13 @@ export class FailoverEngine {
   /** Tracked checks by probe id per point: who to tell of a result. */
   private listeners = new Map<string, Map<string, HealthCheck[]>>();
   private readonly recheck = new Map<string, NodeJS.Timeout>();
+  private readonly retries = new Map<string, NodeJS.Timeout>();
   private readonly evaluating = new Map<string, Promise<void>>();
   private readonly dirty = new Set<string>();
   private refreshTimer: NodeJS.Timeout | null = null;
   private changeTimer: NodeJS.Timeout | null = null;
   private refreshing: Promise<void> = Promise.resolve();
+  private refreshQueued = false;
   private stopped = false;
   private readonly eventListeners: ((events: FailoverEvent[]) => void)[] = [];
   /** Per gateway address: until when its failed checks are held back (awaitingAccepts). */
@@ -117,7 +126,7 @@ export class FailoverEngine {
     if (this.refreshTimer) clearInterval(this.refreshTimer);
     if (this.changeTimer) clearTimeout(this.changeTimer);
     if (this.awaitingTimer) clearTimeout(this.awaitingTimer);
-    for (const t of this.recheck.values()) clearTimeout(t);
+    for (const t of [...this.recheck.values(), ...this.retries.values()]) clearTimeout(t);
     this.recheck.clear();
     await this.refreshing;
     await Promise.all(this.evaluating.values());
@@ -182,20 +191,27 @@ export class FailoverEngine {
     return this.deps.now?.() ?? new Date();
   }
 
-  /** What `point` sees of each of the route's candidates, all its checks combined. */
-  private seen(point: string, policy: FailoverPolicy): Record<string, GatewayHealth> {
+  /**
+   * What `point` sees of each of the route's candidates, all its checks combined. A gateway its
+   * checks have not decided on yet (since this process started, or since its checks changed)
+   * is left out: the decision keeps the health the route last recorded for it.
+   */
+  private seen(point: string, route: Route): Record<string, GatewayHealth> {
+    const policy = route.failover!;
     const out: Record<string, GatewayHealth> = {};
     for (const via of policy.candidates) {
-      out[via] = combinedHealth(
-        policy.healthCheck.map((c) => this.tracker.health(trackKey(point, c, via))),
+      const target = targetOf(route, via);
+      const h = combinedHealth(
+        policy.healthCheck.map((c) => this.tracker.health(trackKey(point, c, target))),
       );
+      if (h !== 'unknown') out[via] = h;
     }
     return out;
   }
 
-  private failingDetail(point: string, policy: FailoverPolicy, via: string): string | null {
-    for (const c of policy.healthCheck) {
-      const d = this.tracker.detail(trackKey(point, c, via));
+  private failingDetail(point: string, route: Route, via: string): string | null {
+    for (const c of route.failover!.healthCheck) {
+      const d = this.tracker.detail(trackKey(point, c, targetOf(route, via)));
       if (d) return `${c.type}${c.port ? `/${c.port}` : ''}: ${d}`;
     }
     return null;
@@ -203,12 +219,7 @@ export class FailoverEngine {
 
   private outcomeOf(point: string, route: Route, now: Date): FailoverOutcome | null {
     if (!route.failover || !route.failoverState) return null;
-    const d: Decision = decide(
-      route.failover,
-      route.failoverState,
-      this.seen(point, route.failover),
-      now,
-    );
+    const d: Decision = decide(route.failover, route.failoverState, this.seen(point, route), now);
     const before = route.failoverState;
     if (!d.switched && d.healthChanges.length === 0 && d.state.degraded === before.degraded) {
       return null;
@@ -220,7 +231,7 @@ export class FailoverEngine {
         from: h.from,
         to: h.to,
         checking_point: point,
-        error: h.to === 'unhealthy' ? this.failingDetail(point, route.failover!, h.via) : null,
+        error: h.to === 'unhealthy' ? this.failingDetail(point, route, h.via) : null,
       },
     }));
     if (d.switched) {
@@ -240,9 +251,12 @@ export class FailoverEngine {
       return;
     }
     const run = this.evaluateNow(point)
-      .catch((err: unknown) =>
-        this.deps.logger.warn({ event: 'failover.decide_failed', point, err }, 'decision failed'),
-      )
+      .catch((err: unknown) => {
+        // Nothing else would decide again while the health stays as it is: retried, so a
+        // route is never left on a failed gateway by one lost transaction.
+        this.deps.logger.warn({ event: 'failover.decide_failed', point, err }, 'decision failed');
+        this.retryLater(point);
+      })
       .finally(() => {
         this.evaluating.delete(point);
         if (this.dirty.delete(point)) this.evaluate(point);
@@ -254,16 +268,22 @@ export class FailoverEngine {
     const routes = this.routesByPoint.get(point);
     if (!routes || this.stopped) return;
     const now = this.now();
+    const held = () => this.routesByPoint.get(point);
     // Decided first on the routes as last read: only those that would change are locked and
     // decided again in the transaction.
     const ids = [...routes.values()].filter((r) => this.outcomeOf(point, r, now)).map((r) => r.id);
     if (ids.length > 0) {
       ids.forEach((id) => this.recording.add(id));
       const recorded = await this.deps.store
-        .recordFailover(ids, (r) => this.outcomeOf(point, r, now))
+        .recordFailover(
+          ids,
+          (r) => this.outcomeOf(point, r, now),
+          (trx) => this.deps.leases.holds(point, trx),
+        )
         .finally(() => ids.forEach((id) => this.recording.delete(id)));
       for (const { route, outcome } of recorded) {
-        routes.set(route.id, route);
+        // The map as it is now: a refresh may have replaced it while this one was recorded.
+        held()?.set(route.id, route);
         if (outcome.switched) {
           this.deps.logger.info(
             {
@@ -311,6 +331,16 @@ export class FailoverEngine {
     return n;
   }
 
+  private retryLater(point: string): void {
+    if (this.stopped || this.retries.has(point)) return;
+    const t = setTimeout(() => {
+      this.retries.delete(point);
+      this.evaluate(point);
+    }, DECIDE_RETRY_MS);
+    t.unref();
+    this.retries.set(point, t);
+  }
+
   /** A return waiting for its hold-down is decided again when it ends. */
   private scheduleRecheck(point: string, now: Date): void {
     const routes = this.routesByPoint.get(point);
@@ -320,7 +350,7 @@ export class FailoverEngine {
     let next: number | null = null;
     for (const r of routes?.values() ?? []) {
       if (!r.failover || !r.failoverState) continue;
-      const at = decide(r.failover, r.failoverState, this.seen(point, r.failover), now).recheckAt;
+      const at = decide(r.failover, r.failoverState, this.seen(point, r), now).recheckAt;
       if (at && (next === null || at.getTime() < next)) next = at.getTime();
     }
     if (next === null || this.stopped) return;
@@ -356,8 +386,14 @@ export class FailoverEngine {
    * prober its checks. Serialised: one refresh at a time.
    */
   refresh(): Promise<void> {
+    // One refresh waiting behind the running one is enough: it reads everything anyway.
+    if (this.refreshQueued) return this.refreshing;
+    this.refreshQueued = true;
     this.refreshing = this.refreshing
-      .then(() => this.refreshNow())
+      .then(() => {
+        this.refreshQueued = false;
+        return this.refreshNow();
+      })
       .catch((err: unknown) => {
         this.deps.logger.warn(
           { event: 'failover.refresh_failed', err },
@@ -394,19 +430,24 @@ export class FailoverEngine {
     const held = await this.deps.leases.claim([...byPoint.keys()]);
     const released = [...this.routesByPoint.keys()].filter((p) => !byPoint.has(p));
     await this.deps.leases.release(released);
-    const before = this.routesByPoint;
     this.routesByPoint = new Map([...byPoint].filter(([p]) => held.has(p)));
     const listeners = new Map<string, Map<string, HealthCheck[]>>();
     const tracked = new Set<string>();
     const points: { point: string; host: InventoryHost | null; checks: ProbeCheck[] }[] = [];
+    const skipped = new Set<string>();
     for (const [p, mine] of this.routesByPoint) {
       const byId = new Map<string, HealthCheck[]>();
       const checks = new Map<string, ProbeCheck>();
       for (const r of mine.values()) {
         for (const via of r.failover!.candidates) {
           for (const c of r.failover!.healthCheck) {
-            const id = probeId(c, via);
-            const key = trackKey(p, c, via);
+            const target = targetOf(r, via);
+            const id = probeId(c, target);
+            if (!checks.has(id) && checks.size >= MAX_PROBES_PER_POINT) {
+              skipped.add(r.id);
+              continue;
+            }
+            const key = trackKey(p, c, target);
             if (!tracked.has(key)) {
               tracked.add(key);
               byId.set(id, [...(byId.get(id) ?? []), c]);
@@ -414,7 +455,7 @@ export class FailoverEngine {
             checks.set(id, {
               id,
               type: c.type,
-              target: via,
+              target,
               port: c.port,
               intervalS: c.intervalS,
               timeoutS: c.timeoutS,
@@ -429,17 +470,27 @@ export class FailoverEngine {
         checks: [...checks.values()],
       });
     }
+    if (skipped.size > 0) {
+      this.deps.logger.warn(
+        { event: 'failover.too_many_probes', routes: skipped.size, max: MAX_PROBES_PER_POINT },
+        'a checking point has more distinct checks than it runs; some gateways go unchecked',
+      );
+    }
     this.listeners = listeners;
     this.tracker.retain(tracked);
     await this.noteAwaiting([...this.routesByPoint.values()].flatMap((m) => [...m.values()]));
     await this.deps.probers.set(points);
-    // A new or changed route is decided at once on what is already known of its gateways.
-    for (const [p, mine] of this.routesByPoint) {
-      const old = before.get(p);
-      const changed = [...mine.values()].some(
-        (r) => old?.get(r.id)?.updatedAt.getTime() !== r.updatedAt.getTime(),
-      );
-      if (changed) this.evaluate(p);
-    }
+    // Every point is decided again on what is known (pure, and a write only when something
+    // would change): a new or changed route at once, and anything a failed transaction or a
+    // lost notification left undecided.
+    for (const p of this.routesByPoint.keys()) this.evaluate(p);
   }
+}
+
+/**
+ * What a probe of `via` is sent to: an IPv6 link-local gateway only means something on the
+ * route's device (the kernel refuses it without a scope).
+ */
+export function targetOf(route: Pick<Route, 'dev'>, via: string): string {
+  return route.dev && /^fe[89ab][0-9a-f]:/i.test(via) ? `${via}%${route.dev}` : via;
 }

@@ -1,3 +1,4 @@
+import ipaddr from 'ipaddr.js';
 import { ValidationError } from '../http/errors.ts';
 import type {
   Family,
@@ -57,6 +58,36 @@ function parseCheck(c: HealthCheckInput, field: string): HealthCheck {
   return check;
 }
 
+/** Ranges a gateway is never in, whose probes would only reach the checking host itself. */
+const NOT_GATEWAYS: Record<string, string> = {
+  unspecified: 'the unspecified address',
+  loopback: 'a loopback address',
+  multicast: 'a multicast address',
+  broadcast: 'the broadcast address',
+};
+
+/**
+ * A candidate is probed from the route's host, or from the controller: it must be an address
+ * a gateway can have, so that no check reaches the checking host's own services (loopback)
+ * or a link-local service such as a cloud metadata endpoint. An IPv6 link-local gateway is
+ * fine on the route's device, which must then be named.
+ */
+function checkProbeable(address: string, field: string, dev: string | null): void {
+  const parsed = ipaddr.parse(address);
+  const range =
+    parsed.kind() === 'ipv6' && (parsed as ipaddr.IPv6).isIPv4MappedAddress()
+      ? (parsed as ipaddr.IPv6).toIPv4Address().range()
+      : parsed.range();
+  const what = NOT_GATEWAYS[range];
+  if (what) throw ValidationError.field(field, `${address} is ${what}, not a gateway`);
+  if (range === 'linkLocal' && parsed.kind() === 'ipv4') {
+    throw ValidationError.field(field, `${address} is link-local (169.254.0.0/16), not a gateway`);
+  }
+  if (range === 'linkLocal' && !dev) {
+    throw ValidationError.field(field, `${address} is link-local: name the route's dev`);
+  }
+}
+
 /**
  * The candidate gateways and their policy from a request, or null for a route with one `via`
  * (or none). `parseAddress` canonicalises each candidate in the route's family. `base` is the
@@ -67,6 +98,8 @@ export function parseFailover(
   family: Family,
   base: string,
   parseAddress: (value: string, family: Family, field: string) => string,
+  /** The route's device: an IPv6 link-local candidate is probed on it. */
+  dev: string | null = null,
 ): FailoverPolicy | null {
   if (!Array.isArray(input.via)) {
     const stray = POLICY_FIELDS.find((f) => input[f] !== undefined && input[f] !== null);
@@ -78,7 +111,12 @@ export function parseFailover(
     }
     return null;
   }
-  const candidates = input.via.map((v, i) => parseAddress(v, family, `${base}/via/${i}`));
+  const candidates = input.via.map((v, i) => {
+    const field = `${base}/via/${i}`;
+    const address = parseAddress(v, family, field);
+    checkProbeable(address, field, dev);
+    return address;
+  });
   const seen = new Map<string, number>();
   candidates.forEach((c, i) => {
     const first = seen.get(c);
@@ -119,6 +157,29 @@ export function initialFailoverState(policy: FailoverPolicy, now: Date): Failove
     degraded: false,
     lastSwitch: null,
   };
+}
+
+/**
+ * Where a route stands once its candidates or policy change: the gateways still candidates
+ * stay in use (a new policy is no reason to move), with their health, the last switch (its
+ * hold-down still counts) and `degraded`; the next decision then moves it if it must. A new
+ * mode, or nothing in use left, starts as a new route does, with the health already known.
+ */
+export function carriedFailoverState(
+  before: { policy: FailoverPolicy | null; state: FailoverState | null },
+  policy: FailoverPolicy,
+  now: Date,
+): FailoverState {
+  const fresh = initialFailoverState(policy, now);
+  const old = before.state;
+  if (!old) return fresh;
+  for (const via of policy.candidates) {
+    const known = old.health[via];
+    if (known) fresh.health[via] = known;
+  }
+  const kept = policy.candidates.filter((v) => old.activeVia.includes(v));
+  if (before.policy?.mode !== policy.mode || kept.length === 0) return fresh;
+  return { ...fresh, activeVia: kept, degraded: old.degraded, lastSwitch: old.lastSwitch };
 }
 
 /** A check with its defaults applied, in the API's words. */

@@ -78,12 +78,14 @@ export class HealthTracker {
 }
 
 /**
- * A gateway's health under a set of checks that must all pass: unhealthy if any check is,
- * else unavailable if any cannot run, healthy once all are, unknown meanwhile.
+ * A gateway's health under a set of checks that must all pass: unhealthy if any check is;
+ * otherwise the checks that can run decide (a check that cannot run here, such as ICMP without
+ * a socket, neither passes nor fails): healthy once all of them are, unknown meanwhile, and
+ * unavailable when none can run.
  */
 export function combinedHealth(healths: GatewayHealth[]): GatewayHealth {
   if (healths.includes('unhealthy')) return 'unhealthy';
-  if (healths.includes('unavailable')) return 'unavailable';
-  if (healths.length > 0 && healths.every((h) => h === 'healthy')) return 'healthy';
-  return 'unknown';
+  const running = healths.filter((h) => h !== 'unavailable');
+  if (running.length === 0) return healths.length > 0 ? 'unavailable' : 'unknown';
+  return running.every((h) => h === 'healthy') ? 'healthy' : 'unknown';
 }

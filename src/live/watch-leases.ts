@@ -29,6 +29,18 @@ export class WatchLeases {
     return new Set(rows.map((r) => r.host));
   }
 
+  /**
+   * Whether this replica still holds `host`'s lease, read in the caller's transaction: a
+   * decision taken by a replica whose lease lapsed (another took the host over) is not recorded.
+   */
+  async holds(host: string, trx: Knex | Knex.Transaction = this.knex): Promise<boolean> {
+    const row = await trx(this.table)
+      .where({ host, owner: this.owner })
+      .andWhere('expires_at', '>', trx.fn.now())
+      .first('host');
+    return row !== undefined;
+  }
+
   /** Lets go of these hosts at once (shutdown, or hosts that left the inventory). */
   async release(hosts: string[]): Promise<void> {
     if (hosts.length === 0) return;

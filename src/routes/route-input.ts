@@ -108,7 +108,7 @@ export function parseSchedule(
  */
 export function parseRouteSpec(input: RouteInput, host: string, base: string): RouteSpec {
   const { to, family } = parsePrefix(input.to, `${base}/to`);
-  const failover = parseFailover(input, family, base, parseAddress);
+  const failover = parseFailover(input, family, base, parseAddress, input.dev ?? null);
   // With candidates, `via` is the first in use; a new route starts on its first candidate.
   const via = failover
     ? failover.candidates[0]!

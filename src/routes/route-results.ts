@@ -35,7 +35,8 @@ export function moduleRoute(r: Route): Record<string, unknown> {
           nexthops: gateways.map((via) => ({ via, ...(r.dev ? { dev: r.dev } : {}), weight: 1 })),
         }
       : {
-          ...(r.via ? { via: r.via } : {}),
+          // A candidate route's gateway is the one its standing says is in use.
+          ...(gateways[0] ? { via: gateways[0] } : {}),
           ...(r.dev ? { dev: r.dev } : {}),
         };
   return {

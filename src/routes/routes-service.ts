@@ -11,6 +11,7 @@ import { LifecycleActions } from '../lifecycle/lifecycle-actions.ts';
 import { checkSchedule, parseAddress, parseSchedule, type RouteInput } from './route-input.ts';
 import { kernelMetric } from './kernel-route.ts';
 import {
+  carriedFailoverState,
   initialFailoverState,
   parseFailover,
   policyInput,
@@ -371,7 +372,8 @@ function patchedGateways(route: Route, patch: RoutePatch): Pick<RouteSpec, 'via'
       ...(route.failover ? policyInput(route.failover) : {}),
       ...Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)),
     };
-    const failover = parseFailover(input, route.family, '/body', parseAddress);
+    const dev = patch.dev === undefined ? route.dev : patch.dev;
+    const failover = parseFailover(input, route.family, '/body', parseAddress, dev);
     return { via: failover ? failover.candidates[0]! : route.via, failover };
   }
   if (patch.via === undefined) return { via: route.via, failover: route.failover };
@@ -384,19 +386,17 @@ function patchedGateways(route: Route, patch: RoutePatch): Pick<RouteSpec, 'via'
 }
 
 /**
- * The change a route gets for new forwarding: a candidate route whose policy stays the same
- * keeps the gateway it uses; new candidates start over (health already known carried along,
- * so the next decision can move off a gateway known to be down at once).
+ * The change a route gets for new forwarding. A candidate route whose policy stays the same
+ * keeps its standing and the gateway it uses (the store leaves its `via` as the row has it);
+ * new candidates or policy carry over what still applies (failover-input.ts).
  */
 function forwardingChange(current: Route, spec: RouteSpec, now: Date) {
-  if (samePolicy(current.failover, spec.failover)) {
-    return { spec: { ...spec, via: spec.failover ? current.via : spec.via } };
-  }
+  if (samePolicy(current.failover, spec.failover)) return { spec };
   if (!spec.failover) return { spec, failoverState: null };
-  const fresh = initialFailoverState(spec.failover, now);
-  for (const via of spec.failover.candidates) {
-    const known = current.failoverState?.health[via];
-    if (known) fresh.health[via] = known;
-  }
-  return { spec, failoverState: fresh };
+  const failoverState = carriedFailoverState(
+    { policy: current.failover, state: current.failoverState },
+    spec.failover,
+    now,
+  );
+  return { spec: { ...spec, via: failoverState.activeVia[0]! }, failoverState };
 }

@@ -147,6 +147,17 @@ function specColumns(s: RouteSpec) {
   };
 }
 
+/**
+ * The spec columns of a change. A candidate route whose candidates stay keeps the `via` of its
+ * row (the gateway in use, written only by failover decisions under the row's lock): a value
+ * read before this change's transaction may be stale by the time it commits.
+ */
+function changedSpecColumns(change: RouteChange): Record<string, unknown> {
+  const columns: Record<string, unknown> = specColumns(change.spec!);
+  if (change.spec!.failover && change.failoverState === undefined) delete columns.via;
+  return columns;
+}
+
 export interface NewRoute {
   id: string;
   spec: RouteSpec;
@@ -470,7 +481,7 @@ export class RoutesStore {
       from,
       {
         columns: {
-          ...(change.spec ? specColumns(change.spec) : {}),
+          ...(change.spec ? changedSpecColumns(change) : {}),
           ...(change.schedule
             ? { create_at: change.schedule.createAt, delete_at: change.schedule.deleteAt }
             : {}),
@@ -590,9 +601,12 @@ export class RoutesStore {
   async recordFailover(
     ids: string[],
     decide: (route: Route) => FailoverOutcome | null,
+    /** Whether the decider may still decide (its lease), asked in the transaction. */
+    fence: (trx: Knex.Transaction) => Promise<boolean> = async () => true,
   ): Promise<{ route: Route; outcome: FailoverOutcome }[]> {
     if (ids.length === 0) return [];
     const done = await this.knex.transaction(async (trx) => {
+      if (!(await fence(trx))) return [];
       const rows = (await this.routes(trx)
         .whereIn('id', ids)
         .where('status', IN_KERNEL)

@@ -31,7 +31,7 @@ export type FailoverMode = 'failover' | 'ecmp';
 
 /** A route with candidate gateways: which, how they are checked, and how it moves between them. */
 export interface FailoverPolicy {
-  /** Ordered, canonical, at least two. */
+  /** Ordered, canonical, at least one (one: checked, and degraded when it fails). */
   candidates: string[];
   /** Every check must pass for a gateway to be healthy. */
   healthCheck: HealthCheck[];

@@ -124,6 +124,21 @@ describe('routes with candidate gateways, on a lab of 3 hosts', { timeout: T }, 
     it('when a policy field comes with one via, then 400 says it needs candidates', () =>
       refused({ via: addr('h2'), preempt: true }, '/body/preempt', /list of candidate gateways/));
 
+    it('when a candidate is loopback or link-local, then 400: no probe may reach the checking host’s own services', async () => {
+      await refused({ via: [addr('h2'), '127.0.0.1'] }, '/body/via/1', /loopback/);
+      await refused({ via: ['169.254.169.254', addr('h2')] }, '/body/via/0', /link-local/);
+    });
+
+    it('when an IPv6 link-local candidate comes without dev, then 400 asks for the device', async () => {
+      const before = await countRows(server.database.db.knex, 'routes');
+      const res = await post({ host: 'h1', to: '2001:db8:f000::/48', via: ['fe80::1', 'fe80::2'] });
+      expectProblem(res, 400, 'validation', {
+        field: '/body/via/0',
+        detail: /name the route’s dev|dev/,
+      });
+      expect(await countRows(server.database.db.knex, 'routes')).toBe(before);
+    });
+
     it('when the check type is unknown, then 400 from the contract', async () => {
       const res = await post({
         host: 'h1',

@@ -128,6 +128,8 @@ describe('live state of a lab of 2 watched hosts', { timeout: T }, () => {
     const r = await openSocket(server.url, { token: 'viewer' });
     r.send({ type: 'subscribe', topics: [`runs/${runId}`], since: { [`runs/${runId}`]: 0 } });
     await r.next((m) => m.type === 'resumed');
+    // The host's result may reach the topic just after the replay (its write is coalesced).
+    await r.next((m) => m.type === 'event' && m.event.kind === 'host_result');
     const events = r.received.filter((m) => m.type === 'event').map((m) => m.event);
     expect(events).toContainEqual(expect.objectContaining({ kind: 'task_started' }));
     expect(events).toContainEqual(

@@ -150,9 +150,12 @@ describe('the WebSocket at /v1/ws', () => {
 
   it('sends a new full to a client whose seq the log no longer holds', async () => {
     const s = await openSocket(server.url, { token: 'viewer' });
-    // WS_REPLAY is 5: seq 1 of a topic with more messages than that is gone.
-    for (let i = 0; i < 4; i++) await addRoute('ws1', `203.0.113.${30 + i}/32`);
-    await server.services.live.desired.flush();
+    // WS_REPLAY is 5: seq 1 of a topic with more messages than that is gone. Each add is
+    // flushed on its own, so that they are never coalesced into fewer messages than that.
+    for (let i = 0; i < 8; i++) {
+      await addRoute('ws1', `203.0.113.${30 + i}/32`);
+      await server.services.live.desired.flush();
+    }
     s.send({ type: 'subscribe', topics: ['routes'], since: { routes: 1 } });
     const full = await s.next((m) => m.type === 'full' && m.topic === 'routes');
     expect(full.seq).toBeGreaterThan(6);

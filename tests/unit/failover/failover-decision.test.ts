@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { decide } from '../../../src/failover/failover-decision.ts';
-import { initialFailoverState } from '../../../src/failover/failover-input.ts';
+import {
+  carriedFailoverState,
+  initialFailoverState,
+} from '../../../src/failover/failover-input.ts';
 import type { FailoverPolicy, FailoverState, GatewayHealth } from '../../../src/routes/types.ts';
 
 const G1 = '198.51.100.1';
@@ -151,5 +154,40 @@ describe('ecmp mode', () => {
     ]);
     expect(d!.state.activeVia).toEqual([G2]);
     expect(d!.state.degraded).toBe(false);
+  });
+});
+
+describe('a changed policy', () => {
+  const switched = () => steps(policy(), [[1, { [G1]: 'unhealthy', [G2]: 'healthy' }]])[0]!.state;
+
+  it('keeps the gateway in use, its health and the last switch', () => {
+    const next = carriedFailoverState(
+      { policy: policy(), state: switched() },
+      policy({ candidates: [G1, G2, G3], holdDownS: 60 }),
+      at(5),
+    );
+    expect(next.activeVia).toEqual([G2]);
+    expect(next.health[G1]?.health).toBe('unhealthy');
+    expect(next.health[G3]?.health).toBe('unknown');
+    expect(next.lastSwitch?.at).toEqual(at(1));
+  });
+
+  it('starts over on the first candidate when the one in use is no longer a candidate', () => {
+    const next = carriedFailoverState(
+      { policy: policy(), state: switched() },
+      policy({ candidates: [G1, G3] }),
+      at(5),
+    );
+    expect(next.activeVia).toEqual([G1]);
+    expect(next.health[G1]?.health).toBe('unhealthy');
+  });
+
+  it('starts a new mode with its own set', () => {
+    const next = carriedFailoverState(
+      { policy: policy(), state: switched() },
+      policy({ mode: 'ecmp' }),
+      at(5),
+    );
+    expect(next.activeVia).toEqual([G1, G2]);
   });
 });

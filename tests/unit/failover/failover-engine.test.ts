@@ -248,4 +248,49 @@ describe('FailoverEngine', () => {
     expect(store.rows.get(r.id)!.failoverState!.activeVia).toEqual([G1]);
     expect(store.rows.get(r.id)!.failoverState!.health[G1]!.health).toBe('unknown');
   });
+
+  it('keeps the health a route recorded until its checks decide again (a restart records nothing)', async () => {
+    const { store, engine } = setup([host('h1')]);
+    const r = route('h1');
+    r.failoverState = {
+      activeVia: [G2],
+      health: {
+        [G1]: { health: 'unhealthy', since: T0 },
+        [G2]: { health: 'healthy', since: T0 },
+      },
+      degraded: false,
+      lastSwitch: { at: T0, from: [G1], to: [G2], reason: 'gateway_failed' },
+    };
+    store.rows.set(r.id, r);
+    await engine.refresh();
+    await settle();
+    expect(store.recorded).toEqual([]);
+  });
+
+  it('tries a decision again when its transaction failed', async () => {
+    const { store, probers, engine } = setup([host('h1')]);
+    const r = route('h1');
+    store.rows.set(r.id, r);
+    await engine.refresh();
+    const real = store.recordFailover.bind(store);
+    let failures = 1;
+    store.recordFailover = async (ids, decide) => {
+      if (failures-- > 0) throw new Error('deadlock detected');
+      return real(ids, decide);
+    };
+    for (const c of probers.last[0]!.checks) {
+      const outcome = c.target === G1 ? 'fail' : 'ok';
+      for (const s of [1, 2]) {
+        engine.observe({
+          point: 'h1',
+          id: c.id,
+          at: new Date(T0.getTime() + s * 1000),
+          outcome,
+          detail: null,
+        });
+      }
+    }
+    await new Promise((done) => setTimeout(done, 1_200));
+    expect(store.rows.get(r.id)!.failoverState!.activeVia).toEqual([G2]);
+  });
 });

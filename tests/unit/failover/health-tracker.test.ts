@@ -47,7 +47,11 @@ describe('combinedHealth', () => {
   it('is unhealthy when any check is', () => {
     expect(combinedHealth(['healthy', 'unhealthy', 'unavailable'])).toBe('unhealthy');
   });
-  it('is unavailable when a check cannot run and none failed', () => {
-    expect(combinedHealth(['healthy', 'unavailable'])).toBe('unavailable');
+  it('is decided by the checks that can run when one cannot', () => {
+    expect(combinedHealth(['healthy', 'unavailable'])).toBe('healthy');
+    expect(combinedHealth(['unknown', 'unavailable'])).toBe('unknown');
+  });
+  it('is unavailable when no check can run', () => {
+    expect(combinedHealth(['unavailable', 'unavailable'])).toBe('unavailable');
   });
 });
