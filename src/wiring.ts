@@ -339,6 +339,7 @@ function wireLive(
   );
   hosts.onState(async (host, state) => {
     await drift.check(host, state);
+    await d.failoverChecks.addressesChanged(host, state.addresses);
   });
   const hub = new Hub({
     log,
@@ -400,8 +401,12 @@ function wireFailover(
         defaultPython: config.hostPython.startsWith('/') ? config.hostPython : undefined,
         playbooksDir: config.playbooksDir,
         onResult: (r) => engine?.observe(r),
+        // Logged by the session itself; counted for /metrics when scraped.
         onStatus: () => undefined,
       });
+      d.metrics.readProbersFrom(() =>
+        probers.points().map((p) => probers.status(p)?.state ?? 'connecting'),
+      );
       engine = new FailoverEngine({
         store: d.routesStore,
         inventory: d.inventory,

@@ -275,6 +275,8 @@ type Snapshot = { host: string; addresses: Address[] | string | null };
 export class FailoverChecks {
   /** Per candidate route seen: its last lifecycle event handled and its candidates then. */
   private readonly seen = new Map<string, { eventId: number; candidates: string[] }>();
+  /** Each checking host's addresses as last read (what its gateways' accepts follow). */
+  private readonly lastAddresses = new Map<string, string>();
   private seeded: Promise<void> | null = null;
   private pending = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
@@ -440,6 +442,47 @@ export class FailoverChecks {
         });
     }, COALESCE_MS);
     this.timer.unref();
+  }
+
+  /**
+   * A host's addresses as its watcher or a gather just read them. The accepts of the gateways
+   * its candidate routes check were rendered from the host's addresses (the source on each
+   * gateway's link): when those change, or first become known to this process, the managed
+   * gateways owe an apply. A host without candidate routes, or unchanged, costs no query.
+   */
+  async addressesChanged(host: string, addresses: Address[]): Promise<void> {
+    try {
+      await this.followAddresses(host, addresses);
+    } catch (err) {
+      // Convergence re-renders the gateways anyway: a lost bump delays, never loses, them.
+      this.d.logger.warn(
+        { event: 'firewall.failover_sources_failed', host, err },
+        'could not bump the gateways of a checking host whose addresses changed',
+      );
+    }
+  }
+
+  private async followAddresses(host: string, addresses: Address[]): Promise<void> {
+    if (this.stopped) return;
+    const now = JSON.stringify(addresses.map((a) => `${a.address}/${a.prefixlen}`).sort());
+    if (this.lastAddresses.get(host) === now) return;
+    this.lastAddresses.set(host, now);
+    const routes = (await this.d.candidateRoutes()).filter((r) => r.host === host);
+    if (routes.length === 0) return;
+    const managed = await this.d.firewall.managedHosts();
+    if (managed.length === 0) return;
+    const inv = await this.d.inventory.current();
+    const owners = addressOwners(await this.view(inv, managed), new Set(managed));
+    const owed = new Set(
+      routes.flatMap((r) => r.failover!.candidates.flatMap((c) => ownersOf(owners, c))),
+    );
+    owed.delete(host);
+    if (owed.size === 0 || this.stopped) return;
+    await this.d.knex.transaction((trx) => this.d.work.bump(trx, owed));
+    this.d.logger.info(
+      { event: 'firewall.failover_sources_changed', host, gateways: [...owed].sort() },
+      'addresses of a checking host changed: its gateways re-render their check accepts',
+    );
   }
 
   /** Drops what is pending and handles nothing more (shutdown). */

@@ -110,6 +110,27 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Where each checking point's prober stands, read at scrape time (set by wiring). */
+  private proberStates: () => string[] = () => [];
+
+  readonly probers = new Gauge({
+    name: 'routeplane_probers',
+    help: "Checking points' probers of this replica, by state (watching: running its checks)",
+    labelNames: ['state'] as const,
+    registers: [this.registry],
+    collect: () => {
+      const states = this.proberStates();
+      for (const state of ['connecting', 'watching', 'unreachable', 'not_watched']) {
+        this.probers.set({ state }, states.filter((s) => s === state).length);
+      }
+    },
+  });
+
+  /** Tells the `routeplane_probers` gauge where to read the probers' states. */
+  readProbersFrom(fn: () => string[]): void {
+    this.proberStates = fn;
+  }
+
   readonly writes: WriteLag;
 
   constructor(opts: MetricsOptions = {}) {

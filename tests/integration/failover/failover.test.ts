@@ -160,6 +160,8 @@ describe('route failover between two gateways, on a lab of 5 hosts', { timeout: 
     expect(Number(switches?.[1])).toBeGreaterThanOrEqual(TARGETS.length);
     expect(text).toMatch(/^routeplane_gateway_health_changes_total\{health="unhealthy"\} [1-9]/m);
     expect(text).toMatch(/^routeplane_probe_results_total\{check="icmp",outcome="fail"\} [1-9]/m);
+    // One prober per target host, each running its checks.
+    expect(text).toMatch(/^routeplane_probers\{state="watching"\} 3$/m);
   });
 
   it('when g1 comes back, then the preempting route returns no sooner than hold_down_s after its switch, and the others stay on g2', async () => {

@@ -190,6 +190,40 @@ describe(
       expect(await checkRules()).toHaveLength(2);
     });
 
+    it('when h1’s addresses change (or are first read), then h2 owes an apply to follow them; unchanged, nothing', async () => {
+      const { db, inventory, work } = server.services;
+      const routes = new RoutesStore(db.knex, work);
+      const checks = new FailoverChecks({
+        knex: db.knex,
+        inventory,
+        firewall: new FirewallStore(db.knex, work),
+        work,
+        candidateRoutes: () => routes.candidateRoutes(),
+        logger: createLogger('silent'),
+      });
+      const gen = async () =>
+        Number(
+          (await db.knex('host_work').where({ host: 'h2' }).first('desired_gen'))!.desired_gen,
+        );
+      const address = (a: string) => ({
+        ifname: 'eth0',
+        family: 'inet' as const,
+        address: a,
+        prefixlen: 24,
+        scope: 'global',
+      });
+      const before = await gen();
+      await checks.addressesChanged('h1', [address(h('h1').ipv4)]);
+      expect(await gen()).toBe(before + 1);
+      await checks.addressesChanged('h1', [address(h('h1').ipv4)]);
+      expect(await gen()).toBe(before + 1);
+      await checks.addressesChanged('h1', [address(h('h1').ipv4), address('192.0.2.77')]);
+      expect(await gen()).toBe(before + 2);
+      // h3 has no candidate route: its addresses are nobody's source.
+      await checks.addressesChanged('h3', [address('192.0.2.78')]);
+      expect(await gen()).toBe(before + 2);
+    });
+
     it('when the route is deleted, then the accepts leave h2’s table and h1’s checks are dropped again', async () => {
       const res = await server.request('DELETE', `/v1/routes/${routeId}`, { token: 'operator' });
       expect(res.status, res.text).toBe(200);
