@@ -15,7 +15,6 @@
 // probe, so the probes sent per second (the server's routeplane_probe_results_total) are one
 // per gateway per target per interval, not one per route; both are printed.
 // WATCH_HOSTS is off, so that the figures are the checks' own (watch-cpu measures watching).
-import { readFile, readdir, readlink, stat } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { pidsMentioning } from '../src/runs/process-reaper.ts';
 import {
@@ -31,6 +30,7 @@ import {
   type BenchResult,
 } from './lib.ts';
 import { api, benchFleet, kernelCount, sleep } from './routes-lib.ts';
+import { descendants, netnsPids, procCpu, type ProcCpu } from './proc-cpu.ts';
 
 const NAME = 'failover-cost';
 const DEADLINE_MS = 290_000;
@@ -41,67 +41,6 @@ const TIMEOUT_S = 0.5;
 const PROBE_MARK = 'routeplane-probe';
 const GOAL_PCT = 10;
 const READY_TIMEOUT_MS = 90_000;
-
-interface ProcCpu {
-  pid: number;
-  ppid: number;
-  /** utime + stime, seconds. */
-  own: number;
-  /** cutime + cstime: its children that ended and were waited for, seconds. */
-  children: number;
-  cmd: string;
-}
-
-async function procCpu(pid: number): Promise<ProcCpu | null> {
-  try {
-    const [st, cmdline] = await Promise.all([
-      readFile(`/proc/${pid}/stat`, 'utf8'),
-      readFile(`/proc/${pid}/cmdline`, 'utf8'),
-    ]);
-    const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-    const n = (i: number) => Number(f[i]);
-    // proc(5) fields 4 (ppid) and 14-17, counted here from field 3 (state); USER_HZ is 100.
-    return {
-      pid,
-      ppid: n(1),
-      own: (n(11) + n(12)) / 100,
-      children: (n(13) + n(14)) / 100,
-      cmd: cmdline.replace(/\0/g, ' ').trim(),
-    };
-  } catch {
-    return null; // gone
-  }
-}
-
-/** Every descendant of `root` (children of all its threads, recursively). */
-async function descendants(root: number): Promise<number[]> {
-  const out: number[] = [];
-  const walk = async (pid: number) => {
-    const tids = await readdir(`/proc/${pid}/task`).catch(() => [] as string[]);
-    for (const tid of tids) {
-      const kids = await readFile(`/proc/${pid}/task/${tid}/children`, 'utf8').catch(() => '');
-      for (const k of kids.split(' ').filter(Boolean).map(Number)) {
-        out.push(k);
-        await walk(k);
-      }
-    }
-  };
-  await walk(root);
-  return out;
-}
-
-/** The pids in the named network namespaces (a process's /proc/<pid>/ns/net, one pass). */
-async function netnsPids(names: string[]): Promise<number[]> {
-  const inodes = new Set<string>();
-  for (const name of names) inodes.add(`net:[${(await stat(`/run/netns/${name}`)).ino}]`);
-  const out: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const link = await readlink(`/proc/${entry}/ns/net`).catch(() => null);
-    if (link !== null && inodes.has(link)) out.push(Number(entry));
-  }
-  return out;
-}
 
 /**
  * A set of processes read at the start and the end of the window: one alive at the end counts
@@ -222,7 +161,7 @@ export async function failoverCost(): Promise<BenchResult> {
       await Promise.all([
         tree[w](mine),
         masters[w](await mastersOf(new Set(mine))),
-        hosts[w](await netnsPids(netns)),
+        hosts[w]([...(await netnsPids(netns)).values()].flat()),
       ]);
     };
 

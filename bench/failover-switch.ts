@@ -49,6 +49,7 @@ import {
   benchFleet,
   flushAll,
   ipBatchAll,
+  recentApplyRuns,
   sleep,
   type ApiRun,
   type FleetHost,
@@ -475,22 +476,9 @@ export async function failoverSwitch(): Promise<BenchResult> {
       const routes = await apiRoutes(server, routeIds);
       const runsAfter = (await api<{ total: number }>(server, 'GET', '/v1/runs?kind=apply&limit=1'))
         .body.total;
-      const runs = (
-        await api<{ items: ApiRun[] }>(
-          server,
-          'GET',
-          `/v1/runs?kind=apply&limit=${Math.max(1, runsAfter - runsBefore)}`,
-        )
-      ).body.items
-        .filter((r) => Date.parse(r.created_at) >= tDown - 5)
-        .map((run) => ({
-          ...run,
-          queueMs: Date.parse(run.started_at ?? run.created_at) - Date.parse(run.created_at),
-          runMs:
-            Date.parse(run.finished_at ?? run.created_at) -
-            Date.parse(run.started_at ?? run.created_at),
-        }))
-        .sort((a, b) => Date.parse(a.created_at) - Date.parse(b.created_at));
+      const runs = (await recentApplyRuns(server, Math.max(1, runsAfter - runsBefore))).filter(
+        (r) => Date.parse(r.created_at) >= tDown - 5,
+      );
 
       const per = targets.map((t) => {
         const id = idOf.get(t.name)!;

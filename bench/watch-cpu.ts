@@ -10,7 +10,6 @@
 // - the server's Postgres backends (pg_stat_activity of its database), separately.
 // Also counts the topic messages published while idle (a re-read that found nothing new should
 // send nothing) and samples the server's CPU every 10 s to show the resync's beat.
-import { readFile, readdir, readlink, stat } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import {
   benchServer,
@@ -25,81 +24,13 @@ import {
   type BenchResult,
 } from './lib.ts';
 import { benchFleet, sleep, type FleetHost } from './routes-lib.ts';
+import { descendants, netnsPids, procCpu, type ProcCpu } from './proc-cpu.ts';
 
 const NAME = 'watch-cpu';
 const DEADLINE_MS = 290_000;
 const SAMPLE_MS = 5_000;
 /** `routeplane-watch` is the name the bootstrap compiles the script under (watch-connection.ts). */
 const WATCH_MARK = 'routeplane-watch';
-
-interface ProcCpu {
-  pid: number;
-  ppid: number;
-  /** utime + stime, seconds. */
-  own: number;
-  /** cutime + cstime: its children that ended and were waited for, seconds. */
-  children: number;
-  cmd: string;
-}
-
-async function procCpu(pid: number): Promise<ProcCpu | null> {
-  try {
-    const [stat, cmdline] = await Promise.all([
-      readFile(`/proc/${pid}/stat`, 'utf8'),
-      readFile(`/proc/${pid}/cmdline`, 'utf8'),
-    ]);
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const n = (i: number) => Number(f[i]);
-    // proc(5) fields 4 (ppid) and 14-17, counted here from field 3 (state); USER_HZ is 100.
-    return {
-      pid,
-      ppid: n(1),
-      own: (n(11) + n(12)) / 100,
-      children: (n(13) + n(14)) / 100,
-      cmd: cmdline.replace(/\0/g, ' ').trim(),
-    };
-  } catch {
-    return null; // gone
-  }
-}
-
-/** Every descendant of `root` (children of all its threads, recursively). */
-async function descendants(root: number): Promise<number[]> {
-  const out: number[] = [];
-  const walk = async (pid: number) => {
-    const tids = await readdir(`/proc/${pid}/task`).catch(() => [] as string[]);
-    for (const tid of tids) {
-      const kids = await readFile(`/proc/${pid}/task/${tid}/children`, 'utf8').catch(() => '');
-      for (const k of kids.split(' ').filter(Boolean).map(Number)) {
-        out.push(k);
-        await walk(k);
-      }
-    }
-  };
-  await walk(root);
-  return out;
-}
-
-/**
- * The pids in each named network namespace, as `ip netns pids` finds them (a process's
- * /proc/<pid>/ns/net against the namespace's /run/netns file), in one pass over /proc and
- * without a process per namespace.
- */
-async function netnsPids(names: string[]): Promise<Map<string, number[]>> {
-  const byInode = new Map<string, string>();
-  for (const name of names) {
-    const st = await stat(`/run/netns/${name}`);
-    byInode.set(`net:[${st.ino}]`, name);
-  }
-  const out = new Map<string, number[]>(names.map((n) => [n, []]));
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const link = await readlink(`/proc/${entry}/ns/net`).catch(() => null);
-    const name = link === null ? undefined : byInode.get(link);
-    if (name) out.get(name)!.push(Number(entry));
-  }
-  return out;
-}
 
 /**
  * CPU per process across a window, from samples: a process alive at the end counts its own and
