@@ -106,12 +106,10 @@ export function decide(
   const switched = changed
     ? { at: now, from: current, to: next, reason: reason ?? 'gateway_failed' }
     : null;
-  const degraded = next.every((v) => healthOf(v) === 'unhealthy');
   return {
     state: {
       activeVia: next,
       health,
-      degraded,
       lastSwitch: switched ?? state.lastSwitch,
     },
     switched,

@@ -5,7 +5,7 @@ import type { WatchLeases } from '../live/watch-leases.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { probeConnection } from './probe/probe-connection.ts';
 import type { FailoverOutcome, RoutesStore } from '../routes/routes-store.ts';
-import type { GatewayHealth, HealthCheck, Route } from '../routes/types.ts';
+import { isDegraded, type GatewayHealth, type HealthCheck, type Route } from '../routes/types.ts';
 import { decide, type Decision } from './failover-decision.ts';
 import { combinedHealth, HealthTracker, type ProbeOutcome } from './health-tracker.ts';
 import type { ProbeCheck } from './probe/probe-session.ts';
@@ -217,12 +217,20 @@ export class FailoverEngine {
     return null;
   }
 
-  private outcomeOf(point: string, route: Route, now: Date): FailoverOutcome | null {
-    if (!route.failover || !route.failoverState) return null;
+  /**
+   * The decision for one route: what to record (null when nothing changes) and when to decide
+   * again though nothing is observed (a return waiting for its hold-down).
+   */
+  private decideFor(
+    point: string,
+    route: Route,
+    now: Date,
+  ): { outcome: FailoverOutcome | null; recheckAt: Date | null } {
+    if (!route.failover || !route.failoverState) return { outcome: null, recheckAt: null };
     const d: Decision = decide(route.failover, route.failoverState, this.seen(point, route), now);
-    const before = route.failoverState;
-    if (!d.switched && d.healthChanges.length === 0 && d.state.degraded === before.degraded) {
-      return null;
+    // Degraded follows from the gateways in use and their health: nothing else to compare.
+    if (!d.switched && d.healthChanges.length === 0) {
+      return { outcome: null, recheckAt: d.recheckAt };
     }
     const events: FailoverOutcome['events'] = d.healthChanges.map((h) => ({
       action: 'gateway_health',
@@ -240,7 +248,7 @@ export class FailoverEngine {
         detail: { from: d.switched.from, to: d.switched.to, reason: d.switched.reason },
       });
     }
-    return { state: d.state, switched: d.switched, events };
+    return { outcome: { state: d.state, switched: d.switched, events }, recheckAt: d.recheckAt };
   }
 
   /** Decides for every route of a point, one evaluation at a time per point. */
@@ -270,14 +278,24 @@ export class FailoverEngine {
     const now = this.now();
     const held = () => this.routesByPoint.get(point);
     // Decided first on the routes as last read: only those that would change are locked and
-    // decided again in the transaction.
-    const ids = [...routes.values()].filter((r) => this.outcomeOf(point, r, now)).map((r) => r.id);
+    // decided again in the transaction; the others say when to decide again.
+    const ids: string[] = [];
+    const rechecks: (Date | null)[] = [];
+    for (const r of routes.values()) {
+      const { outcome, recheckAt } = this.decideFor(point, r, now);
+      if (outcome) ids.push(r.id);
+      else rechecks.push(recheckAt);
+    }
     if (ids.length > 0) {
       ids.forEach((id) => this.recording.add(id));
       const recorded = await this.deps.store
         .recordFailover(
           ids,
-          (r) => this.outcomeOf(point, r, now),
+          (r) => {
+            const { outcome, recheckAt } = this.decideFor(point, r, now);
+            rechecks.push(recheckAt);
+            return outcome;
+          },
           (trx) => this.deps.leases.holds(point, trx),
         )
         .finally(() => ids.forEach((id) => this.recording.delete(id)));
@@ -306,7 +324,7 @@ export class FailoverEngine {
         for (const fn of this.eventListeners) fn(events);
       }
     }
-    this.scheduleRecheck(point, now);
+    this.scheduleRecheck(point, now, rechecks);
   }
 
   private count(events: FailoverEvent[]): void {
@@ -326,7 +344,7 @@ export class FailoverEngine {
   degradedCount(): number {
     let n = 0;
     for (const routes of this.routesByPoint.values()) {
-      for (const r of routes.values()) if (r.failoverState?.degraded) n++;
+      for (const r of routes.values()) if (r.failoverState && isDegraded(r.failoverState)) n++;
     }
     return n;
   }
@@ -342,18 +360,13 @@ export class FailoverEngine {
   }
 
   /** A return waiting for its hold-down is decided again when it ends. */
-  private scheduleRecheck(point: string, now: Date): void {
-    const routes = this.routesByPoint.get(point);
+  private scheduleRecheck(point: string, now: Date, rechecks: (Date | null)[]): void {
     const old = this.recheck.get(point);
     if (old) clearTimeout(old);
     this.recheck.delete(point);
-    let next: number | null = null;
-    for (const r of routes?.values() ?? []) {
-      if (!r.failover || !r.failoverState) continue;
-      const at = decide(r.failover, r.failoverState, this.seen(point, r), now).recheckAt;
-      if (at && (next === null || at.getTime() < next)) next = at.getTime();
-    }
-    if (next === null || this.stopped) return;
+    const times = rechecks.filter((d): d is Date => d !== null).map((d) => d.getTime());
+    if (times.length === 0 || this.stopped) return;
+    const next = Math.min(...times);
     const t = setTimeout(() => this.evaluate(point), Math.max(0, next - now.getTime()) + 5);
     t.unref();
     this.recheck.set(point, t);

@@ -154,7 +154,6 @@ export function initialFailoverState(policy: FailoverPolicy, now: Date): Failove
     health: Object.fromEntries(
       policy.candidates.map((c) => [c, { health: 'unknown' as const, since: now }]),
     ),
-    degraded: false,
     lastSwitch: null,
   };
 }
@@ -162,7 +161,7 @@ export function initialFailoverState(policy: FailoverPolicy, now: Date): Failove
 /**
  * Where a route stands once its candidates or policy change: the gateways still candidates
  * stay in use (a new policy is no reason to move), with their health, the last switch (its
- * hold-down still counts) and `degraded`; the next decision then moves it if it must. A new
+ * hold-down still counts); the next decision then moves it if it must. A new
  * mode, or nothing in use left, starts as a new route does, with the health already known.
  */
 export function carriedFailoverState(
@@ -179,7 +178,7 @@ export function carriedFailoverState(
   }
   const kept = policy.candidates.filter((v) => old.activeVia.includes(v));
   if (before.policy?.mode !== policy.mode || kept.length === 0) return fresh;
-  return { ...fresh, activeVia: kept, degraded: old.degraded, lastSwitch: old.lastSwitch };
+  return { ...fresh, activeVia: kept, lastSwitch: old.lastSwitch };
 }
 
 /** A check with its defaults applied, in the API's words. */

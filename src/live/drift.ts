@@ -1,16 +1,11 @@
 import { kernelTableId, type FirewallState, type KernelRoute } from '../hosts/host-state.ts';
 import type { FirewallRule } from '../firewall/types.ts';
 import { gatewaysInUse, type Route } from '../routes/types.ts';
-import { nexthopSet, sameNexthops, type Nexthop } from '../routes/kernel-route.ts';
+import { kernelMetric, nexthopSet, sameNexthops, type Nexthop } from '../routes/kernel-route.ts';
 
 export interface DriftItem {
   id: string;
   found: 'missing' | 'altered';
-}
-
-/** The kernel's metric for a route asked with `metric`: IPv6 turns 0 into 1024. */
-function kernelMetric(family: 4 | 6, metric: number): number {
-  return family === 6 && metric === 0 ? 1024 : metric;
 }
 
 /**
@@ -45,12 +40,12 @@ export function routeDrift(
     if (!isManaged(r, routeProto)) continue;
     const table = kernelTableId(r);
     const family = r.family === 'inet6' ? 6 : 4;
-    installed.set(`${family}|${table}|${r.dst}|${r.metric ?? 0}`, r);
+    installed.set(`${family}|${table}|${r.dst}|${kernelMetric(r.metric, family)}`, r);
   }
   const out: DriftItem[] = [];
   for (const d of desired) {
     if (d.status !== 'active' || d.sync.state !== 'in_sync') continue;
-    const k = installed.get(`${d.family}|${d.table}|${d.to}|${kernelMetric(d.family, d.metric)}`);
+    const k = installed.get(`${d.family}|${d.table}|${d.to}|${kernelMetric(d.metric, d.family)}`);
     if (!k) out.push({ id: d.id, found: 'missing' });
     else if (!sameNexthops(desiredNexthops(d), nexthopSet(k))) {
       out.push({ id: d.id, found: 'altered' });

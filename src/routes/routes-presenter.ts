@@ -1,6 +1,6 @@
 import type { Schemas } from '../http/api.ts';
 import { checkInput } from '../failover/failover-input.ts';
-import type { FailoverPolicy, FailoverState, Route } from './types.ts';
+import { isDegraded, type FailoverPolicy, type FailoverState, type Route } from './types.ts';
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
@@ -23,7 +23,7 @@ export function presentFailover(policy: FailoverPolicy, state: FailoverState) {
       since: (state.health[via]?.since ?? new Date(0)).toISOString(),
       active: state.activeVia.includes(via),
     })),
-    degraded: state.degraded,
+    degraded: isDegraded(state),
     last_switch: state.lastSwitch
       ? {
           at: state.lastSwitch.at.toISOString(),

@@ -59,7 +59,6 @@ const date = (d: Date | string | null) => (d === null ? null : new Date(d));
 export interface StoredFailoverState {
   activeVia: string[];
   health: Record<string, { health: GatewayHealth; since: string }>;
-  degraded: boolean;
   lastSwitch: { at: string; from: string[]; to: string[]; reason: string } | null;
 }
 
@@ -75,7 +74,6 @@ export function storedFailoverState(s: FailoverState): StoredFailoverState {
         { health: h.health, since: h.since.toISOString() },
       ]),
     ),
-    degraded: s.degraded,
     lastSwitch: s.lastSwitch ? { ...s.lastSwitch, at: s.lastSwitch.at.toISOString() } : null,
   };
 }
@@ -88,7 +86,6 @@ export function failoverStateOf(s: StoredFailoverState | string | null): Failove
     health: Object.fromEntries(
       Object.entries(v.health).map(([a, h]) => [a, { health: h.health, since: new Date(h.since) }]),
     ),
-    degraded: v.degraded,
     lastSwitch: v.lastSwitch ? { ...v.lastSwitch, at: new Date(v.lastSwitch.at) } : null,
   };
 }

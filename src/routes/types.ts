@@ -60,8 +60,6 @@ export interface FailoverState {
   /** The gateways in use, in candidate order: one for failover, the healthy set for ecmp. */
   activeVia: string[];
   health: Record<string, CandidateHealth>;
-  /** No gateway in use is healthy and no other candidate is: the route stays as it was. */
-  degraded: boolean;
   lastSwitch: FailoverSwitch | null;
 }
 
@@ -181,4 +179,12 @@ export function samePolicy(a: FailoverPolicy | null, b: FailoverPolicy | null): 
 export function gatewaysInUse(r: Pick<Route, 'via' | 'failoverState'>): string[] {
   if (r.failoverState && r.failoverState.activeVia.length > 0) return r.failoverState.activeVia;
   return r.via ? [r.via] : [];
+}
+
+/**
+ * No gateway in use is healthy and no other candidate is (decide() would have moved it
+ * otherwise): the route stays as it was. Derived from the standing, never stored.
+ */
+export function isDegraded(s: Pick<FailoverState, 'activeVia' | 'health'>): boolean {
+  return s.activeVia.length > 0 && s.activeVia.every((v) => s.health[v]?.health === 'unhealthy');
 }

@@ -4,7 +4,12 @@ import {
   carriedFailoverState,
   initialFailoverState,
 } from '../../../src/failover/failover-input.ts';
-import type { FailoverPolicy, FailoverState, GatewayHealth } from '../../../src/routes/types.ts';
+import {
+  isDegraded,
+  type FailoverPolicy,
+  type FailoverState,
+  type GatewayHealth,
+} from '../../../src/routes/types.ts';
 
 const G1 = '198.51.100.1';
 const G2 = '198.51.100.2';
@@ -36,7 +41,7 @@ describe('failover mode', () => {
     const s = initialFailoverState(policy(), T0);
     expect(s.activeVia).toEqual([G1]);
     expect(Object.values(s.health).map((h) => h.health)).toEqual(['unknown', 'unknown']);
-    expect(s.degraded).toBe(false);
+    expect(isDegraded(s)).toBe(false);
   });
 
   it('stays on an unknown first candidate while others are healthy', () => {
@@ -63,7 +68,7 @@ describe('failover mode', () => {
   it('stays degraded, never removed, when no candidate is healthy', () => {
     const [d] = steps(policy(), [[1, { [G1]: 'unhealthy', [G2]: 'unhealthy' }]]);
     expect(d!.state.activeVia).toEqual([G1]);
-    expect(d!.state.degraded).toBe(true);
+    expect(isDegraded(d!.state)).toBe(true);
     expect(d!.switched).toBeNull();
   });
 
@@ -73,7 +78,7 @@ describe('failover mode', () => {
       [5, { [G2]: 'healthy' }],
     ]);
     expect(d!.state.activeVia).toEqual([G2]);
-    expect(d!.state.degraded).toBe(false);
+    expect(isDegraded(d!.state)).toBe(false);
   });
 
   it('without preempt stays on the later candidate after the first recovers', () => {
@@ -101,7 +106,7 @@ describe('failover mode', () => {
   it('never moves for an unavailable check', () => {
     const [d] = steps(policy(), [[1, { [G1]: 'unavailable', [G2]: 'healthy' }]]);
     expect(d!.state.activeVia).toEqual([G1]);
-    expect(d!.state.degraded).toBe(false);
+    expect(isDegraded(d!.state)).toBe(false);
   });
 
   it('records each health change once, with its time', () => {
@@ -144,7 +149,7 @@ describe('ecmp mode', () => {
   it('keeps the set as it was, degraded, when every member fails', () => {
     const [d] = steps(ecmp(), [[1, { [G1]: 'unhealthy', [G2]: 'unhealthy' }]]);
     expect(d!.state.activeVia).toEqual([G1, G2]);
-    expect(d!.state.degraded).toBe(true);
+    expect(isDegraded(d!.state)).toBe(true);
   });
 
   it('uses the first recovered gateway at once when all had failed', () => {
@@ -153,7 +158,7 @@ describe('ecmp mode', () => {
       [2, { [G2]: 'healthy' }],
     ]);
     expect(d!.state.activeVia).toEqual([G2]);
-    expect(d!.state.degraded).toBe(false);
+    expect(isDegraded(d!.state)).toBe(false);
   });
 });
 

@@ -258,7 +258,6 @@ describe('FailoverEngine', () => {
         [G1]: { health: 'unhealthy', since: T0 },
         [G2]: { health: 'healthy', since: T0 },
       },
-      degraded: false,
       lastSwitch: { at: T0, from: [G1], to: [G2], reason: 'gateway_failed' },
     };
     store.rows.set(r.id, r);

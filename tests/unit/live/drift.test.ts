@@ -86,7 +86,7 @@ describe('routeDrift, with several gateways in use (ECMP)', () => {
     route({
       via: activeVia[0] ?? null,
       dev: null,
-      failoverState: { activeVia, health: {}, degraded: false, lastSwitch: null },
+      failoverState: { activeVia, health: {}, lastSwitch: null },
       ...over,
     });
   const multi = (...hops: [string, string?, number?][]) =>
