@@ -41,6 +41,7 @@ import {
   withCleanup,
   type BenchResult,
   type BenchRow,
+  percentile,
 } from './lib.ts';
 import {
   PROTO,
@@ -69,12 +70,6 @@ const READY_TIMEOUT_MS = 60_000;
 
 /** Epoch ms with sub-ms resolution (ip -ts prints wall-clock time with microseconds). */
 const epochNow = () => performance.timeOrigin + performance.now();
-
-function percentile(xs: number[], p: number): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
-}
 
 const secs = (x: number) => `${(x / 1000).toFixed(2)} s`;
 

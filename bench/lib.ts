@@ -10,6 +10,7 @@ import { pino } from 'pino';
 import { loadConfig } from '../src/config.ts';
 import { labDown, labUp, type Lab } from '../src/lab/index.ts';
 import { createLogger, type Logger } from '../src/logger.ts';
+import { procCpu } from './proc-cpu.ts';
 import { startServer, type RunningServer } from '../src/server.ts';
 
 export const REPO = path.resolve(import.meta.dirname, '..');
@@ -47,6 +48,13 @@ export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = Math.floor(s.length / 2);
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/** The nearest-rank percentile `p` (0-100) of `xs`; NaN for no samples. */
+export function percentile(xs: number[], p: number): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
 }
 
 export const ms = (x: number) => `${x.toFixed(0)} ms`;
@@ -169,13 +177,9 @@ export const mib = (x: number) => `${x.toFixed(0)} MiB`;
 export async function cpuSeconds(
   pid: number | 'self' = 'self',
 ): Promise<{ own: number; children: number }> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  const f = stat
-    .slice(stat.lastIndexOf(')') + 2)
-    .split(' ')
-    .map(Number);
-  // Fields 14-17 of proc(5), counted from the state (field 3) here; USER_HZ is 100 on Linux.
-  return { own: (f[11]! + f[12]!) / 100, children: (f[13]! + f[14]!) / 100 };
+  const p = await procCpu(pid);
+  if (!p) throw new Error(`no process ${pid}`);
+  return { own: p.own, children: p.children };
 }
 
 /** The pids of this process's children whose command line contains `text`. */

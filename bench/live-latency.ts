@@ -19,7 +19,7 @@
 // The WebSocket client, the monitors and the commands run in a child process of their own, so
 // that the commands' process spawns do not stall the server's event loop (in this process, as
 // in production) and the client's receipt is not queued behind the server's own work.
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -47,8 +47,10 @@ import {
   withCleanup,
   type Cleanup,
   type BenchResult,
+  percentile,
 } from './lib.ts';
 import { ansibleEnv, benchFleet, type FleetHost } from './routes-lib.ts';
+import { ChildPeer, epochNow, type Answer } from './ipc.ts';
 
 const NAME = 'live-latency';
 const DEADLINE_MS = 290_000;
@@ -57,15 +59,7 @@ const POLL_INTERVAL_MS = 5_000;
 const SEEN_TIMEOUT_MS = 30_000;
 const GATHER_PLAYBOOK = path.join(PLAYBOOKS_DIR, 'gather_state.yml');
 
-/** Epoch ms with sub-ms resolution (ip -ts prints wall-clock time with microseconds). */
-const epochNow = () => performance.timeOrigin + performance.now();
 const sleep = (t: number) => new Promise<void>((r) => setTimeout(r, t));
-
-function percentile(xs: number[], p: number): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
-}
 
 interface Change {
   host: string;
@@ -96,11 +90,7 @@ type ToDriver =
   | { id: number; cmd: 'run'; changes: Change[]; burst: boolean; gapMs: [number, number] }
   | { id: number; cmd: 'close' };
 
-interface FromDriver {
-  id: number;
-  error?: string;
-  [k: string]: unknown;
-}
+type FromDriver = Answer;
 
 /** `[2026-11-23T14:27:33.750867] [Deleted ]203.0.113.5 dev eth0 scope link` (local time). */
 const MONITOR_LINE = /^\[(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d{6})\]\s+(Deleted\s+)?(\S+)\s/;
@@ -289,32 +279,6 @@ async function driverMain(): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // The benchmark's process: lab, server, the naive peer, the figures.
 
-class Driver {
-  private next = 1;
-  private readonly waiting = new Map<number, (m: FromDriver) => void>();
-
-  constructor(readonly child: ChildProcess) {
-    child.on('message', (m: FromDriver) => {
-      this.waiting.get(m.id)?.(m);
-      this.waiting.delete(m.id);
-    });
-    child.on('exit', (code, signal) => {
-      for (const w of this.waiting.values()) {
-        w({ id: 0, error: `the driver process ended (${signal ?? code})` });
-      }
-      this.waiting.clear();
-    });
-  }
-
-  ask<T extends FromDriver>(msg: Record<string, unknown>): Promise<T> {
-    const id = this.next++;
-    return new Promise<T>((resolve, reject) => {
-      this.waiting.set(id, (m) => (m.error ? reject(new Error(m.error)) : resolve(m as T)));
-      this.child.send({ ...msg, id });
-    });
-  }
-}
-
 interface Stats {
   n: number;
   missed: number;
@@ -471,7 +435,7 @@ export async function liveLatency(): Promise<BenchResult> {
       await Promise.race([exited, sleep(3000)]);
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     });
-    const driver = new Driver(child);
+    const driver = new ChildPeer(child, 'the driver process');
     const taps = tapServer(server);
     await driver.ask({ cmd: 'connect', url: server.url, hosts });
     log(

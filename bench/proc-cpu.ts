@@ -14,7 +14,7 @@ export interface ProcCpu {
   cmd: string;
 }
 
-export async function procCpu(pid: number): Promise<ProcCpu | null> {
+export async function procCpu(pid: number | 'self'): Promise<ProcCpu | null> {
   try {
     const [stat, cmdline] = await Promise.all([
       readFile(`/proc/${pid}/stat`, 'utf8'),
@@ -24,7 +24,7 @@ export async function procCpu(pid: number): Promise<ProcCpu | null> {
     const n = (i: number) => Number(f[i]);
     // proc(5) fields 4 (ppid) and 14-17, counted here from field 3 (state); USER_HZ is 100.
     return {
-      pid,
+      pid: pid === 'self' ? process.pid : pid,
       ppid: n(1),
       own: (n(11) + n(12)) / 100,
       children: (n(13) + n(14)) / 100,

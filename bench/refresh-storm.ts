@@ -26,6 +26,7 @@ import {
   tempDir,
   withCleanup,
   type BenchResult,
+  percentile,
 } from './lib.ts';
 import {
   api,
@@ -45,11 +46,6 @@ const GATHER_PLAYBOOK = path.join(PLAYBOOKS_DIR, 'gather_state.yml');
 const REFRESH_MIN_INTERVAL_S = 2;
 /** How long after the storm's first request the create is sent. */
 const CREATE_DELAY_MS = 100;
-
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
-}
 
 interface CreateSample {
   /** POST sent → answer read (in_sync). */

@@ -16,6 +16,7 @@ import {
   table,
   withCleanup,
   type BenchResult,
+  percentile,
 } from './lib.ts';
 import {
   PROTO,
@@ -57,11 +58,6 @@ function monitor(host: FleetHost, seen: Map<string, number>): ResultPromise {
     }
   });
   return child;
-}
-
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
 }
 
 export async function schedulePrecision(): Promise<BenchResult> {

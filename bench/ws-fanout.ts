@@ -9,10 +9,9 @@
 // the server's event loop (in this process, as in production) is not the clients' too. Times
 // cross the two processes as epoch milliseconds with microseconds (performance.timeOrigin +
 // performance.now()); the child's clock offset is measured over IPC and taken off.
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import {
@@ -29,7 +28,9 @@ import {
   tempDir,
   withCleanup,
   type BenchResult,
+  percentile,
 } from './lib.ts';
+import { ChildPeer, epochNow, type Answer } from './ipc.ts';
 
 const NAME = 'ws-fanout';
 const DEADLINE_MS = 290_000;
@@ -38,14 +39,7 @@ const FAN_TOPIC = 'hosts/fan';
 const SOLO_TOPIC = 'hosts/solo';
 
 /** Epoch ms with sub-ms resolution, comparable across processes of this machine. */
-const epochNow = () => performance.timeOrigin + performance.now();
 const sleep = (t: number) => new Promise<void>((r) => setTimeout(r, t));
-
-function percentile(xs: number[], p: number): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
-}
 
 // ---------------------------------------------------------------------------------------------
 // The clients' process.
@@ -57,11 +51,7 @@ type ToChild =
   | { id: number; cmd: 'await'; group: string }
   | { id: number; cmd: 'close' };
 
-interface FromChild {
-  id: number;
-  error?: string;
-  [k: string]: unknown;
-}
+type FromChild = Answer;
 
 interface Group {
   sockets: WebSocket[];
@@ -160,39 +150,6 @@ async function clientsMain(): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // The benchmark's process: the server, the publishes, the figures.
 
-/** Request/answer over IPC with the clients' process. */
-class Clients {
-  private next = 1;
-  private readonly waiting = new Map<number, (m: FromChild) => void>();
-
-  constructor(readonly child: ChildProcess) {
-    child.on('message', (m: FromChild) => {
-      this.waiting.get(m.id)?.(m);
-      this.waiting.delete(m.id);
-    });
-  }
-
-  ask<T extends FromChild>(msg: Record<string, unknown>): Promise<T> {
-    const id = this.next++;
-    return new Promise<T>((resolve, reject) => {
-      this.waiting.set(id, (m) => (m.error ? reject(new Error(m.error)) : resolve(m as T)));
-      this.child.send({ ...msg, id });
-    });
-  }
-
-  /** The child's clock minus ours, from the round trip with the least delay. */
-  async offset(samples = 15): Promise<{ offset: number; rtt: number }> {
-    let best = { offset: 0, rtt: Infinity };
-    for (let i = 0; i < samples; i++) {
-      const t0 = epochNow();
-      const { now } = await this.ask<FromChild & { now: number }>({ cmd: 'clock' });
-      const t1 = epochNow();
-      if (t1 - t0 < best.rtt) best = { offset: now - (t0 + t1) / 2, rtt: t1 - t0 };
-    }
-    return best;
-  }
-}
-
 /** A host topic's route object, as a watcher's re-read publishes it (about 300 bytes). */
 function routeObject(i: number) {
   return {
@@ -267,7 +224,7 @@ export async function wsFanout(): Promise<BenchResult> {
       await Promise.race([exited, sleep(3000)]);
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     });
-    const kids = new Clients(child);
+    const kids = new ChildPeer(child, 'the clients process');
 
     const solo = await kids.ask<FromChild & { ms: number }>({
       cmd: 'connect',
