@@ -81,6 +81,10 @@ describe('routes with candidate gateways, on a lab of 3 hosts', { timeout: T }, 
     expect(put.body.detail).toMatch(/candidate gateways/);
     const patch = await server.request('PATCH', '/routes/', { body: { to: TO, via: addr('h3') } });
     expect(patch.status).toBe(422);
+    // Neither touched the route: its candidates, the gateway in use and the kernel are as before.
+    const after = await server.request('GET', `/v1/routes/${id}`);
+    expect(after.body).toMatchObject({ via: [addr('h2'), addr('h3')], active_via: addr('h2') });
+    expect((await kernel(TO)).map((r) => r.gateway)).toEqual([addr('h2')]);
   });
 
   it('when mode is ecmp, then one multipath route over every candidate reaches the kernel', async () => {
@@ -139,7 +143,8 @@ describe('routes with candidate gateways, on a lab of 3 hosts', { timeout: T }, 
       expect(await countRows(server.database.db.knex, 'routes')).toBe(before);
     });
 
-    it('when the check type is unknown, then 400 from the contract', async () => {
+    it('when the check type is unknown, then 400 from the contract, naming the field', async () => {
+      const before = await countRows(server.database.db.knex, 'routes');
       const res = await post({
         host: 'h1',
         to: '203.0.113.128/25',
@@ -147,6 +152,8 @@ describe('routes with candidate gateways, on a lab of 3 hosts', { timeout: T }, 
         health_check: { type: 'http' },
       });
       expect(res.status).toBe(400);
+      expect(JSON.stringify(res.body.errors)).toContain('/body/health_check');
+      expect(await countRows(server.database.db.knex, 'routes')).toBe(before);
     });
   });
 });

@@ -97,6 +97,21 @@ describe(
         })
       ).exitCode === 0;
 
+    /** FailoverChecks over the server's own database and inventory (what wiring builds). */
+    const failoverChecks = () => {
+      const { db, inventory, work } = server.services;
+      const routes = new RoutesStore(db.knex, work);
+      const checks = new FailoverChecks({
+        knex: db.knex,
+        inventory,
+        firewall: new FirewallStore(db.knex, work),
+        work,
+        candidateRoutes: () => routes.candidateRoutes(),
+        logger: createLogger('silent'),
+      });
+      return { routes, checks };
+    };
+
     let routeId = '';
 
     it('when h2 is managed with no route through it, then its input drops h1’s echo requests and connections to port 22', async () => {
@@ -164,16 +179,7 @@ describe(
     });
 
     it('when the warnings of a new candidate route are asked, then h2 is named; once a forward accept covers the destination, nothing', async () => {
-      const { db, inventory, work } = server.services;
-      const routes = new RoutesStore(db.knex, work);
-      const checks = new FailoverChecks({
-        knex: db.knex,
-        inventory,
-        firewall: new FirewallStore(db.knex, work),
-        work,
-        candidateRoutes: () => routes.candidateRoutes(),
-        logger: createLogger('silent'),
-      });
+      const { routes, checks } = failoverChecks();
       const route = (await routes.get(routeId))!;
       const [warning, ...more] = await checks.warnings([route]);
       expect(more).toEqual([]);
@@ -191,16 +197,8 @@ describe(
     });
 
     it('when h1’s addresses change (or are first read), then h2 owes an apply to follow them; unchanged, nothing', async () => {
-      const { db, inventory, work } = server.services;
-      const routes = new RoutesStore(db.knex, work);
-      const checks = new FailoverChecks({
-        knex: db.knex,
-        inventory,
-        firewall: new FirewallStore(db.knex, work),
-        work,
-        candidateRoutes: () => routes.candidateRoutes(),
-        logger: createLogger('silent'),
-      });
+      const { checks } = failoverChecks();
+      const { db } = server.services;
       const gen = async () =>
         Number(
           (await db.knex('host_work').where({ host: 'h2' }).first('desired_gen'))!.desired_gen,

@@ -1,6 +1,5 @@
 import { existsSync } from 'node:fs';
 import net from 'node:net';
-import { PassThrough, Writable } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { HostProbers } from '../../../src/failover/probe/host-probers.ts';
 import { loadProbeScript, probeConnection } from '../../../src/failover/probe/probe-connection.ts';
@@ -18,57 +17,10 @@ import {
   PROBE_BOOTSTRAP,
   watchConnection,
   watchSpawner,
-  type WatchChild,
-  type WatchExit,
 } from '../../../src/live/watch/watch-connection.ts';
-import { createLogger } from '../../../src/logger.ts';
+import { FakeChild, logCapture } from '../../helpers/fake-child.ts';
 
 const SCRIPT = 'print("the probe script")\n';
-
-class FakeChild implements WatchChild {
-  readonly pid = 4343;
-  readonly stdin = new PassThrough();
-  readonly stdout = new PassThrough();
-  readonly stderr = new PassThrough();
-  written = '';
-  stdinEnded = false;
-  readonly exited: Promise<WatchExit>;
-  private resolveExit!: (e: WatchExit) => void;
-
-  constructor() {
-    this.exited = new Promise((resolve) => (this.resolveExit = resolve));
-    this.stdin.on('data', (d: Buffer) => (this.written += d.toString()));
-    this.stdin.on('end', () => {
-      this.stdinEnded = true;
-      this.exit(0);
-    });
-  }
-
-  /** The lines written after the script's own (base64) line. */
-  get lines(): unknown[] {
-    return this.written
-      .split('\n')
-      .slice(1)
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as unknown);
-  }
-
-  send(line: unknown): void {
-    this.stdout.write(typeof line === 'string' ? line : `${JSON.stringify(line)}\n`);
-  }
-
-  exit(exitCode: number | null, signal: string | null = null, stderr = ''): void {
-    if (stderr) this.stderr.write(stderr);
-    this.stdout.end();
-    this.stderr.end();
-    this.resolveExit({ exitCode, signal });
-  }
-
-  kill(signal: NodeJS.Signals): boolean {
-    this.exit(null, signal);
-    return true;
-  }
-}
 
 const HELLO = {
   type: 'hello',
@@ -79,17 +31,6 @@ const HELLO = {
   icmp4_error: null,
   icmp6_error: 'no ICMP socket: ...',
 };
-
-function logCapture() {
-  const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l));
-      done();
-    },
-  });
-  return { logger: createLogger('debug', sink), lines };
-}
 
 const icmp = (id: string, target = '198.51.100.3'): ProbeCheck => ({
   id,

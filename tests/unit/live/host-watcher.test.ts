@@ -2,10 +2,8 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { PassThrough, Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { HostState } from '../../../src/hosts/host-state.ts';
-import { createLogger } from '../../../src/logger.ts';
 import {
   backoffDelay,
   DEFAULT_BACKOFF,
@@ -18,49 +16,10 @@ import {
   loadWatchScript,
   watchConnection,
   watchSpawner,
-  type WatchChild,
-  type WatchExit,
 } from '../../../src/live/watch/watch-connection.ts';
+import { FakeChild, logCapture } from '../../helpers/fake-child.ts';
 
 const SCRIPT = 'print("the watch script")\n';
-
-class FakeChild implements WatchChild {
-  readonly pid = 4242;
-  readonly stdin = new PassThrough();
-  readonly stdout = new PassThrough();
-  readonly stderr = new PassThrough();
-  readonly signals: string[] = [];
-  written = '';
-  stdinEnded = false;
-  readonly exited: Promise<WatchExit>;
-  private resolveExit!: (e: WatchExit) => void;
-
-  constructor(private readonly behaviour: { exitOnStdinEnd?: boolean; exitOnTerm?: boolean } = {}) {
-    this.exited = new Promise((resolve) => (this.resolveExit = resolve));
-    this.stdin.on('data', (d: Buffer) => (this.written += d.toString()));
-    this.stdin.on('end', () => {
-      this.stdinEnded = true;
-      if (this.behaviour.exitOnStdinEnd ?? true) this.exit(0);
-    });
-  }
-
-  send(line: unknown): void {
-    this.stdout.write(typeof line === 'string' ? line : `${JSON.stringify(line)}\n`);
-  }
-
-  exit(exitCode: number | null, signal: string | null = null, stderr = ''): void {
-    if (stderr) this.stderr.write(stderr);
-    this.stdout.end();
-    this.stderr.end();
-    this.resolveExit({ exitCode, signal });
-  }
-
-  kill(signal: NodeJS.Signals): boolean {
-    this.signals.push(signal);
-    if (signal === 'SIGKILL' || (this.behaviour.exitOnTerm ?? true)) this.exit(null, signal);
-    return true;
-  }
-}
 
 const HELLO = { type: 'hello', pid: 99, python: '3.11.2', monitors: ['ip monitor'] };
 const STATE = {
@@ -82,17 +41,6 @@ const STATE = {
   ],
   firewall: { available: true, table: null, ruleset: 'table inet x {\n}\n', error: null },
 };
-
-function logCapture() {
-  const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l));
-      done();
-    },
-  });
-  return { logger: createLogger('debug', sink), lines };
-}
 
 const SSH_HOST = {
   name: 'h1',
