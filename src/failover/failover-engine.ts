@@ -93,6 +93,8 @@ export class FailoverEngine {
   private awaitingTimer: NodeJS.Timeout | null = null;
   /** Routes whose decisions are being recorded now (their change is no news to the engine). */
   private readonly recording = new Set<string>();
+  /** Routes changed since the last look (coalesced for CHANGE_DEBOUNCE_MS). */
+  private readonly changed = new Set<string>();
 
   constructor(
     private readonly deps: {
@@ -138,13 +140,31 @@ export class FailoverEngine {
    * Routes changed (written by the API, the scheduler or a run): read the check set again.
    * The engine's own decisions are left out: its map already holds what it wrote.
    */
-  routesChanged(ids: string[] = []): void {
+  routesChanged(ids: string[]): void {
     if (this.stopped) return;
-    if (ids.length > 0 && ids.every((id) => this.recording.has(id))) return;
+    for (const id of ids) if (!this.recording.has(id)) this.changed.add(id);
+    if (this.changed.size === 0) return;
     this.changeTimer ??= setTimeout(() => {
       this.changeTimer = null;
-      void this.refresh();
+      const batch = [...this.changed];
+      this.changed.clear();
+      void this.refreshIfCandidates(batch);
     }, CHANGE_DEBOUNCE_MS);
+  }
+
+  /**
+   * A refresh when a changed route is one the engine checks, or is a candidate route now: the
+   * writes of plain routes (and every apply's sync states) cost one indexed read, not a refresh.
+   */
+  private async refreshIfCandidates(ids: string[]): Promise<void> {
+    const known = new Set([...this.routesByPoint.values()].flatMap((m) => [...m.keys()]));
+    try {
+      if (ids.some((id) => known.has(id)) || (await this.deps.store.anyCandidate(ids))) {
+        await this.refresh();
+      }
+    } catch (err) {
+      this.deps.logger.warn({ event: 'failover.refresh_failed', err }, 'could not refresh checks');
+    }
   }
 
   /** A probe's result from a point's prober. */

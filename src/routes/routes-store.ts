@@ -589,6 +589,19 @@ export class RoutesStore {
     return rows.map(fromRow);
   }
 
+  /** Whether any of these routes is an active route with candidate gateways. */
+  async anyCandidate(ids: string[]): Promise<boolean> {
+    if (ids.length === 0) return false;
+    const row = await knexSql(this.knex)<{ id: string }>(
+      `select id from routes
+        where failover is not null and status = 'active'
+          and id in (select (jsonb_array_elements_text(?::jsonb))::uuid)
+        limit 1`,
+      [JSON.stringify(ids)],
+    );
+    return row.length > 0;
+  }
+
   /**
    * Records failover decisions, each made by `decide` on the route as locked in this
    * transaction (so two deciders, or a decider and a PATCH, never interleave): the route's

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   CONTROLLER_POINT,
   FailoverEngine,
@@ -69,8 +69,13 @@ function route(host: string, p: FailoverPolicy = policy()): Route {
 
 class FakeStore {
   readonly rows = new Map<string, Route>();
+  reads = 0;
+  async anyCandidate(ids: string[]) {
+    return ids.some((id) => this.rows.get(id)?.failover);
+  }
   readonly recorded: { route: Route; outcome: FailoverOutcome }[] = [];
   async candidateRoutes() {
+    this.reads++;
     return [...this.rows.values()].map((r) => ({ ...r }));
   }
   async recordFailover(ids: string[], decide: (r: Route) => FailoverOutcome | null) {
@@ -291,5 +296,19 @@ describe('FailoverEngine', () => {
     }
     await new Promise((done) => setTimeout(done, 1_200));
     expect(store.rows.get(r.id)!.failoverState!.activeVia).toEqual([G2]);
+  });
+
+  it('reads the candidate routes again for a change of one of them, not for plain routes', async () => {
+    const { store, engine } = setup([host('h1')]);
+    const r = route('h1');
+    store.rows.set(r.id, r);
+    await engine.refresh();
+    const reads = store.reads;
+    engine.routesChanged(['b0000000-0000-4000-8000-000000000001']);
+    await new Promise((done) => setTimeout(done, 300));
+    expect(store.reads).toBe(reads);
+    engine.routesChanged([r.id]);
+    await vi.waitFor(() => expect(store.reads).toBe(reads + 1));
+    await engine.stop();
   });
 });
