@@ -1,4 +1,11 @@
-import { canonicalPrefix, MAIN_TABLE, tableId, tableName } from '../routes/kernel-route.ts';
+import {
+  canonicalPrefix,
+  kernelNexthops,
+  MAIN_TABLE,
+  tableId,
+  tableName,
+  type Nexthop,
+} from '../routes/kernel-route.ts';
 
 /** A host's links, addresses and routes, normalised from `ip -j` output. */
 export interface Link {
@@ -18,11 +25,7 @@ export interface Address {
 }
 
 /** One path of a multipath route, as the kernel prints it (weight 1 when ip leaves it out). */
-export interface KernelNexthop {
-  gateway: string | null;
-  dev: string | null;
-  weight: number;
-}
+export type KernelNexthop = Nexthop;
 
 export interface KernelRoute {
   family: 'inet' | 'inet6';
@@ -72,19 +75,6 @@ const str = (v: unknown): string | null => (typeof v === 'string' && v !== '' ? 
 const num = (v: unknown): number | null => (typeof v === 'number' ? v : null);
 const strs = (v: unknown): string[] =>
   Array.isArray(v) ? v.filter((x) => typeof x === 'string') : [];
-
-/** `nexthops` of an `ip -j` route entry; null when it has none (a single path). */
-function parseNexthops(v: unknown): KernelNexthop[] | null {
-  if (!Array.isArray(v) || v.length === 0) return null;
-  return (v as unknown[])
-    .filter((h): h is Raw => typeof h === 'object' && h !== null)
-    .map((h) => ({
-      gateway: str(h.gateway),
-      dev: str(h.dev),
-      weight:
-        typeof h.weight === 'number' && Number.isInteger(h.weight) && h.weight >= 1 ? h.weight : 1,
-    }));
-}
 
 /** `ip -j addr show` entries: one per link, each with its `addr_info`. */
 export function parseLinks(raw: unknown): { links: Link[]; addresses: Address[] } {
@@ -148,7 +138,7 @@ export function parseRoutes(raw: unknown): KernelRoute[] {
       dst,
       gateway: str(r.gateway),
       dev: str(r.dev),
-      nexthops: parseNexthops(r.nexthops),
+      nexthops: kernelNexthops(r.nexthops),
       protocol: str(r.protocol),
       metric: num(r.metric),
       table,

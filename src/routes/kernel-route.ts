@@ -187,17 +187,21 @@ function compareHops(a: Nexthop, b: Nexthop): number {
  * and dev (single path, weight 1), sorted; gateways canonical, a missing weight 1.
  */
 export function nexthopSet(raw: RawForwarding): Nexthop[] {
-  const hops = Array.isArray(raw.nexthops) && raw.nexthops.length > 0 ? raw.nexthops : null;
-  const found: Nexthop[] = hops
-    ? (hops as unknown[])
-        .filter((h): h is Record<string, unknown> => typeof h === 'object' && h !== null)
-        .map((h) => ({
-          gateway: gatewayOf(h.gateway),
-          dev: text(h.dev),
-          weight: weightOf(h.weight),
-        }))
-    : [{ gateway: gatewayOf(raw.gateway), dev: text(raw.dev), weight: 1 }];
+  const found = kernelNexthops(raw.nexthops) ?? [
+    { gateway: gatewayOf(raw.gateway), dev: text(raw.dev), weight: 1 },
+  ];
   return found.sort(compareHops);
+}
+
+/**
+ * The paths of a multipath route as `ip -j` lists them (`nexthops`), in the kernel's order,
+ * gateways canonical and weight 1 where ip leaves it out; null for a single-path entry.
+ */
+export function kernelNexthops(v: unknown): Nexthop[] | null {
+  if (!Array.isArray(v) || v.length === 0) return null;
+  return (v as unknown[])
+    .filter((h): h is Record<string, unknown> => typeof h === 'object' && h !== null)
+    .map((h) => ({ gateway: gatewayOf(h.gateway), dev: text(h.dev), weight: weightOf(h.weight) }));
 }
 
 /**
