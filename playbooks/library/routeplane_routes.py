@@ -126,6 +126,9 @@ MAX_WEIGHT = 256
 
 SCOPES = {"global": 0, "universe": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
 FAILED_LINE = re.compile(r"Command failed -:(\d+)")
+# Every value becomes one word of an `ip -batch` line: whitespace (a newline above all) would
+# make it more words, or another line, so no value may hold any.
+NOT_ONE_WORD = re.compile(r"[\s\x00-\x1f\x7f]")
 LOCAL_HINT = "set local_connection: true for a host Ansible reaches without a network"
 
 
@@ -217,6 +220,8 @@ def check_nexthops(module, i, d):
                 module.fail_json(msg="%s[%d]: unknown key %r" % (where, j, k))
             if v is not None and (not isinstance(v, kinds) or isinstance(v, bool)):
                 module.fail_json(msg="%s[%d]: %s has type %s" % (where, j, k, type(v).__name__))
+            if isinstance(v, str) and NOT_ONE_WORD.search(v):
+                module.fail_json(msg="%s[%d]: %s %r is not one word" % (where, j, k, v))
         if not isinstance(h.get("via"), str):
             module.fail_json(msg="%s[%d]: via (an address) is required" % (where, j))
         try:
@@ -280,6 +285,8 @@ def desired_routes(module):
             # kernel_metric below.
             if v is not None and not isinstance(v, kinds):
                 module.fail_json(msg="routes[%d] (%s): %s has type %s" % (i, d["to"], k, type(v).__name__))
+            if isinstance(v, str) and NOT_ONE_WORD.search(v):
+                module.fail_json(msg="routes[%d] (%r): %s %r is not one word" % (i, d["to"], k, v))
         if d.get("nexthops") is not None:
             check_nexthops(module, i, d)
     return raw

@@ -253,6 +253,11 @@ describe('the apply module with multipath (ECMP) routes, on a lab host', { timeo
       [{ id: 'x', to: TO4, via: gw4()[0]!, nexthops: [{ via: gw4()[1]! }] }, /either via or/],
       [{ id: 'x', to: TO4, nexthops: [{ via: 'gw', metric: 1 }] }, /unknown key 'metric'/],
       [{ id: 'x', to: TO4, nexthops: [] }, /at least one member/],
+      // A value is one word of an ip -batch line: a newline would be a line of its own.
+      [
+        { id: 'x', to: TO4, nexthops: [{ via: gw4()[0]!, dev: 'eth0\nroute flush table main' }] },
+        /dev .* is not one word/,
+      ],
     ] as const;
     for (const [r, msg] of bad) {
       const res = await apply([r]); // one at a time: two cores
