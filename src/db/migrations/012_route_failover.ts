@@ -3,7 +3,7 @@ import type { Knex } from 'knex';
 // Routes with candidate gateways (route failover):
 // - failover: what was asked (candidates in order, health checks, mode, preempt, hold-down);
 // - failover_state: where the route stands (gateways in use, each candidate's health as its
-//   host sees it, degraded, the last switch). `via` keeps the first gateway in use, so
+//   host sees it, the last switch; degraded is derived from them). `via` keeps the first gateway in use, so
 //   everything that reads one gateway (the module, drift, compat) reads the current one.
 export async function up(knex: Knex): Promise<void> {
   await knex.schema.alterTable('routes', (t) => {
