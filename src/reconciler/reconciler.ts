@@ -54,6 +54,7 @@ type ReconcilerConfig = Pick<
   | 'reconcileRetryBaseMs'
   | 'reconcileRetryMaxMs'
   | 'claimMaxHosts'
+  | 'maxConcurrentRuns'
   | 'convergeIntervalMs'
   | 'repairDrift'
 >;
@@ -204,6 +205,10 @@ export class Reconciler {
     if (this.stopped) return;
     const now = this.claimNow;
     this.claimNow = false;
+    // A claim taken now would only queue for a run slot, while another replica may be idle:
+    // due hosts stay in host_work for whoever can start them, and the end of a run here
+    // looks again.
+    if (this.going >= this.deps.config.maxConcurrentRuns) return;
     if (!now && this.going > 0 && this.wokenAt !== null) {
       // Group commit: gather behind the run that is going, unless it takes too long.
       const wait = this.wokenAt + GATHER_MS - Date.now();

@@ -39,6 +39,7 @@ function setup(config: Partial<ReconcilerDeps['config']> = {}, random: () => num
       reconcileRetryBaseMs: 1_000,
       reconcileRetryMaxMs: 60_000,
       claimMaxHosts: 100,
+      maxConcurrentRuns: 4,
       convergeIntervalMs: 0,
       repairDrift: true,
       ...config,
@@ -247,6 +248,31 @@ describe('Reconciler: claims and runs', () => {
     await flush();
 
     expect(s.runs.started.map((r) => r.req.hosts.length)).toEqual([10, 10, 5]);
+  });
+
+  it('when as many runs are going as maxConcurrentRuns, then no more hosts are claimed: they stay due for another replica', async () => {
+    const s = setup({ claimMaxHosts: 10, maxConcurrentRuns: 2 });
+    await s.rec.start();
+    write(s, ...Array.from({ length: 25 }, (_, i) => `h${String(i).padStart(2, '0')}`));
+    await flush();
+    await advance(5_000);
+
+    expect(s.runs.started.map((r) => r.req.hosts.length)).toEqual([10, 10]);
+    expect(s.work.claimed).toHaveLength(2);
+    const left = Array.from({ length: 5 }, (_, i) => `h${20 + i}`);
+    expect(left.map((h) => s.work.row(h).claimedBy)).toEqual(left.map(() => null));
+  });
+
+  it('when one of the runs that filled maxConcurrentRuns ends, then the hosts left due are claimed at once', async () => {
+    const s = setup({ claimMaxHosts: 10, maxConcurrentRuns: 1 });
+    await s.rec.start();
+    write(s, ...Array.from({ length: 15 }, (_, i) => `h${String(i).padStart(2, '0')}`));
+    await flush();
+    expect(s.runs.started.map((r) => r.req.hosts.length)).toEqual([10]);
+
+    s.runs.succeed(only(s.runs));
+    await flush();
+    expect(s.runs.started.map((r) => r.req.hosts.length)).toEqual([10, 5]);
   });
 
   it('when a host is written to during its run, then it is due again right after: a run carries the newer generation', async () => {
