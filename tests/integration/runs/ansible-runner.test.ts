@@ -296,10 +296,11 @@ describe('AnsibleRunner process handling, with a stand-in ansible-playbook', { t
 
   it('when ansible-playbook ignores SIGINT, then cancel SIGKILLs its whole process group after the grace period', async () => {
     const pids = path.join(dir, 'stubborn.pids');
-    // SIGINT stays ignored in the children too: only SIGKILL can end them
+    // SIGINT stays ignored in the children too: only SIGKILL can end them. The pids are
+    // renamed into place: a file that merely exists may not hold them yet.
     const fake = await script(
       'stubborn.sh',
-      `trap '' INT\nsleep 300 &\necho $$ $! > ${pids}\nwait`,
+      `trap '' INT\nsleep 300 &\necho $$ $! > ${pids}.tmp\nmv ${pids}.tmp ${pids}\nwait`,
     );
     const runner = new AnsibleRunner(
       runnerConfig({ ansiblePlaybook: fake, inventoryPath: inventory, runCancelGraceMs: 1_000 }),
