@@ -542,10 +542,11 @@ export class FailoverChecks {
       const eventId = row.event_id === null ? 0 : Number(row.event_id);
       const before = this.seen.get(row.id);
       if (before && before.eventId === eventId) continue;
-      const now = candidatesOf(row.candidates);
-      // A removed route stays known (with nothing checked): settling its removal later is
-      // not a change of its gateways.
-      this.seen.set(row.id, { eventId, candidates: LIVE.includes(row.status) ? now : [] });
+      // A route that is gone (or no longer has candidates) is forgotten once its gateways
+      // have been told: a later event of it (its removal settling) finds nothing to undo.
+      const now = LIVE.includes(row.status) ? candidatesOf(row.candidates) : [];
+      if (now.length > 0) this.seen.set(row.id, { eventId, candidates: now });
+      else this.seen.delete(row.id);
       const addresses = [...new Set([...(before?.candidates ?? []), ...now])];
       if (addresses.length > 0) touched.push({ host: row.host, addresses });
     }
