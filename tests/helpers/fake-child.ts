@@ -1,5 +1,4 @@
-import { PassThrough, Writable } from 'node:stream';
-import { createLogger } from '../../src/logger.ts';
+import { PassThrough } from 'node:stream';
 import type { WatchChild, WatchExit } from '../../src/live/watch/watch-connection.ts';
 
 /**
@@ -51,16 +50,4 @@ export class FakeChild implements WatchChild {
     if (signal === 'SIGKILL' || (this.behaviour.exitOnTerm ?? true)) this.exit(null, signal);
     return true;
   }
-}
-
-/** A debug logger whose lines are kept, parsed. */
-export function logCapture() {
-  const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l));
-      done();
-    },
-  });
-  return { logger: createLogger('debug', sink), lines };
 }

@@ -1,5 +1,4 @@
 import { readFile } from 'node:fs/promises';
-import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { HostProbers } from '../../../src/failover/probe/host-probers.ts';
 import type { ProbeCheck, ProbeResult } from '../../../src/failover/probe/probe-session.ts';
@@ -8,24 +7,13 @@ import type { InventoryHost } from '../../../src/hosts/inventory.ts';
 import { startSshd, stopSshd } from '../../../src/lab/index.ts';
 import type { WatchStatus } from '../../../src/live/watch/host-watcher.ts';
 import { PROBE_BOOTSTRAP } from '../../../src/live/watch/watch-connection.ts';
-import { createLogger } from '../../../src/logger.ts';
 import { nsPids, processesMentioning, useLab } from '../../helpers/lab.ts';
+import { logCapture } from '../../helpers/log-capture.ts';
 
 const SEEN_WITHIN = { timeout: 10_000, interval: 50 };
 const T = 60_000;
 const CONTROLLER = '@controller';
 const INTERVAL_S = 0.5;
-
-function logCapture() {
-  const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l));
-      done();
-    },
-  });
-  return { logger: createLogger('info', sink), lines };
-}
 
 const check = (
   id: string,
@@ -48,7 +36,7 @@ async function ownProbeProcesses(): Promise<number[]> {
 
 describe('probers, given a lab of 2 hosts with real sshd', { timeout: T }, () => {
   const fleet = useLab(2);
-  const log = logCapture();
+  const log = logCapture('info');
   const results: ProbeResult[] = [];
   const statuses = new Map<string, WatchStatus[]>();
   let probers: HostProbers;

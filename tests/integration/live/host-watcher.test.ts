@@ -1,7 +1,6 @@
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { HostState } from '../../../src/hosts/host-state.ts';
@@ -11,24 +10,13 @@ import { nsExec, startSshd, stopSshd } from '../../../src/lab/index.ts';
 import { HostWatchers } from '../../../src/live/watch/host-watchers.ts';
 import type { WatchStatus } from '../../../src/live/watch/host-watcher.ts';
 import { BOOTSTRAP, masterSocketPath } from '../../../src/live/watch/watch-connection.ts';
-import { createLogger } from '../../../src/logger.ts';
 import { controlPathVar } from '../../../src/runs/ssh-masters.ts';
 import { nsCommands, useLab } from '../../helpers/lab.ts';
+import { logCapture } from '../../helpers/log-capture.ts';
 
 // Changes show up in well under a second; 10 s is the generous bound of every wait.
 const SEEN_WITHIN = { timeout: 10_000, interval: 50 };
 const T = 60_000;
-
-function logCapture() {
-  const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l));
-      done();
-    },
-  });
-  return { logger: createLogger('info', sink), lines };
-}
 
 function recorder() {
   const states = new Map<string, HostState[]>();
@@ -56,7 +44,7 @@ describe('host watchers, given a lab of 2 hosts with real sshd', { timeout: T },
   const fleet = useLab(2);
   let hosts: InventoryHost[];
   const rec = recorder();
-  const log = logCapture();
+  const log = logCapture('info');
   let watchers: HostWatchers;
   let h1: InventoryHost;
   let dir: string;
@@ -240,7 +228,7 @@ describe('host watchers, given a lab of 2 hosts with real sshd', { timeout: T },
     const lab = fleet.lab.hosts[0]!;
     expect((await stat(socket)).isSocket()).toBe(true);
     const rec = recorder();
-    const log = logCapture();
+    const log = logCapture('info');
     const viaMaster = new HostWatchers({
       logger: log.logger,
       resyncMs: 0,

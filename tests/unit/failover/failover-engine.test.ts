@@ -70,13 +70,15 @@ function route(host: string, p: FailoverPolicy = policy()): Route {
 class FakeStore {
   readonly rows = new Map<string, Route>();
   reads = 0;
+  /** As the store's queries: active routes with candidate gateways. */
+  private isCandidate = (r: Route | undefined) => !!r?.failover && r.status === 'active';
   async anyCandidate(ids: string[]) {
-    return ids.some((id) => this.rows.get(id)?.failover);
+    return ids.some((id) => this.isCandidate(this.rows.get(id)));
   }
   readonly recorded: { route: Route; outcome: FailoverOutcome }[] = [];
   async candidateRoutes() {
     this.reads++;
-    return [...this.rows.values()].map((r) => ({ ...r }));
+    return [...this.rows.values()].filter(this.isCandidate).map((r) => ({ ...r }));
   }
   async recordFailover(ids: string[], decide: (r: Route) => FailoverOutcome | null) {
     const out: { route: Route; outcome: FailoverOutcome }[] = [];
@@ -301,10 +303,12 @@ describe('FailoverEngine', () => {
   it('reads the candidate routes again for a change of one of them, not for plain routes', async () => {
     const { store, engine } = setup([host('h1')]);
     const r = route('h1');
+    const plain: Route = { ...route('h1'), failover: null, failoverState: null };
     store.rows.set(r.id, r);
+    store.rows.set(plain.id, plain);
     await engine.refresh();
     const reads = store.reads;
-    engine.routesChanged(['b0000000-0000-4000-8000-000000000001']);
+    engine.routesChanged([plain.id]);
     await new Promise((done) => setTimeout(done, 300));
     expect(store.reads).toBe(reads);
     engine.routesChanged([r.id]);

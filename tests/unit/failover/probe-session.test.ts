@@ -18,7 +18,8 @@ import {
   watchConnection,
   watchSpawner,
 } from '../../../src/live/watch/watch-connection.ts';
-import { FakeChild, logCapture } from '../../helpers/fake-child.ts';
+import { FakeChild } from '../../helpers/fake-child.ts';
+import { logCapture } from '../../helpers/log-capture.ts';
 
 const SCRIPT = 'print("the probe script")\n';
 

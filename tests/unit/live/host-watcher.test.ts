@@ -17,7 +17,8 @@ import {
   watchConnection,
   watchSpawner,
 } from '../../../src/live/watch/watch-connection.ts';
-import { FakeChild, logCapture } from '../../helpers/fake-child.ts';
+import { FakeChild } from '../../helpers/fake-child.ts';
+import { logCapture } from '../../helpers/log-capture.ts';
 
 const SCRIPT = 'print("the watch script")\n';
 
